@@ -1,0 +1,182 @@
+//! Assembly: turns a `Config` into a running service. Used by `main` and by the tests alike, and
+//! the only module that knows which storage backend runs.
+
+use crate::config::{Config, Pepper};
+use crate::dev::{DEV_ISSUER, DevKit};
+use crate::http::jwt::TokenVerifier;
+use crate::http::{self, AppState, RouterSettings};
+use crate::service::{Clock, Hasher, OtpKey, Services, SystemClock};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use anyhow::Context;
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Things tests replace.
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+}
+
+/// Installs the process-wide TLS provider (one for every crate; see docs/decisions.md).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Opens the database named by the URL and applies migrations.
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(
+            SqliteStore::connect(url)
+                .await
+                .context("opening the SQLite database")?,
+        )
+    } else {
+        anyhow::bail!("this build supports only sqlite: database URLs so far")
+    };
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    Ok(store)
+}
+
+/// The pepper: from the dev kit in dev mode, from `pepper_file` otherwise.
+fn pepper(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<Pepper> {
+    match dev {
+        Some(kit) => kit.pepper(&config.pepper_id),
+        None => Ok(config.read_pepper()?),
+    }
+}
+
+/// The use cases over an opened store: what `serve` runs and what operator commands call.
+pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Services> {
+    let dev = config
+        .dev
+        .then(|| DevKit::load_or_create(config))
+        .transpose()?;
+    services_with(config, clock, dev.as_ref()).await
+}
+
+async fn services_with(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    dev: Option<&DevKit>,
+) -> anyhow::Result<Services> {
+    install_crypto_provider();
+    let pepper = pepper(config, dev)?;
+    let otp_key = OtpKey::derive(&pepper);
+    let hasher = Hasher::new(
+        pepper,
+        config.argon2,
+        config.hash_concurrency,
+        config.hash_queue,
+    );
+    Ok(Services {
+        store: open_store(&config.database_url).await?,
+        hasher,
+        clock,
+        otp_key,
+        otp: config.otp,
+        pin_policy: config.pin_policy,
+    })
+}
+
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    build_with(config, Overrides::default()).await
+}
+
+pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<App> {
+    let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let dev = config
+        .dev
+        .then(|| DevKit::load_or_create(&config))
+        .transpose()?;
+    let services = services_with(&config, clock, dev.as_ref()).await?;
+    let tokens = match &dev {
+        Some(kit) => {
+            tracing::warn!(
+                dir = %kit.dir().display(),
+                "DEVELOPMENT MODE: tokens are signed by a local key and the pepper is stored on disk; \
+                 never use this mode with real users"
+            );
+            TokenVerifier::fixed(config.auth.clone(), DEV_ISSUER.to_owned(), &kit.key_set())?
+        }
+        None => TokenVerifier::remote(config.auth.clone())?,
+    };
+    if let Err(e) = tokens.load().await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "could not load signing keys yet; not ready until they load"
+        );
+    }
+    let state = AppState {
+        services: Arc::new(services),
+        tokens: Arc::new(tokens),
+    };
+    let router = http::router(
+        state,
+        RouterSettings {
+            base_path: &config.base_path,
+            max_body_bytes: config.max_body_bytes,
+        },
+    );
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    Ok(App { listener, router })
+}
+
+impl App {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "otpd listening");
+        self.serve_until(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,627 @@
+//! Settings: read once from an optional TOML file and `OTPD_*` environment variables, validated into
+//! a `Config`. A bad value stops start-up with a message naming the setting. No globals.
+
+use crate::domain::otp::{MAX_OTP_DIGITS, MAX_OTP_TTL, MIN_OTP_DIGITS};
+use crate::domain::{OtpSettings, PinPolicy};
+use secrecy::{ExposeSecret, SecretBox};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every setting: its name (the TOML key; the environment variable is `OTPD_` + upper case), its
+/// default, and one line of help. `otpd check-config` and the README are generated from the same
+/// facts, so they cannot disagree with the parser.
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "listen",
+        "127.0.0.1:8080",
+        "address and port to serve HTTP on",
+    ),
+    (
+        "database_url",
+        "sqlite://otpd.db",
+        "sqlite://PATH (created on first start) or postgres://…",
+    ),
+    ("base_path", "/user/2022-1", "path prefix of the API routes"),
+    (
+        "oidc_issuer",
+        "",
+        "expected `iss` of access tokens; JWKS discovered from it unless jwks_url is set",
+    ),
+    (
+        "jwks_url",
+        "",
+        "fetch signing keys from this URL instead of discovering them",
+    ),
+    (
+        "audience",
+        "",
+        "expected `aud` of access tokens (not checked when empty)",
+    ),
+    (
+        "token_leeway_seconds",
+        "30",
+        "clock skew allowed on `exp` and `nbf`",
+    ),
+    (
+        "linked_identity_claim",
+        "",
+        "when set, tokens without a non-empty claim of this name get 401 missing-linked-identity",
+    ),
+    (
+        "pepper_file",
+        "",
+        "file holding the secret pepper (at least 32 bytes); required outside dev mode",
+    ),
+    (
+        "pepper_id",
+        "p1",
+        "key id stored with each hash so the pepper can be rotated (1..8 characters)",
+    ),
+    (
+        "argon2",
+        "m=19456,t=2,p=1",
+        "Argon2id memory (KiB), iterations, parallelism for new hashes",
+    ),
+    (
+        "hash_concurrency",
+        "(number of cores)",
+        "hashes computed at the same time",
+    ),
+    (
+        "hash_queue",
+        "(2 x hash_concurrency)",
+        "requests allowed to wait for a hashing slot; beyond it 503",
+    ),
+    ("otp_digits", "6", "digits of an account OTP (6..10)"),
+    (
+        "otp_ttl_seconds",
+        "300",
+        "lifetime of an account OTP (1..600)",
+    ),
+    (
+        "otp_max_live",
+        "3",
+        "unused OTPs a user may hold; a new one retires the oldest (1..10)",
+    ),
+    ("pin_length", "4", "digits of a PIN (4..12)"),
+    (
+        "max_body_bytes",
+        "16384",
+        "largest request body accepted; larger gets 413",
+    ),
+    ("log", "info", "log filter (tracing EnvFilter syntax)"),
+    ("log_format", "text", "text or json"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting `{name}` (OTPD_{env}): {problem}")]
+    Invalid {
+        name: &'static str,
+        env: String,
+        problem: String,
+    },
+    #[error("config file {path}: {problem}")]
+    File { path: PathBuf, problem: String },
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        env: name.to_uppercase(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Settings {
+    pub m_kib: u32,
+    pub t: u32,
+    pub p: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        Self {
+            m_kib: 19456,
+            t: 2,
+            p: 1,
+        }
+    }
+}
+
+impl fmt::Display for Argon2Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m={},t={},p={}", self.m_kib, self.t, self.p)
+    }
+}
+
+impl Argon2Settings {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut out = Self::default();
+        let mut seen = [false; 3];
+        for part in raw.split(',') {
+            let (key, value) = part
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not key=value"))?;
+            let value: u32 = value
+                .parse()
+                .map_err(|_| format!("`{value}` is not a whole number"))?;
+            let slot = match key {
+                "m" => (&mut out.m_kib, 0),
+                "t" => (&mut out.t, 1),
+                "p" => (&mut out.p, 2),
+                other => return Err(format!("unknown parameter `{other}` (expected m, t, p)")),
+            };
+            *slot.0 = value;
+            seen[slot.1] = true;
+        }
+        if seen != [true; 3] {
+            return Err("expected all of m=…,t=…,p=…".into());
+        }
+        if out.p == 0 || out.p > 16 || out.t == 0 || out.t > 16 {
+            return Err("t and p must be 1..16".into());
+        }
+        if out.m_kib < 8 * out.p || out.m_kib > 4 * 1024 * 1024 {
+            return Err("m must be at least 8*p KiB and at most 4 GiB".into());
+        }
+        Ok(out)
+    }
+}
+
+/// The pepper: a secret mixed into every password and PIN hash and kept outside the database.
+pub struct Pepper {
+    pub id: String,
+    pub key: SecretBox<Vec<u8>>,
+}
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pepper {{ id: {:?}, key: [REDACTED] }}", self.id)
+    }
+}
+
+impl Pepper {
+    pub const MIN_LEN: usize = 32;
+
+    pub fn new(id: String, key: Vec<u8>) -> Result<Self, String> {
+        if key.len() < Self::MIN_LEN {
+            return Err(format!(
+                "the pepper must be at least {} bytes, found {}",
+                Self::MIN_LEN,
+                key.len()
+            ));
+        }
+        Ok(Self {
+            id,
+            key: SecretBox::new(Box::new(key)),
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.key.expose_secret()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub issuer: Option<String>,
+    pub jwks_url: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Duration,
+    pub linked_identity_claim: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub base_path: String,
+    pub auth: AuthSettings,
+    pub pepper_file: Option<PathBuf>,
+    pub pepper_id: String,
+    pub argon2: Argon2Settings,
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+    pub otp: OtpSettings,
+    pub pin_policy: PinPolicy,
+    pub max_body_bytes: usize,
+    pub log: String,
+    pub log_format: LogFormat,
+    /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
+    pub dev: bool,
+}
+
+/// Where raw values come from: the TOML file's table, then the environment on top.
+struct Source {
+    values: BTreeMap<&'static str, String>,
+}
+
+impl Source {
+    fn get(&self, name: &'static str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| invalid(name, format!("cannot parse `{raw}`"))),
+        }
+    }
+
+    fn in_range<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let v = self.parse(name, default)?;
+        if !range.contains(&v) {
+            return Err(invalid(
+                name,
+                format!("{v} is outside {}..={}", range.start(), range.end()),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+fn known(name: &str) -> Option<&'static str> {
+    SETTINGS.iter().map(|s| s.0).find(|k| *k == name)
+}
+
+impl Config {
+    /// Reads the file (if any) and the `OTPD_*` variables of `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        dev: bool,
+    ) -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Some(path) = file {
+            let file_err = |problem: String| ConfigError::File {
+                path: path.to_owned(),
+                problem,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+            for (key, value) in table {
+                let name =
+                    known(&key).ok_or_else(|| file_err(format!("unknown setting `{key}`")))?;
+                let raw = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(file_err(format!(
+                            "`{key}` must be a string or number, not {other}"
+                        )));
+                    }
+                };
+                values.insert(name, raw);
+            }
+        }
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("OTPD_") else {
+                continue;
+            };
+            if let Some(name) = known(&rest.to_lowercase()) {
+                values.insert(name, value);
+            }
+        }
+        Self::from_source(&Source { values }, dev)
+    }
+
+    /// Reads the process environment.
+    pub fn from_env(file: Option<&Path>, dev: bool) -> Result<Self, ConfigError> {
+        Self::load(file, std::env::vars(), dev)
+    }
+
+    fn from_source(src: &Source, dev: bool) -> Result<Self, ConfigError> {
+        let listen = src.parse("listen", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+        let database_url = src
+            .get("database_url")
+            .unwrap_or("sqlite://otpd.db")
+            .to_owned();
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let base_path = src
+            .get("base_path")
+            .unwrap_or("/user/2022-1")
+            .trim_end_matches('/')
+            .to_owned();
+        if !base_path.is_empty() && !base_path.starts_with('/') {
+            return Err(invalid("base_path", "must start with /"));
+        }
+        let url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match src.get(name) {
+                None => Ok(None),
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    Ok(Some(u.trim_end_matches('/').to_owned()))
+                }
+                Some(_) => Err(invalid(name, "must be an http:// or https:// URL")),
+            }
+        };
+        let auth = AuthSettings {
+            issuer: url("oidc_issuer")?,
+            jwks_url: url("jwks_url")?,
+            audience: src.get("audience").map(str::to_owned),
+            leeway: Duration::from_secs(src.in_range("token_leeway_seconds", 30u64, 0..=300)?),
+            linked_identity_claim: src.get("linked_identity_claim").map(str::to_owned),
+        };
+        if !dev && auth.issuer.is_none() {
+            return Err(invalid(
+                "oidc_issuer",
+                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
+            ));
+        }
+        let pepper_file = src.get("pepper_file").map(PathBuf::from);
+        if !dev && pepper_file.is_none() {
+            return Err(invalid(
+                "pepper_file",
+                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path",
+            ));
+        }
+        let pepper_id = src.get("pepper_id").unwrap_or("p1").to_owned();
+        if pepper_id.is_empty()
+            || pepper_id.len() > 8
+            || !pepper_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(invalid("pepper_id", "must be 1..8 ASCII letters or digits"));
+        }
+        let argon2 = match src.get("argon2") {
+            None => Argon2Settings::default(),
+            Some(raw) => Argon2Settings::parse(raw).map_err(|p| invalid("argon2", p))?,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let hash_concurrency = src.in_range("hash_concurrency", cores, 1..=256)?;
+        let hash_queue = src.in_range("hash_queue", 2 * hash_concurrency, 0..=10_000)?;
+        let otp = OtpSettings {
+            digits: src.in_range("otp_digits", 6u8, MIN_OTP_DIGITS..=MAX_OTP_DIGITS)?,
+            ttl: Duration::from_secs(src.in_range(
+                "otp_ttl_seconds",
+                300u64,
+                1..=MAX_OTP_TTL.as_secs(),
+            )?),
+            max_live: src.in_range("otp_max_live", 3u32, 1..=10)?,
+        };
+        let pin_policy = PinPolicy {
+            length: src.in_range("pin_length", 4usize, 4..=12)?,
+        };
+        let max_body_bytes = src.in_range("max_body_bytes", 16 * 1024usize, 1024..=1024 * 1024)?;
+        let log = src.get("log").unwrap_or("info").to_owned();
+        let log_format = match src.get("log_format").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("`{other}` is not text or json"),
+                ));
+            }
+        };
+        Ok(Self {
+            listen,
+            database_url,
+            base_path,
+            auth,
+            pepper_file,
+            pepper_id,
+            argon2,
+            hash_concurrency,
+            hash_queue,
+            otp,
+            pin_policy,
+            max_body_bytes,
+            log,
+            log_format,
+            dev,
+        })
+    }
+
+    /// Reads the pepper file named by the configuration.
+    pub fn read_pepper(&self) -> Result<Pepper, ConfigError> {
+        let path = self
+            .pepper_file
+            .as_ref()
+            .ok_or_else(|| invalid("pepper_file", "not set"))?;
+        let mut bytes = std::fs::read(path).map_err(|e| {
+            invalid(
+                "pepper_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        // A trailing newline from `echo`/an editor is not part of the secret.
+        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            bytes.pop();
+        }
+        Pepper::new(self.pepper_id.clone(), bytes).map_err(|p| invalid("pepper_file", p))
+    }
+
+    /// The effective configuration as `name = value` lines, secrets redacted.
+    pub fn describe(&self) -> String {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let lines = [
+            (
+                "mode",
+                if self.dev {
+                    "DEVELOPMENT".to_owned()
+                } else {
+                    "production".to_owned()
+                },
+            ),
+            ("listen", self.listen.to_string()),
+            ("database_url", redact_url_password(&self.database_url)),
+            ("base_path", self.base_path.clone()),
+            ("oidc_issuer", opt(&self.auth.issuer)),
+            ("jwks_url", opt(&self.auth.jwks_url)),
+            ("audience", opt(&self.auth.audience)),
+            (
+                "token_leeway_seconds",
+                self.auth.leeway.as_secs().to_string(),
+            ),
+            (
+                "linked_identity_claim",
+                opt(&self.auth.linked_identity_claim),
+            ),
+            (
+                "pepper_file",
+                self.pepper_file
+                    .as_ref()
+                    .map(|p| format!("{} (contents not shown)", p.display()))
+                    .unwrap_or_default(),
+            ),
+            ("pepper_id", self.pepper_id.clone()),
+            ("argon2", self.argon2.to_string()),
+            ("hash_concurrency", self.hash_concurrency.to_string()),
+            ("hash_queue", self.hash_queue.to_string()),
+            ("otp_digits", self.otp.digits.to_string()),
+            ("otp_ttl_seconds", self.otp.ttl.as_secs().to_string()),
+            ("otp_max_live", self.otp.max_live.to_string()),
+            ("pin_length", self.pin_policy.length.to_string()),
+            ("max_body_bytes", self.max_body_bytes.to_string()),
+            ("log", self.log.clone()),
+            (
+                "log_format",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+        ];
+        lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, t)| (a, Some(t)));
+    let redacted_authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    match tail {
+        Some(t) => format!("{scheme}://{redacted_authority}/{t}"),
+        None => format!("{scheme}://{redacted_authority}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn dev_mode_needs_nothing_and_has_the_documented_defaults() {
+        let c = Config::load(None, env(&[]), true).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://otpd.db");
+        assert_eq!(c.base_path, "/user/2022-1");
+        assert_eq!(c.otp.digits, 6);
+        assert_eq!(c.otp.ttl.as_secs(), 300);
+        assert_eq!(c.argon2, Argon2Settings::default());
+    }
+
+    #[test]
+    fn production_mode_refuses_to_start_without_issuer_or_pepper() {
+        let e = Config::load(None, env(&[("OTPD_PEPPER_FILE", "/p")]), false).unwrap_err();
+        assert!(e.to_string().contains("oidc_issuer"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("OTPD_OIDC_ISSUER", "https://id.example")]),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("OTPD_PEPPER_FILE"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting() {
+        for (k, v, name) in [
+            ("OTPD_OTP_DIGITS", "5", "otp_digits"),
+            ("OTPD_OTP_TTL_SECONDS", "601", "otp_ttl_seconds"),
+            ("OTPD_ARGON2", "m=19456,t=2", "argon2"),
+            ("OTPD_LISTEN", "nowhere", "listen"),
+            ("OTPD_DATABASE_URL", "mysql://x", "database_url"),
+            ("OTPD_LOG_FORMAT", "xml", "log_format"),
+        ] {
+            let e = Config::load(None, env(&[(k, v)]), true).unwrap_err();
+            assert!(e.to_string().contains(name), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otpd.toml");
+        std::fs::write(&path, "otp_digits = 8\notp_ttl_seconds = 120\n").unwrap();
+        let c = Config::load(Some(&path), env(&[("OTPD_OTP_DIGITS", "7")]), true).unwrap();
+        assert_eq!(c.otp.digits, 7);
+        assert_eq!(c.otp.ttl.as_secs(), 120);
+        std::fs::write(&path, "otp_digitz = 8\n").unwrap();
+        assert!(Config::load(Some(&path), env(&[]), true).is_err());
+    }
+
+    #[test]
+    fn describe_redacts_database_passwords() {
+        let c = Config::load(
+            None,
+            env(&[("OTPD_DATABASE_URL", "postgres://u:hunter2@db/otpd")]),
+            true,
+        )
+        .unwrap();
+        let text = c.describe();
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("postgres://u:***@db/otpd"));
+    }
+
+    #[test]
+    fn a_short_pepper_is_refused() {
+        assert!(Pepper::new("p1".into(), vec![0; 31]).is_err());
+        let p = Pepper::new("p1".into(), vec![7; 32]).unwrap();
+        assert!(!format!("{p:?}").contains('7'));
+    }
+}

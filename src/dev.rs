@@ -1,0 +1,175 @@
+//! Development mode: a local signing key and pepper, created once next to the database and reused,
+//! so `otpd serve --dev` needs no identity provider and `otpd dev token` can mint tokens for it.
+//! Never for production: the key files sit unencrypted on disk and every scope is one command away.
+
+use crate::config::{Config, Pepper};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::pkcs8::EncodePrivateKey;
+use rand::Rng;
+use serde::Serialize;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEV_ISSUER: &str = "urn:otpd:dev";
+const DEV_KID: &str = "otpd-dev";
+
+/// Every scope otpd knows; the default for minted development tokens.
+pub const ALL_SCOPES: &str = "user:otp:create user:otp:verify user:device-totps:create \
+user:device-totps:create-after-login user:users.pin:update user:users.pin:check \
+user:users.password:check user:user:delete";
+
+pub struct DevKit {
+    dir: PathBuf,
+    signing: EncodingKey,
+    jwk: Jwk,
+    pepper: Vec<u8>,
+}
+
+/// Where dev-mode secrets live: a `.otpd-dev` folder beside the SQLite file (or the working
+/// directory for other databases).
+pub fn dir_for(config: &Config) -> PathBuf {
+    let url = &config.database_url;
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|p| !p.starts_with(":memory:"))
+        .map(|p| p.split('?').next().unwrap_or(p));
+    let parent = path
+        .and_then(|p| Path::new(p).parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    parent.join(".otpd-dev")
+}
+
+fn read_or_create(path: &Path, len: usize) -> anyhow::Result<Vec<u8>> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(URL_SAFE_NO_PAD.decode(text.trim())?);
+    }
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(URL_SAFE_NO_PAD.encode(&bytes).as_bytes())?;
+    Ok(bytes)
+}
+
+impl DevKit {
+    pub fn load_or_create(config: &Config) -> anyhow::Result<Self> {
+        let dir = dir_for(config);
+        std::fs::create_dir_all(&dir)?;
+        let pepper = read_or_create(&dir.join("pepper"), 48)?;
+        let key_path = dir.join("signing-key");
+        let secret = loop {
+            let bytes = read_or_create(&key_path, 32)?;
+            match p256::SecretKey::from_slice(&bytes) {
+                Ok(k) => break k,
+                // Out of the curve's range (about 1 in 2^32): draw again.
+                Err(_) => std::fs::remove_file(&key_path)?,
+            }
+        };
+        let der = secret.to_pkcs8_der()?;
+        let signing = EncodingKey::from_ec_der(der.as_bytes());
+        let mut jwk = Jwk::from_encoding_key(&signing, Algorithm::ES256)?;
+        jwk.common.key_id = Some(DEV_KID.to_owned());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Ok(Self {
+            dir,
+            signing,
+            jwk,
+            pepper,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn pepper(&self, id: &str) -> anyhow::Result<Pepper> {
+        Pepper::new(id.to_owned(), self.pepper.clone()).map_err(anyhow::Error::msg)
+    }
+
+    pub fn key_set(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![self.jwk.clone()],
+        }
+    }
+
+    /// A signed access token for `sub` with the given space-separated scopes.
+    pub fn mint(&self, sub: &str, scope: &str, ttl: Duration) -> anyhow::Result<String> {
+        #[derive(Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            sub: &'a str,
+            scope: &'a str,
+            client_id: &'a str,
+            iat: i64,
+            nbf: i64,
+            exp: i64,
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = Claims {
+            iss: DEV_ISSUER,
+            sub,
+            scope,
+            client_id: "otpd-dev",
+            iat: now,
+            nbf: now,
+            exp: now + i64::try_from(ttl.as_secs())?,
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(DEV_KID.to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        Ok(jsonwebtoken::encode(&header, &claims, &self.signing)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> Config {
+        Config::load(
+            None,
+            vec![("OTPD_DATABASE_URL".to_owned(), url.to_owned())],
+            true,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn dev_files_sit_beside_the_sqlite_file() {
+        assert_eq!(
+            dir_for(&config("sqlite://otpd.db")),
+            PathBuf::from("./.otpd-dev")
+        );
+        assert_eq!(
+            dir_for(&config("sqlite:///var/lib/otpd/o.db?mode=rwc")),
+            PathBuf::from("/var/lib/otpd/.otpd-dev")
+        );
+        assert_eq!(
+            dir_for(&config("postgres://localhost/x")),
+            PathBuf::from("./.otpd-dev")
+        );
+    }
+
+    #[test]
+    fn the_kit_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/otpd.db", dir.path().display());
+        let a = DevKit::load_or_create(&config(&url)).unwrap();
+        let b = DevKit::load_or_create(&config(&url)).unwrap();
+        assert_eq!(a.pepper, b.pepper);
+        assert_eq!(
+            serde_json::to_string(&a.jwk).unwrap(),
+            serde_json::to_string(&b.jwk).unwrap()
+        );
+    }
+}

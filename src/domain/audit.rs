@@ -1,0 +1,32 @@
+//! Credential events written to the audit table. They name what happened, never a secret.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditEvent {
+    PasswordSet,
+    PinSet,
+    OtpIssued,
+    OtpRefused,
+    PasswordRefused,
+    PinRefused,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::PasswordSet => "password.set",
+            AuditEvent::PinSet => "pin.set",
+            AuditEvent::OtpIssued => "otp.issued",
+            AuditEvent::OtpRefused => "otp.refused",
+            AuditEvent::PasswordRefused => "password.refused",
+            AuditEvent::PinRefused => "pin.refused",
+        }
+    }
+}
+
+impl fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

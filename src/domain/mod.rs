@@ -1,0 +1,11 @@
+//! Pure rules and types of the credential domain: no I/O, no clock reads, no framework types.
+
+pub mod audit;
+pub mod credential;
+pub mod otp;
+pub mod subject;
+
+pub use audit::AuditEvent;
+pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
+pub use otp::{OtpCode, OtpSettings};
+pub use subject::Subject;

@@ -1,0 +1,87 @@
+//! Who is calling: the bearer token, validated, and the scope each endpoint requires.
+
+use super::AppState;
+use super::context::RequestNotes;
+use super::error::ApiError;
+use super::jwt::TokenError;
+use crate::domain::Subject;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: Subject,
+    pub scopes: Vec<String>,
+    pub client_id: Option<String>,
+}
+
+impl Caller {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// The scopes an endpoint accepts (any one of them is enough).
+pub trait ScopeRule {
+    const ANY_OF: &'static [&'static str];
+}
+
+/// A caller holding one of `R`'s scopes: 401 without a valid token, 403 without the scope.
+pub struct Authorized<R>(pub Caller, pub PhantomData<R>);
+
+pub struct OtpCreate;
+impl ScopeRule for OtpCreate {
+    const ANY_OF: &'static [&'static str] = &["user:otp:create"];
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let token = bearer_token(parts).ok_or(ApiError::MissingToken)?;
+    let claims = state.tokens.verify(token).await.map_err(|e| {
+        tracing::info!(reason = %e, "access token refused");
+        match e {
+            TokenError::MissingLinkedIdentity => ApiError::MissingLinkedIdentity,
+            _ => ApiError::InvalidToken,
+        }
+    })?;
+    let subject = Subject::parse(&claims.sub).ok_or_else(|| {
+        tracing::info!("access token refused: unusable sub");
+        ApiError::InvalidToken
+    })?;
+    if let (Some(notes), Some(client)) = (
+        parts.extensions.get::<Arc<RequestNotes>>(),
+        &claims.client_id,
+    ) {
+        let _ = notes.client_id.set(client.chars().take(128).collect());
+    }
+    Ok(Caller {
+        subject,
+        scopes: claims.scopes,
+        client_id: claims.client_id,
+    })
+}
+
+impl<R: ScopeRule + Send + Sync> FromRequestParts<AppState> for Authorized<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        if R::ANY_OF.iter().any(|s| caller.has_scope(s)) {
+            Ok(Authorized(caller, PhantomData))
+        } else {
+            Err(ApiError::InsufficientScope(R::ANY_OF[0]))
+        }
+    }
+}

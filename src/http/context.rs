@@ -1,0 +1,121 @@
+//! The outermost layer: gives every request an id, finishes every error into a JSON:API body that
+//! carries that id, and writes the one log line per request.
+
+use super::error::{self, ErrorBody, ErrorCause, JSON_API};
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tracing::Instrument;
+
+pub const REQUEST_ID: &str = "request-id";
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// The id of one request: the caller's `Request-Id` if it is sane, otherwise a fresh xid.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn from_request(req: &Request) -> Self {
+        let incoming = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| is_sane_request_id(v));
+        Self(incoming.map_or_else(|| xid::new().to_string(), str::to_owned))
+    }
+}
+
+/// Ids end up in logs and headers: only short, plain tokens are taken over from clients.
+fn is_sane_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_REQUEST_ID_LEN
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Facts learned while handling a request that belong on its log line.
+#[derive(Default, Debug)]
+pub struct RequestNotes {
+    pub route: OnceLock<String>,
+    pub client_id: OnceLock<String>,
+}
+
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = RequestId::from_request(&req);
+    let notes = Arc::new(RequestNotes::default());
+    req.extensions_mut().insert(id.clone());
+    req.extensions_mut().insert(Arc::clone(&notes));
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id.0);
+
+    let mut res = next.run(req).instrument(span.clone()).await;
+
+    finish_error(&mut res, &id.0);
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = res.status().as_u16();
+    let route = notes.route.get().map_or("(unmatched)", String::as_str);
+    let client_id = notes.client_id.get().map_or("", String::as_str);
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _enter = span.enter();
+    if let Some(ErrorCause(cause)) = res.extensions().get::<ErrorCause>() {
+        tracing::error!(%method, route, status, latency_ms, client_id, error = format!("{cause:#}"), "request failed");
+    } else {
+        tracing::info!(%method, route, status, latency_ms, client_id, "request");
+    }
+    res
+}
+
+/// Records the matched route template (never the raw path, which may carry ids) for the log line.
+pub async fn remember_route(req: Request, next: Next) -> Response {
+    if let (Some(path), Some(notes)) = (
+        req.extensions().get::<MatchedPath>(),
+        req.extensions().get::<Arc<RequestNotes>>(),
+    ) {
+        let _ = notes.route.set(path.as_str().to_owned());
+    }
+    next.run(req).await
+}
+
+fn finish_error(res: &mut Response, request_id: &str) {
+    let body = match res.extensions_mut().remove::<ErrorBody>() {
+        Some(body) => body,
+        None if res.status().is_client_error() || res.status().is_server_error() => {
+            let already_ours = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(JSON_API.as_bytes()));
+            if already_ours {
+                return;
+            }
+            error::for_status(res.status())
+        }
+        None => return,
+    };
+    let bytes = error::render(&body, request_id);
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+    headers.remove(header::CONTENT_LENGTH);
+    *res.body_mut() = Body::from(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_from_clients_must_be_short_and_plain() {
+        assert!(is_sane_request_id("cbgmhslmp1o9or9kh1p0"));
+        assert!(is_sane_request_id("3f2b-11:aa.b_c"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("a b"));
+        assert!(!is_sane_request_id("x\"y"));
+        assert!(!is_sane_request_id(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,303 @@
+//! The only place that knows status codes and JSON:API error bodies.
+//!
+//! Handlers and extractors return `ApiError`; it travels to `context::request_context` inside the
+//! response, which renders it with the request id. Responses that did not come from us (axum's
+//! rejections, 405, the body limit, a caught panic) are rewritten there too, so every error a client
+//! sees has the same shape.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON")]
+    MalformedJson,
+    #[error("invalid field {pointer}: {detail}")]
+    InvalidField { pointer: String, detail: String },
+    #[error("neither pin nor password given")]
+    MissingCredential,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("credential not set")]
+    CredentialNotSet,
+    #[error("token missing")]
+    MissingToken,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("missing linked identity")]
+    MissingLinkedIdentity,
+    #[error("insufficient scope")]
+    InsufficientScope(&'static str),
+    #[error("not acceptable")]
+    NotAcceptable(&'static str),
+    #[error("unsupported media type")]
+    UnsupportedMediaType(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("overloaded")]
+    Overloaded,
+    #[error("database unavailable")]
+    Unavailable,
+    #[error("not ready")]
+    NotReady,
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// How long a client should wait before retrying a 503, in seconds.
+const RETRY_AFTER_UNAVAILABLE: u32 = 1;
+
+/// One entry of a JSON:API `errors` array, before the request id is known.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<ErrorSource>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorSource {
+    Pointer(String),
+    Parameter(String),
+}
+
+/// The cause of a 5xx, carried to the request log line and never to the client.
+#[derive(Clone)]
+pub struct ErrorCause(pub Arc<anyhow::Error>);
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson => StatusCode::BAD_REQUEST,
+            ApiError::InvalidField { .. }
+            | ApiError::MissingCredential
+            | ApiError::InvalidCredentials => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::CredentialNotSet | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MissingToken | ApiError::InvalidToken | ApiError::MissingLinkedIdentity => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Overloaded | ApiError::Unavailable | ApiError::NotReady => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (code, title, detail): (&'static str, &'static str, String) = match self {
+            ApiError::MalformedJson => ("malformed-json", "Malformed JSON", "The request body is not valid JSON.".into()),
+            ApiError::InvalidField { detail, .. } => ("invalid-field", "Invalid field", detail.clone()),
+            ApiError::MissingCredential => (
+                "missing-credential",
+                "No credential given",
+                "Give a pin or a password (or both).".into(),
+            ),
+            ApiError::InvalidCredentials => (
+                "invalid-credentials",
+                "Invalid credentials",
+                "None of the given credentials is valid.".into(),
+            ),
+            ApiError::CredentialNotSet => (
+                "credential-not-set",
+                "Credential not set",
+                "None of the given credentials is set for this user.".into(),
+            ),
+            ApiError::MissingToken => (
+                "missing-token",
+                "Missing access token",
+                "Send an OAuth2 access token as `Authorization: Bearer <token>`.".into(),
+            ),
+            ApiError::InvalidToken => (
+                "invalid-token",
+                "Invalid access token",
+                "The access token is malformed, expired, not yet valid, or not issued for this service.".into(),
+            ),
+            // Title and detail as the PACE API documents them.
+            ApiError::MissingLinkedIdentity => (
+                "missing-linked-identity",
+                "Missing linked identity for authorized access",
+                "Linked identity is needed to access this resource, please check why the user does not have a linked identity".into(),
+            ),
+            ApiError::InsufficientScope(scope) => (
+                "insufficient-scope",
+                "Insufficient scope",
+                format!("The access token lacks the scope `{scope}`."),
+            ),
+            ApiError::NotAcceptable(offered) => (
+                "not-acceptable",
+                "Not acceptable",
+                format!("This endpoint answers with {offered}; the Accept header does not allow it."),
+            ),
+            ApiError::UnsupportedMediaType(expected) => (
+                "unsupported-media-type",
+                "Unsupported media type",
+                format!("Send the request body as {expected}."),
+            ),
+            ApiError::NotFound => ("not-found", "Not found", "No such resource.".into()),
+            ApiError::PayloadTooLarge => (
+                "payload-too-large",
+                "Payload too large",
+                "The request body exceeds the size limit.".into(),
+            ),
+            ApiError::Overloaded => (
+                "overloaded",
+                "Service overloaded",
+                "Too many requests are waiting; retry shortly.".into(),
+            ),
+            ApiError::Unavailable => (
+                "service-unavailable",
+                "Service unavailable",
+                "The service cannot reach its database; retry shortly.".into(),
+            ),
+            ApiError::NotReady => ("not-ready", "Not ready", "The service is not ready to serve requests.".into()),
+            ApiError::Internal(_) => (
+                "internal-error",
+                "Internal server error",
+                "Something went wrong on our side. The request id identifies it in our logs.".into(),
+            ),
+        };
+        let source = match self {
+            ApiError::InvalidField { pointer, .. } => Some(ErrorSource::Pointer(pointer.clone())),
+            ApiError::MissingCredential => Some(ErrorSource::Pointer(String::new())),
+            _ => None,
+        };
+        ErrorBody {
+            status: self.status(),
+            code,
+            title,
+            detail,
+            source,
+        }
+    }
+
+    pub fn invalid_field(pointer: &str, detail: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            pointer: pointer.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        let mut res = body.status.into_response();
+        let headers = res.headers_mut();
+        match &self {
+            ApiError::MissingToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::InvalidToken | ApiError::MissingLinkedIdentity => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            ApiError::InsufficientScope(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
+                );
+            }
+            ApiError::Overloaded | ApiError::Unavailable | ApiError::NotReady => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER_UNAVAILABLE),
+                );
+            }
+            _ => {}
+        }
+        if let ApiError::Internal(cause) = self {
+            res.extensions_mut().insert(ErrorCause(Arc::new(cause)));
+        }
+        res.extensions_mut().insert(body);
+        res
+    }
+}
+
+/// The error we answer for a status that some layer produced without our body.
+pub fn for_status(status: StatusCode) -> ErrorBody {
+    let (code, title, detail) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "Not found", "No such resource."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "Method not allowed",
+            "This resource does not support the request method.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload-too-large",
+            "Payload too large",
+            "The request body exceeds the size limit.",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request-timeout",
+            "Request timeout",
+            "The request took too long.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "Unsupported media type",
+            "The request body has an unsupported media type.",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "service-unavailable",
+            "Service unavailable",
+            "The service is temporarily unavailable; retry shortly.",
+        ),
+        s if s.is_server_error() => (
+            "internal-error",
+            "Internal server error",
+            "Something went wrong on our side. The request id identifies it in our logs.",
+        ),
+        _ => (
+            "bad-request",
+            "Bad request",
+            "The request cannot be processed.",
+        ),
+    };
+    ErrorBody {
+        status,
+        code,
+        title,
+        detail: detail.to_owned(),
+        source: None,
+    }
+}
+
+pub const JSON_API: &str = "application/vnd.api+json";
+
+/// Renders the final JSON:API document of one error.
+pub fn render(body: &ErrorBody, request_id: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        id: &'a str,
+        status: String,
+        #[serde(flatten)]
+        body: &'a ErrorBody,
+    }
+    #[derive(Serialize)]
+    struct Document<'a> {
+        errors: [Entry<'a>; 1],
+    }
+    let doc = Document {
+        errors: [Entry {
+            id: request_id,
+            status: body.status.as_u16().to_string(),
+            body,
+        }],
+    };
+    serde_json::to_vec(&doc).unwrap_or_else(|_| b"{\"errors\":[{\"status\":\"500\"}]}".to_vec())
+}

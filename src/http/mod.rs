@@ -1,0 +1,67 @@
+//! The HTTP face of otpd: routes, extractors, content negotiation, bearer-token checks, and the
+//! mapping of service results to statuses and JSON:API errors.
+
+pub mod auth;
+pub mod context;
+pub mod error;
+pub mod health;
+pub mod jwt;
+pub mod negotiate;
+pub mod otp;
+
+use crate::service::{ServiceError, Services};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn;
+use axum::routing::{get, post};
+use error::ApiError;
+use jwt::TokenVerifier;
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub tokens: Arc<TokenVerifier>,
+}
+
+pub struct RouterSettings<'a> {
+    pub base_path: &'a str,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
+    let api = Router::new()
+        .route("/user/otp", post(otp::create))
+        .route_layer(from_fn(context::remember_route));
+    let api = if settings.base_path.is_empty() {
+        api
+    } else {
+        Router::new().nest(settings.base_path, api)
+    };
+    let health = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route_layer(from_fn(context::remember_route));
+    api.merge(health)
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(CatchPanicLayer::new())
+        .layer(from_fn(context::request_context))
+        .with_state(state)
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
+            ServiceError::CredentialNotSet => ApiError::CredentialNotSet,
+            ServiceError::Overloaded => ApiError::Overloaded,
+            ServiceError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::Unavailable
+            }
+            ServiceError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}

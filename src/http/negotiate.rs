@@ -1,0 +1,198 @@
+//! Content negotiation and request bodies, answered in our error format.
+//!
+//! Header checks are separate extractors so that handlers can run them before token validation:
+//! refusing a wrong media type costs nothing, verifying a signature does not.
+
+use super::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+const APPLICATION_JSON: &str = "application/json";
+
+/// Does an `Accept` header admit `wanted` (`type/subtype`)? Absent means anything goes; `q=0`
+/// means "not this one".
+pub fn accepts(accept: Option<&str>, wanted: &str) -> bool {
+    let Some(accept) = accept else { return true };
+    let (wanted_type, _) = wanted.split_once('/').unwrap_or((wanted, ""));
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused && (media == "*/*" || media == wanted || media == format!("{wanted_type}/*"))
+    })
+}
+
+/// Is `content_type` (with any parameters) the media type `wanted`?
+pub fn is_media_type(content_type: Option<&str>, wanted: &str) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(wanted))
+}
+
+fn header_str<'a>(parts: &'a Parts, name: header::HeaderName) -> Option<&'a str> {
+    parts
+        .headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("\u{0}invalid"))
+}
+
+/// The client accepts `application/json` answers (406 otherwise).
+pub struct AcceptsJson;
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptsJson {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if accepts(header_str(parts, header::ACCEPT), APPLICATION_JSON) {
+            Ok(AcceptsJson)
+        } else {
+            Err(ApiError::NotAcceptable(APPLICATION_JSON))
+        }
+    }
+}
+
+/// The request body is declared as `application/json` (415 otherwise).
+pub struct JsonContentType;
+
+impl<S: Send + Sync> FromRequestParts<S> for JsonContentType {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if is_media_type(header_str(parts, header::CONTENT_TYPE), APPLICATION_JSON) {
+            Ok(JsonContentType)
+        } else {
+            Err(ApiError::UnsupportedMediaType(APPLICATION_JSON))
+        }
+    }
+}
+
+/// A JSON body parsed into `T`: 400 when it is not JSON, 422 with a pointer when it is JSON of the
+/// wrong shape, 413 (from the body limit) when it is too large.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rejection) => {
+                // The body limit's rejection: keep its status, our layer gives it our body.
+                let status = axum::response::IntoResponse::into_response(rejection).status();
+                return Err(if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson
+                });
+            }
+        };
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de);
+    if value.is_ok() && de.end().is_err() {
+        return Err(ApiError::MalformedJson);
+    }
+    value.map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::MalformedJson;
+        }
+        let pointer = json_pointer(e.path());
+        // serde's messages quote the offending value ("invalid type: integer `1234`"), which may
+        // be a secret: only the message for a missing field, which quotes our field name, is kept.
+        let message = inner.to_string();
+        let detail = match message.split(" at line ").next() {
+            Some(m) if m.starts_with("missing field") => format!("{m}."),
+            _ => "The value has the wrong type or is not allowed here.".to_owned(),
+        };
+        ApiError::invalid_field(&pointer, detail)
+    })
+}
+
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|seg| match seg {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .map(|s| format!("/{s}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_values_the_pace_clients_send_admit_json() {
+        for ok in [
+            None,
+            Some("*/*"),
+            Some("application/*"),
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("text/html, application/json;q=0.5"),
+        ] {
+            assert!(accepts(ok, APPLICATION_JSON), "{ok:?}");
+        }
+        for bad in [
+            Some("text/html"),
+            Some("application/xml"),
+            Some("application/json;q=0"),
+            Some("application/vnd.api+json"),
+        ] {
+            assert!(!accepts(bad, APPLICATION_JSON), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_type_parameters_and_case_are_ignored() {
+        assert!(is_media_type(
+            Some("application/json; charset=utf-8"),
+            APPLICATION_JSON
+        ));
+        assert!(is_media_type(Some("Application/JSON"), APPLICATION_JSON));
+        assert!(!is_media_type(Some("text/plain"), APPLICATION_JSON));
+        assert!(!is_media_type(None, APPLICATION_JSON));
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Body {
+        pin: Option<String>,
+    }
+
+    #[test]
+    fn syntax_errors_are_400_and_type_errors_point_at_the_field() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"pin\":"),
+            Err(ApiError::MalformedJson)
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"{} x"),
+            Err(ApiError::MalformedJson)
+        ));
+        match parse_json::<Body>(b"{\"pin\": 1234}") {
+            Err(ApiError::InvalidField { pointer, detail }) => {
+                assert_eq!(pointer, "/pin");
+                assert!(!detail.contains("1234"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

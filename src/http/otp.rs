@@ -1,0 +1,97 @@
+//! `POST /user/otp`: a PIN or password in, a one-time password out.
+
+use super::AppState;
+use super::auth::{Authorized, OtpCreate};
+use super::error::ApiError;
+use super::negotiate::{AcceptsJson, JsonBody, JsonContentType};
+use crate::domain::Attempt;
+use crate::domain::credential::{MAX_PASSWORD_BYTES, MAX_PIN_BYTES};
+use crate::service::otp::{IssuedOtp, Proof};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+#[derive(Deserialize)]
+pub struct CreateOtpRequest {
+    #[serde(default)]
+    pin: Option<SecretString>,
+    #[serde(default)]
+    password: Option<SecretString>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtpCreated {
+    otp: String,
+    expires_at: String,
+}
+
+/// `2026-11-25T20:31:00Z`: UTC, literal Z, no fraction (the only form older iOS SDKs parse).
+pub fn pace_datetime(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
+}
+
+/// An offered factor: empty counts as not offered; longer than any stored value can be is a 422.
+fn offered(
+    value: Option<SecretString>,
+    pointer: &str,
+    max: usize,
+) -> Result<Option<Attempt>, ApiError> {
+    match value {
+        Some(v) if v.expose_secret().is_empty() => Ok(None),
+        Some(v) => Attempt::bounded(v, max)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_field(pointer, format!("At most {max} bytes."))),
+        None => Ok(None),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    _: AcceptsJson,
+    _: JsonContentType,
+    Authorized(caller, ..): Authorized<OtpCreate>,
+    JsonBody(body): JsonBody<CreateOtpRequest>,
+) -> Result<(StatusCode, Json<OtpCreated>), ApiError> {
+    let proof = Proof {
+        password: offered(body.password, "/password", MAX_PASSWORD_BYTES)?,
+        pin: offered(body.pin, "/pin", MAX_PIN_BYTES)?,
+    };
+    if proof.password.is_none() && proof.pin.is_none() {
+        return Err(ApiError::MissingCredential);
+    }
+    let IssuedOtp { code, expires_at } = state.services.issue_otp(&caller.subject, proof).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OtpCreated {
+            otp: code.expose().to_owned(),
+            expires_at: pace_datetime(expires_at),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn dates_have_no_fraction_and_a_literal_z() {
+        assert_eq!(
+            pace_datetime(datetime!(2026-11-25 20:31:00.999 UTC)),
+            "2026-11-25T20:31:00Z"
+        );
+        assert_eq!(
+            pace_datetime(datetime!(2026-11-25 21:31:00 +1)),
+            "2026-11-25T20:31:00Z"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! otpd: a credential service that keeps passwords and PINs, checks them, and issues short-lived
+//! one-time passwords, speaking the PACE Cloud User API 2022-1.
+//!
+//! Layers point one way: `http -> service -> store -> domain`. `app` assembles them.
+
+pub mod app;
+pub mod config;
+pub mod dev;
+pub mod domain;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,167 @@
+//! The `otpd` command: parses arguments and calls into the library, nothing more.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use otpd::config::{Config, LogFormat};
+use otpd::domain::{Password, Pin, Subject};
+use otpd::service::SystemClock;
+use otpd::service::credentials::NewCredential;
+use secrecy::SecretString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "otpd",
+    version,
+    about = "Passwords, PINs and one-time passwords for the PACE Cloud User API 2022-1"
+)]
+struct Cli {
+    /// TOML configuration file; `OTPD_*` environment variables override it.
+    #[arg(long, global = true, env = "OTPD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Development mode: local signing key and pepper (created next to the database). Never for real users.
+    #[arg(long, global = true)]
+    dev: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+    /// Manage a user's credentials.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Development helpers (work only with the development key).
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Set a user's password, read from standard input (never from the command line).
+    SetPassword { sub: String },
+    /// Set a user's PIN, read from standard input (never from the command line).
+    SetPin { sub: String },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Print an access token signed by the development key.
+    Token {
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes (default: all scopes otpd knows).
+        #[arg(long, default_value = otpd::dev::ALL_SCOPES)]
+        scope: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dev = cli.dev || matches!(cli.command, Command::Dev(_));
+    let config = match Config::from_env(cli.config.as_deref(), dev) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("otpd: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("otpd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otpd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            otpd::telemetry::init(&config.log, config.log_format);
+            if config.dev {
+                eprintln!(
+                    "\n  *** otpd DEVELOPMENT MODE: local signing key, pepper on disk. Never use with real users. ***\n"
+                );
+            }
+            let app = otpd::app::build(config).await?;
+            app.run().await?;
+        }
+        Command::Migrate => {
+            otpd::telemetry::init(&config.log, LogFormat::Text);
+            otpd::app::open_store(&config.database_url).await?;
+            eprintln!("database is up to date");
+        }
+        Command::CheckConfig => {
+            if !config.dev {
+                config.read_pepper()?;
+            }
+            print!("{}", config.describe());
+        }
+        Command::User(cmd) => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            let (sub, is_pin) = match &cmd {
+                UserCommand::SetPassword { sub } => (sub, false),
+                UserCommand::SetPin { sub } => (sub, true),
+            };
+            let subject =
+                Subject::parse(sub).context("the user id must be 1..255 printable characters")?;
+            let secret = read_secret_from_stdin()?;
+            let new = if is_pin {
+                NewCredential::Pin(Pin::parse(secret, config.pin_policy)?)
+            } else {
+                NewCredential::Password(Password::parse(secret)?)
+            };
+            let services = otpd::app::services(&config, Arc::new(SystemClock)).await?;
+            services.set_credential(&subject, new).await?;
+            eprintln!(
+                "{} set for {subject}",
+                if is_pin { "PIN" } else { "password" }
+            );
+        }
+        Command::Dev(DevCommand::Token { sub, scope, ttl }) => {
+            let kit = otpd::dev::DevKit::load_or_create(&config)?;
+            println!("{}", kit.mint(&sub, &scope, Duration::from_secs(ttl))?);
+        }
+    }
+    Ok(())
+}
+
+/// The whole of standard input, less one trailing line break.
+fn read_secret_from_stdin() -> anyhow::Result<SecretString> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprintln!("Type the secret, then Enter and Ctrl-D:");
+    }
+    let mut raw = String::new();
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .context("reading the secret from standard input")?;
+    if raw.ends_with('\n') {
+        raw.pop();
+        if raw.ends_with('\r') {
+            raw.pop();
+        }
+    }
+    Ok(SecretString::from(raw))
+}

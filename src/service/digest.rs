@@ -1,0 +1,52 @@
+//! Keyed digests of OTPs: the database holds HMAC-SHA256(key, sub ‖ 0 ‖ code), never a code.
+//!
+//! The key is derived from the pepper, so a copy of the database alone cannot test guesses, and
+//! binding the subject into the input means one user's code is worthless for another user.
+
+use crate::config::Pepper;
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretBox};
+use sha2::Sha256;
+
+pub struct OtpKey(SecretBox<[u8; 32]>);
+
+const DERIVATION_LABEL: &[u8] = b"otpd/otp-digest/v1";
+
+impl OtpKey {
+    pub fn derive(pepper: &Pepper) -> Self {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(pepper.bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(DERIVATION_LABEL);
+        Self(SecretBox::new(Box::new(mac.finalize().into_bytes().into())))
+    }
+
+    pub fn digest(&self, sub: &str, code: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC accepts keys of any length");
+        mac.update(sub.as_bytes());
+        mac.update(&[0]);
+        mac.update(code.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl std::fmt::Debug for OtpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OtpKey([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_depend_on_key_subject_and_code() {
+        let a = OtpKey::derive(&Pepper::new("p".into(), vec![1; 32]).unwrap());
+        let b = OtpKey::derive(&Pepper::new("p".into(), vec![2; 32]).unwrap());
+        assert_eq!(a.digest("u", "123456"), a.digest("u", "123456"));
+        assert_ne!(a.digest("u", "123456"), b.digest("u", "123456"));
+        assert_ne!(a.digest("u", "123456"), a.digest("v", "123456"));
+        assert_ne!(a.digest("u1", "23456"), a.digest("u", "123456"));
+    }
+}

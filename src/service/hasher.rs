@@ -1,0 +1,260 @@
+//! Argon2id hashing of passwords and PINs, peppered, on a bounded pool off the async runtime.
+//!
+//! At most `concurrency` hashes run at once (each needs `m` KiB and one core for ~15 ms); at most
+//! `queue` more requests wait for a slot. Beyond that the caller is told `Overloaded` at once, so a
+//! flood turns into fast 503s instead of an ever longer queue and ever more memory.
+//!
+//! The pepper is Argon2's secret input; its id goes into the PHC string's `keyid` parameter so a
+//! later pepper can be introduced without invalidating stored hashes.
+
+use crate::config::{Argon2Settings, Pepper};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, KeyId, ParamsBuilder, PasswordHasher, Version};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use std::cell::RefCell;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use zeroize::Zeroize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("hashing queue is full")]
+    Overloaded,
+    #[error("stored hash unusable: {0}")]
+    BadStoredHash(String),
+    #[error("hashing failed: {0}")]
+    Internal(String),
+}
+
+/// The outcome of checking a secret against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub matches: bool,
+    /// The stored hash uses other parameters than configured now: re-hash after a success.
+    pub outdated: bool,
+}
+
+#[derive(Clone)]
+pub struct Hasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pepper: Pepper,
+    settings: Argon2Settings,
+    running: Semaphore,
+    admitted: Semaphore,
+}
+
+const SALT_LEN: usize = 16;
+
+thread_local! {
+    /// One Argon2 work area per hashing thread, reused across hashes: allocating m KiB afresh for
+    /// every request multiplies resident memory under load.
+    static WORK_AREA: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Hasher {
+    pub fn new(pepper: Pepper, settings: Argon2Settings, concurrency: usize, queue: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pepper,
+                settings,
+                running: Semaphore::new(concurrency),
+                admitted: Semaphore::new(concurrency + queue),
+            }),
+        }
+    }
+
+    /// Hashes a new secret into a PHC string.
+    pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
+        let secret = SecretString::from(secret);
+        self.run(move |inner| inner.hash(secret.expose_secret()))
+            .await
+    }
+
+    /// Checks `secret` against a stored PHC string in constant time.
+    pub async fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
+        let secret = SecretString::from(secret);
+        let phc = phc.to_owned();
+        self.run(move |inner| inner.verify(secret.expose_secret(), &phc))
+            .await
+    }
+
+    async fn run<T, F>(&self, job: F) -> Result<T, HashError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
+    {
+        let admitted = self
+            .inner
+            .admitted
+            .try_acquire()
+            .map_err(|_| HashError::Overloaded)?;
+        let running = self
+            .inner
+            .running
+            .acquire()
+            .await
+            .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
+        let inner = Arc::clone(&self.inner);
+        let result = tokio::task::spawn_blocking(move || job(&inner))
+            .await
+            .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?;
+        drop(running);
+        drop(admitted);
+        result
+    }
+}
+
+impl Inner {
+    fn context<'a>(&'a self, params: argon2::Params) -> Result<Argon2<'a>, HashError> {
+        Argon2::new_with_secret(
+            self.pepper.bytes(),
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params,
+        )
+        .map_err(|e| HashError::Internal(e.to_string()))
+    }
+
+    fn current_params(&self) -> Result<argon2::Params, HashError> {
+        let keyid = KeyId::new(self.pepper.id.as_bytes())
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+        ParamsBuilder::new()
+            .m_cost(self.settings.m_kib)
+            .t_cost(self.settings.t)
+            .p_cost(self.settings.p)
+            .keyid(keyid)
+            .build()
+            .map_err(|e| HashError::Internal(e.to_string()))
+    }
+
+    fn hash(&self, secret: &str) -> Result<String, HashError> {
+        let mut salt = [0u8; SALT_LEN];
+        rand::rng().fill_bytes(&mut salt);
+        let ctx = self.context(self.current_params()?)?;
+        let phc = ctx
+            .hash_password_with_salt(secret.as_bytes(), &salt)
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+        Ok(phc.to_string())
+    }
+
+    fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
+        let bad = |why: &str| HashError::BadStoredHash(why.to_owned());
+        let parsed = PasswordHash::new(phc).map_err(|_| bad("not a PHC string"))?;
+        if parsed.algorithm.as_str() != "argon2id" {
+            return Err(bad("not argon2id"));
+        }
+        let params = argon2::Params::try_from(&parsed).map_err(|_| bad("bad parameters"))?;
+        if params.keyid() != self.pepper.id.as_bytes() {
+            return Err(bad("hash made with an unknown pepper id"));
+        }
+        let salt = parsed.salt.as_ref().ok_or_else(|| bad("no salt"))?;
+        let expected = parsed.hash.as_ref().ok_or_else(|| bad("no hash output"))?;
+        let version = parsed
+            .version
+            .map(|v| Version::try_from(v).map_err(|_| bad("bad version")))
+            .transpose()?
+            .unwrap_or(Version::V0x13);
+        let outdated = params.m_cost() != self.settings.m_kib
+            || params.t_cost() != self.settings.t
+            || params.p_cost() != self.settings.p
+            || version != Version::V0x13;
+        let blocks = params.block_count();
+        let ctx =
+            Argon2::new_with_secret(self.pepper.bytes(), Algorithm::Argon2id, version, params)
+                .map_err(|e| HashError::Internal(e.to_string()))?;
+        let mut out = vec![0u8; expected.len()];
+        WORK_AREA
+            .with_borrow_mut(|area| {
+                if area.len() != blocks {
+                    area.clear();
+                    area.resize(blocks, Block::new());
+                }
+                ctx.hash_password_into_with_memory(
+                    secret.as_bytes(),
+                    salt.as_ref(),
+                    &mut out,
+                    &mut area[..],
+                )
+            })
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+        let matches = bool::from(out.as_slice().ct_eq(expected.as_bytes()));
+        out.zeroize();
+        Ok(Verification { matches, outdated })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher(settings: Argon2Settings) -> Hasher {
+        let pepper = Pepper::new("t1".into(), vec![42; 32]).unwrap();
+        Hasher::new(pepper, settings, 2, 2)
+    }
+
+    const CHEAP: Argon2Settings = Argon2Settings {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_own_secret_and_nothing_else() {
+        let h = hasher(CHEAP);
+        let phc = h.hash("correct horse").await.unwrap();
+        assert!(
+            phc.starts_with("$argon2id$v=19$m=64,t=1,p=1,keyid="),
+            "{phc}"
+        );
+        assert!(h.verify("correct horse", &phc).await.unwrap().matches);
+        assert!(!h.verify("correct horsf", &phc).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn the_pepper_is_part_of_the_hash() {
+        let phc = hasher(CHEAP).hash("correct horse").await.unwrap();
+        let other = Hasher::new(Pepper::new("t1".into(), vec![43; 32]).unwrap(), CHEAP, 1, 0);
+        assert!(!other.verify("correct horse", &phc).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn changed_parameters_mark_a_hash_outdated() {
+        let phc = hasher(CHEAP).hash("correct horse").await.unwrap();
+        let stronger = hasher(Argon2Settings {
+            m_kib: 128,
+            ..CHEAP
+        });
+        let v = stronger.verify("correct horse", &phc).await.unwrap();
+        assert!(v.matches && v.outdated);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let h = Hasher::new(
+            Pepper::new("t1".into(), vec![1; 32]).unwrap(),
+            Argon2Settings {
+                m_kib: 8192,
+                t: 8,
+                p: 1,
+            },
+            1,
+            0,
+        );
+        let phc = hasher(CHEAP).hash("x").await.unwrap();
+        let busy = {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash("y").await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(matches!(
+            h.verify("x", &phc).await,
+            Err(HashError::Overloaded)
+        ));
+        busy.await.unwrap().unwrap();
+    }
+}

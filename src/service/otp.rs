@@ -1,0 +1,117 @@
+//! Issuing account OTPs (`POST /user/otp`): check the password, then the PIN; one valid is enough.
+
+use super::clock::to_millis;
+use super::{ServiceError, Services};
+use crate::domain::{Attempt, AuditEvent, Factor, OtpCode, Subject};
+use crate::store::{NewOtp, OtpInsert, StoredCredentials};
+use anyhow::anyhow;
+use time::OffsetDateTime;
+
+/// What the caller offered as proof; either may be absent.
+#[derive(Debug, Default)]
+pub struct Proof {
+    pub password: Option<Attempt>,
+    pub pin: Option<Attempt>,
+}
+
+#[derive(Debug)]
+pub struct IssuedOtp {
+    pub code: OtpCode,
+    /// Whole seconds: what the client is told is never later than the real expiry.
+    pub expires_at: OffsetDateTime,
+}
+
+/// How many times a freshly drawn code may collide with a stored digest before we give up. With a
+/// handful of live OTPs per user a collision is a one-in-100,000 event; three in a row is a bug.
+const MAX_DRAWS: usize = 3;
+
+impl Services {
+    pub async fn issue_otp(&self, sub: &Subject, proof: Proof) -> Result<IssuedOtp, ServiceError> {
+        let stored = self.store.credentials(sub).await?;
+        let factor = self.check_proof(sub, &stored, &proof).await?;
+        self.create_otp(sub, &format!("factor={}", factor.as_str()))
+            .await
+    }
+
+    /// Checks the offered factors in PACE order (password first, then PIN) and returns the first
+    /// that matches. `CredentialNotSet` only when no offered factor is stored at all.
+    async fn check_proof(
+        &self,
+        sub: &Subject,
+        stored: &StoredCredentials,
+        proof: &Proof,
+    ) -> Result<Factor, ServiceError> {
+        let mut any_set = false;
+        for (factor, attempt) in [
+            (Factor::Password, proof.password.as_ref()),
+            (Factor::Pin, proof.pin.as_ref()),
+        ] {
+            let (Some(attempt), Some(phc)) = (attempt, stored.hash(factor)) else {
+                continue;
+            };
+            any_set = true;
+            let verification = self.hasher.verify(attempt.expose(), phc).await?;
+            if verification.matches {
+                if verification.outdated {
+                    self.upgrade_hash(sub, factor, attempt, phc).await;
+                }
+                return Ok(factor);
+            }
+            let refused = match factor {
+                Factor::Password => AuditEvent::PasswordRefused,
+                Factor::Pin => AuditEvent::PinRefused,
+            };
+            self.store
+                .record_audit(sub, refused, "", to_millis(self.clock.now()))
+                .await?;
+        }
+        Err(if any_set {
+            ServiceError::InvalidCredentials
+        } else {
+            ServiceError::CredentialNotSet
+        })
+    }
+
+    /// Re-hashes with the current parameters after a successful check. Best effort: a failure
+    /// here must not fail the login, and the old hash stays valid.
+    async fn upgrade_hash(&self, sub: &Subject, factor: Factor, attempt: &Attempt, old: &str) {
+        let result = async {
+            let new = self.hasher.hash(attempt.expose()).await?;
+            self.store
+                .upgrade_hash(sub, factor, old, &new, to_millis(self.clock.now()))
+                .await?;
+            Ok::<_, ServiceError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(factor = factor.as_str(), error = %e, "could not upgrade a hash to the current parameters");
+        }
+    }
+
+    /// Draws a code, stores its digest, and returns it with its expiry.
+    pub(crate) async fn create_otp(
+        &self,
+        sub: &Subject,
+        audit_detail: &str,
+    ) -> Result<IssuedOtp, ServiceError> {
+        let now = self.clock.now();
+        let expires_at = (now + self.otp.ttl)
+            .replace_nanosecond(0)
+            .map_err(|e| anyhow!("expiry out of range: {e}"))?;
+        for _ in 0..MAX_DRAWS {
+            let code = OtpCode::generate(self.otp.digits, &mut rand::rng());
+            let digest = self.otp_key.digest(sub.as_str(), code.expose());
+            let new = NewOtp {
+                digest: &digest,
+                created_at: to_millis(now),
+                expires_at: to_millis(expires_at),
+                max_live: self.otp.max_live,
+                audit_detail,
+            };
+            if self.store.insert_otp(sub, new).await? == OtpInsert::Inserted {
+                return Ok(IssuedOtp { code, expires_at });
+            }
+        }
+        Err(anyhow!("{MAX_DRAWS} OTP draws in a row collided with stored digests").into())
+    }
+}

@@ -1,0 +1,157 @@
+//! Persistence: the only place with SQL. One `Store` trait of unit-of-work methods, one
+//! implementation per backend. Every state change that matters is a single statement or a single
+//! transaction, and its audit row is written in the same transaction.
+
+pub mod sqlite;
+
+use crate::domain::{AuditEvent, Factor, Subject};
+use async_trait::async_trait;
+
+/// Milliseconds since the Unix epoch: the one time representation in every backend.
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or is too busy to answer in time: retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            // SQLITE_BUSY / SQLITE_LOCKED after busy_timeout: contention, not a bug.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("5" | "6" | "517")) =>
+            {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Other(e),
+        }
+    }
+}
+
+/// The PHC strings a user has stored, if any.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredCredentials {
+    pub password_hash: Option<String>,
+    pub pin_hash: Option<String>,
+}
+
+impl StoredCredentials {
+    pub fn hash(&self, factor: Factor) -> Option<&str> {
+        match factor {
+            Factor::Password => self.password_hash.as_deref(),
+            Factor::Pin => self.pin_hash.as_deref(),
+        }
+    }
+}
+
+/// A new account OTP, already reduced to its digest.
+#[derive(Debug, Clone)]
+pub struct NewOtp<'a> {
+    pub digest: &'a [u8],
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Live OTPs the user may hold after this insert; older ones are deleted.
+    pub max_live: u32,
+    /// What the audit row says about how the OTP was earned (e.g. `factor=pin`).
+    pub audit_detail: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpInsert {
+    Inserted,
+    /// Another live or retired OTP already has this digest: draw a new code.
+    DigestTaken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at: Millis,
+    pub event: String,
+    pub detail: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn credentials(&self, sub: &Subject) -> Result<StoredCredentials, StoreError>;
+
+    /// Sets or replaces a password or PIN hash, with its audit row.
+    async fn set_credential(
+        &self,
+        sub: &Subject,
+        factor: Factor,
+        phc: &str,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces `old` by `new` only if `old` is still the stored hash (a re-hash after a parameter
+    /// change must never overwrite a credential set in the meantime). Returns whether it did.
+    async fn upgrade_hash(
+        &self,
+        sub: &Subject,
+        factor: Factor,
+        old: &str,
+        new: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores an OTP digest, retires expired/used/surplus OTPs of the user, writes the audit row.
+    async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError>;
+
+    async fn record_audit(
+        &self,
+        sub: &Subject,
+        event: AuditEvent,
+        detail: &str,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// The user's audit events, oldest first.
+    async fn audit_events(&self, sub: &Subject) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Statements that differ only in the credential column. Spelled out rather than formatted so
+/// every SQL string is a literal.
+struct CredentialSql {
+    upsert: &'static str,
+    upgrade: &'static str,
+}
+
+fn credential_sql(factor: Factor) -> CredentialSql {
+    match factor {
+        Factor::Password => CredentialSql {
+            upsert: "INSERT INTO users (sub, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $3)
+                     ON CONFLICT (sub) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+            upgrade: "UPDATE users SET password_hash = $1, updated_at = $2 WHERE sub = $3 AND password_hash = $4",
+        },
+        Factor::Pin => CredentialSql {
+            upsert: "INSERT INTO users (sub, pin_hash, created_at, updated_at) VALUES ($1, $2, $3, $3)
+                     ON CONFLICT (sub) DO UPDATE SET pin_hash = excluded.pin_hash, updated_at = excluded.updated_at",
+            upgrade: "UPDATE users SET pin_hash = $1, updated_at = $2 WHERE sub = $3 AND pin_hash = $4",
+        },
+    }
+}
+
+fn set_event(factor: Factor) -> AuditEvent {
+    match factor {
+        Factor::Password => AuditEvent::PasswordSet,
+        Factor::Pin => AuditEvent::PinSet,
+    }
+}
