@@ -7,6 +7,7 @@ use crate::http::jwt::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
 use crate::service::{Clock, Hasher, OtpKey, Services, SystemClock};
 use crate::store::Store;
+use crate::store::postgres::{PgPoolSettings, PgStore};
 use crate::store::sqlite::SqliteStore;
 use anyhow::Context;
 use axum::Router;
@@ -40,7 +41,11 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
                 .context("opening the SQLite database")?,
         )
     } else {
-        anyhow::bail!("this build supports only sqlite: database URLs so far")
+        Arc::new(
+            PgStore::connect(url, PgPoolSettings::default())
+                .await
+                .context("connecting to PostgreSQL")?,
+        )
     };
     store
         .migrate()
@@ -95,6 +100,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 }
 
 pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<App> {
+    config.require_serving_settings()?;
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let dev = config
         .dev

@@ -381,19 +381,7 @@ impl Config {
             leeway: Duration::from_secs(src.in_range("token_leeway_seconds", 30u64, 0..=300)?),
             linked_identity_claim: src.get("linked_identity_claim").map(str::to_owned),
         };
-        if !dev && auth.issuer.is_none() {
-            return Err(invalid(
-                "oidc_issuer",
-                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
-            ));
-        }
         let pepper_file = src.get("pepper_file").map(PathBuf::from);
-        if !dev && pepper_file.is_none() {
-            return Err(invalid(
-                "pepper_file",
-                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path",
-            ));
-        }
         let pepper_id = src.get("pepper_id").unwrap_or("p1").to_owned();
         if pepper_id.is_empty()
             || pepper_id.len() > 8
@@ -449,6 +437,27 @@ impl Config {
             log_format,
             dev,
         })
+    }
+
+    /// What `serve` needs beyond well-formed values: an issuer and a pepper, unless in dev mode.
+    /// (Operator commands such as `migrate` run without them.)
+    pub fn require_serving_settings(&self) -> Result<(), ConfigError> {
+        if self.dev {
+            return Ok(());
+        }
+        if self.auth.issuer.is_none() {
+            return Err(invalid(
+                "oidc_issuer",
+                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
+            ));
+        }
+        if self.pepper_file.is_none() {
+            return Err(invalid(
+                "pepper_file",
+                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path",
+            ));
+        }
+        Ok(())
     }
 
     /// Reads the pepper file named by the configuration.

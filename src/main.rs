@@ -98,6 +98,7 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            config.require_serving_settings()?;
             otpd::telemetry::init(&config.log, config.log_format);
             if config.dev {
                 eprintln!(
@@ -113,6 +114,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             eprintln!("database is up to date");
         }
         Command::CheckConfig => {
+            config.require_serving_settings()?;
             if !config.dev {
                 config.read_pepper()?;
             }

@@ -37,7 +37,7 @@ pub fn is_media_type(content_type: Option<&str>, wanted: &str) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case(wanted))
 }
 
-fn header_str<'a>(parts: &'a Parts, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(parts: &Parts, name: header::HeaderName) -> Option<&str> {
     parts
         .headers
         .get(name)

@@ -1,0 +1,118 @@
+//! The operator commands, run as the real binary.
+
+use crate::support::*;
+use serde_json::json;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn otpd(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
+    otpd_with_env(app.env.clone(), args, stdin)
+}
+
+fn otpd_with_env(env: Vec<(String, String)>, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn set_password_and_set_pin_read_the_secret_from_stdin() {
+    let app = TestApp::spawn().await;
+    let out = otpd(
+        &app,
+        &["user", "set-password", "lena"],
+        "a password from stdin\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = otpd(&app, &["user", "set-pin", "lena"], "4378\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        app.create_otp("lena", json!({"password": "a password from stdin"}))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.create_otp("lena", json!({"pin": "4378"}))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn the_operator_commands_apply_the_policies() {
+    let app = TestApp::spawn().await;
+    let out = otpd(&app, &["user", "set-pin", "lena"], "1234\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run of digits"));
+    let out = otpd(&app, &["user", "set-password", "lena"], "short\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+}
+
+#[tokio::test]
+async fn check_config_prints_settings_without_secrets() {
+    let app = TestApp::spawn().await;
+    let mut env = app.env.clone();
+    env.push((
+        "OTPD_DATABASE_URL".into(),
+        "postgres://otpd:hunter2@db.internal/otpd".into(),
+    ));
+    let out = otpd_with_env(env, &["check-config"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("otp_digits = 6"));
+    assert!(!text.contains("hunter2"));
+    assert!(!text.contains("test pepper"));
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_pepper_and_says_which_setting() {
+    let app = TestApp::spawn().await;
+    let mut env = app.env.clone();
+    env.retain(|(k, _)| k != "OTPD_PEPPER_FILE");
+    let out = Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .arg("serve")
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OTPD_PEPPER_FILE"));
+    let mut env = app.env.clone();
+    env.push(("OTPD_OTP_TTL_SECONDS".into(), "900".into()));
+    let out = Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .arg("serve")
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("otp_ttl_seconds"));
+}

@@ -1,0 +1,213 @@
+//! Every client-caused failure of `POST /user/otp` and the framework's own failures, all JSON:API.
+
+use crate::support::*;
+use serde_json::json;
+
+async fn post_raw(
+    app: &TestApp,
+    content_type: Option<&str>,
+    accept: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = app
+        .http
+        .post(app.url("/user/otp"))
+        .bearer_auth(app.issuer.token("u1"))
+        .body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(a) = accept {
+        req = req.header("accept", a);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::spawn().await;
+    let res = post_raw(&app, Some("application/json"), None, b"{\"pin\": ".to_vec()).await;
+    assert_error(res, 400, "malformed-json").await;
+}
+
+#[tokio::test]
+async fn neither_pin_nor_password_is_422_pointing_at_the_document() {
+    let app = TestApp::spawn().await;
+    for body in [
+        json!({}),
+        json!({"pin": null, "password": null}),
+        json!({"pin": ""}),
+    ] {
+        let err = assert_error(app.create_otp("u1", body).await, 422, "missing-credential").await;
+        assert_eq!(err["source"]["pointer"], "");
+    }
+}
+
+#[tokio::test]
+async fn wrong_types_are_422_pointing_at_the_field_without_echoing_it() {
+    let app = TestApp::spawn().await;
+    let err = assert_error(
+        app.create_otp("u1", json!({"pin": 8299})).await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(err["source"]["pointer"], "/pin");
+    assert!(!err.to_string().contains("8299"));
+    let err = assert_error(
+        app.create_otp("u1", json!({"password": ["x"]})).await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(err["source"]["pointer"], "/password");
+    let err = assert_error(
+        app.create_otp("u1", json!("just a string")).await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(err["source"]["pointer"], "");
+}
+
+#[tokio::test]
+async fn over_long_values_are_422() {
+    let app = TestApp::spawn().await;
+    let err = assert_error(
+        app.create_otp("u1", json!({"password": "x".repeat(1025)}))
+            .await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(err["source"]["pointer"], "/password");
+    let err = assert_error(
+        app.create_otp("u1", json!({"pin": "1".repeat(65)})).await,
+        422,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(err["source"]["pointer"], "/pin");
+}
+
+#[tokio::test]
+async fn an_accept_header_that_excludes_json_is_406() {
+    let app = TestApp::spawn().await;
+    let res = post_raw(
+        &app,
+        Some("application/json"),
+        Some("text/html"),
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_error(res, 406, "not-acceptable").await;
+    for ok in ["*/*", "application/*", "application/json"] {
+        let res = post_raw(&app, Some("application/json"), Some(ok), b"{}".to_vec()).await;
+        assert_eq!(res.status(), 422, "Accept: {ok}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_415() {
+    let app = TestApp::spawn().await;
+    assert_error(
+        post_raw(&app, Some("text/plain"), None, b"{}".to_vec()).await,
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+    assert_error(
+        post_raw(&app, None, None, b"{}".to_vec()).await,
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+    let res = post_raw(
+        &app,
+        Some("application/json; charset=utf-8"),
+        None,
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(res.status(), 422, "a charset parameter is fine");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let app = TestApp::spawn().await;
+    let body = format!("{{\"password\": \"{}\"}}", "x".repeat(20_000));
+    assert_error(
+        post_raw(&app, Some("application/json"), None, body.into_bytes()).await,
+        413,
+        "payload-too-large",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_api_errors() {
+    let app = TestApp::spawn().await;
+    let res = app.http.get(app.root_url("/nowhere")).send().await.unwrap();
+    assert_error(res, 404, "not-found").await;
+    let res = app.http.get(app.url("/user/otp")).send().await.unwrap();
+    assert_eq!(res.headers()["allow"], "POST");
+    assert_error(res, 405, "method-not-allowed").await;
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_kept_and_a_strange_one_replaced() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .http
+        .get(app.root_url("/nowhere"))
+        .header("request-id", "client-id-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["request-id"], "client-id-123");
+    let err = assert_error(res, 404, "not-found").await;
+    assert_eq!(err["id"], "client-id-123");
+    let res = app
+        .http
+        .get(app.root_url("/nowhere"))
+        .header("request-id", "<script>")
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 20, "a fresh xid: {id}");
+}
+
+#[tokio::test]
+async fn an_internal_error_is_500_without_internals_and_logged_with_its_cause() {
+    let app = TestApp::spawn().await;
+    app.set_pin("broken", "1235").await;
+    // Corrupt the stored hash behind the service's back.
+    corrupt_pin_hash(&app.database_url, "broken").await;
+    let res = app.create_otp("broken", json!({"pin": "1235"})).await;
+    let request_id = res.headers()["request-id"].to_str().unwrap().to_owned();
+    let err = assert_error(res, 500, "internal-error").await;
+    let text = err.to_string();
+    assert!(
+        !text.contains("PHC") && !text.contains("hash") && !text.contains("argon"),
+        "{text}"
+    );
+    let logs = captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&request_id) && l.contains("request failed"))
+        .expect("logged");
+    assert!(line.contains("stored hash unusable"), "{line}");
+}
+
+async fn corrupt_pin_hash(url: &str, sub: &str) {
+    use sqlx::Connection;
+    let sql = "UPDATE users SET pin_hash = 'not a hash' WHERE sub = $1";
+    if is_sqlite(url) {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql).bind(sub).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).bind(sub).execute(&mut c).await.unwrap();
+    }
+}

@@ -1,0 +1,12 @@
+//! The integration suite: boots the real app on port 0 and talks HTTP to it, with real signed
+//! tokens from a test issuer whose keys are served over HTTP.
+//!
+//! The database is SQLite in a temporary directory unless `OTPD_TEST_DATABASE_URL` names a
+//! PostgreSQL server, in which case every test app gets a database of its own there.
+
+mod support;
+
+mod cli;
+mod create_otp;
+mod errors;
+mod tokens;

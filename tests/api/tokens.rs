@@ -1,0 +1,248 @@
+//! Bearer tokens: real signatures from the test issuer's published keys, and the ways tokens fail.
+
+use crate::support::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/user/otp"))
+        .bearer_auth(token)
+        .json(&json!({"pin": "1235"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_unauthorized(res: reqwest::Response) {
+    assert_eq!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .next(),
+        Some("Bearer")
+    );
+    assert_error(res, 401, "invalid-token").await;
+}
+
+#[tokio::test]
+async fn rs256_and_es256_tokens_from_the_published_keys_are_accepted() {
+    let app = TestApp::spawn().await;
+    app.set_pin("kim", "1235").await;
+    let claims = app.issuer.claims("kim", "user:otp:create");
+    assert_eq!(
+        post_with(&app, &app.issuer.sign_rs256(&claims))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        post_with(&app, &app.issuer.sign_es256(&claims))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn keys_are_discovered_from_the_issuer_or_taken_from_a_jwks_url() {
+    let app = TestApp::spawn().await;
+    app.set_pin("kim", "1235").await;
+    let direct = app
+        .sibling()
+        .env("OTPD_JWKS_URL", &format!("{}/jwks.json", app.issuer.url))
+        .spawn()
+        .await;
+    assert_eq!(
+        post_with(&direct, &direct.issuer.token("kim"))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn a_missing_token_is_401_with_a_bearer_challenge() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .http
+        .post(app.url("/user/otp"))
+        .json(&json!({"pin": "1235"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    assert_error(res, 401, "missing-token").await;
+    let res = app
+        .http
+        .post(app.url("/user/otp"))
+        .header("authorization", "Basic dTpw")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 401, "missing-token").await;
+}
+
+#[tokio::test]
+async fn expired_premature_and_garbled_tokens_are_401() {
+    let app = TestApp::spawn().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut expired = app.issuer.claims("kim", ALL_SCOPES);
+    expired["exp"] = json!(now - 120);
+    assert_unauthorized(post_with(&app, &app.issuer.sign_rs256(&expired)).await).await;
+    let mut premature = app.issuer.claims("kim", ALL_SCOPES);
+    premature["nbf"] = json!(now + 600);
+    assert_unauthorized(post_with(&app, &app.issuer.sign_rs256(&premature)).await).await;
+    let mut no_exp = app.issuer.claims("kim", ALL_SCOPES);
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_unauthorized(post_with(&app, &app.issuer.sign_rs256(&no_exp)).await).await;
+    assert_unauthorized(post_with(&app, "not.a.token").await).await;
+    assert_unauthorized(post_with(&app, &"a".repeat(10_000)).await).await;
+}
+
+#[tokio::test]
+async fn a_token_from_another_issuer_or_for_another_audience_is_401() {
+    let app = TestApp::builder()
+        .env("OTPD_AUDIENCE", "otpd")
+        .spawn()
+        .await;
+    app.set_pin("kim", "1235").await;
+    let mut claims = app.issuer.claims("kim", ALL_SCOPES);
+    claims["aud"] = json!("otpd");
+    assert_eq!(
+        post_with(&app, &app.issuer.sign_rs256(&claims))
+            .await
+            .status(),
+        201
+    );
+    let mut other_aud = claims.clone();
+    other_aud["aud"] = json!("payments");
+    assert_unauthorized(post_with(&app, &app.issuer.sign_rs256(&other_aud)).await).await;
+    let mut no_aud = claims.clone();
+    no_aud.as_object_mut().unwrap().remove("aud");
+    assert_unauthorized(post_with(&app, &app.issuer.sign_rs256(&no_aud)).await).await;
+    let mut other_iss = claims.clone();
+    other_iss["iss"] = json!("https://evil.example");
+    assert_unauthorized(post_with(&app, &app.issuer.sign_rs256(&other_iss)).await).await;
+}
+
+#[tokio::test]
+async fn a_signature_by_an_unpublished_key_is_401() {
+    let app = TestApp::spawn().await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(RSA_KID.to_owned());
+    let forged = app
+        .issuer
+        .sign_with(&header, &claims, &rsa_key("rsa-other-key.pem"));
+    assert_unauthorized(post_with(&app, &forged).await).await;
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn alg_none_and_hmac_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims)
+    );
+    assert_unauthorized(post_with(&app, &none).await).await;
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(RSA_KID.to_owned());
+    let hmac = app
+        .issuer
+        .sign_with(&header, &claims, &EncodingKey::from_secret(b"guessable"));
+    assert_unauthorized(post_with(&app, &hmac).await).await;
+}
+
+#[tokio::test]
+async fn a_token_naming_its_own_key_is_refused() {
+    let app = TestApp::spawn().await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(RSA_KID.to_owned());
+    header.jku = Some("https://evil.example/jwks.json".to_owned());
+    assert_unauthorized(
+        post_with(
+            &app,
+            &app.issuer
+                .sign_with(&header, &claims, &rsa_key("rsa-test-key.pem")),
+        )
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_without_the_scope_is_403() {
+    let app = TestApp::spawn().await;
+    let token = app.issuer.token_with_scope("kim", "user:otp:verify openid");
+    let res = post_with(&app, &token).await;
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer error=\"insufficient_scope\""
+    );
+    assert_error(res, 403, "insufficient-scope").await;
+}
+
+#[tokio::test]
+async fn a_token_without_the_linked_identity_gets_the_documented_401() {
+    let app = TestApp::builder()
+        .env("OTPD_LINKED_IDENTITY_CLAIM", "pace_linked")
+        .spawn()
+        .await;
+    app.set_pin("kim", "1235").await;
+    let err = assert_error(
+        post_with(&app, &app.issuer.token("kim")).await,
+        401,
+        "missing-linked-identity",
+    )
+    .await;
+    assert_eq!(
+        err["title"],
+        "Missing linked identity for authorized access"
+    );
+    assert_eq!(
+        err["detail"],
+        "Linked identity is needed to access this resource, please check why the user does not have a linked identity"
+    );
+    let mut claims = app.issuer.claims("kim", ALL_SCOPES);
+    claims["pace_linked"] = json!("");
+    assert_error(
+        post_with(&app, &app.issuer.sign_rs256(&claims)).await,
+        401,
+        "missing-linked-identity",
+    )
+    .await;
+    claims["pace_linked"] = json!("idp-42");
+    assert_eq!(
+        post_with(&app, &app.issuer.sign_rs256(&claims))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn cheap_checks_come_before_the_token() {
+    // A wrong content type is refused even with a garbage token: no signature work is spent on it.
+    let app = TestApp::spawn().await;
+    let res = app
+        .http
+        .post(app.url("/user/otp"))
+        .bearer_auth("garbage")
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 415, "unsupported-media-type").await;
+}
