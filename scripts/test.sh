@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then the integration suite on SQLite and on PostgreSQL.
+#
+#   scripts/test.sh
+#
+# PostgreSQL is taken from OTPD_TEST_PG_URL (default: the local server at 127.0.0.1:5432, database
+# `test`, trust auth); it is started if it is installed but not running. Without PostgreSQL the
+# PostgreSQL half is skipped with a warning, except under CI (CI=true), where that is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL="${OTPD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+
+ensure_postgres() {
+  command -v pg_isready >/dev/null 2>&1 || return 1
+  pg_up && return 0
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "== starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 1 30); do pg_up && return 0; sleep 1; done
+  fi
+  return 1
+}
+
+# Databases left by earlier runs (one per test app) are dropped first.
+drop_old_test_databases() {
+  psql "$PG_URL" -Atq -c "SELECT datname FROM pg_database WHERE datname LIKE 'otpd_t_%'" 2>/dev/null |
+    while read -r db; do psql "$PG_URL" -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+}
+
+echo "== unit tests and integration suite on SQLite"
+cargo test --all-targets
+
+if ensure_postgres; then
+  drop_old_test_databases
+  echo "== integration suite on PostgreSQL ($PG_URL)"
+  OTPD_TEST_DATABASE_URL="$PG_URL" cargo test --test api
+  drop_old_test_databases
+elif [ "${CI:-}" = "true" ]; then
+  echo "PostgreSQL is not reachable at 127.0.0.1:5432 and could not be started" >&2
+  exit 1
+else
+  echo "WARNING: PostgreSQL not reachable: the PostgreSQL half of the suite was skipped" >&2
+fi
