@@ -6,9 +6,9 @@ use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::jwt::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
 use crate::service::{Clock, Hasher, OtpKey, Services, SystemClock};
-use crate::store::Store;
-use crate::store::postgres::{PgPoolSettings, PgStore};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{PoolSettings, Store};
 use anyhow::Context;
 use axum::Router;
 use std::future::Future;
@@ -33,16 +33,16 @@ fn install_crypto_provider() {
 }
 
 /// Opens the database named by the URL and applies migrations.
-pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(url: &str, pool: PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
         Arc::new(
-            SqliteStore::connect(url)
+            SqliteStore::connect(url, pool)
                 .await
                 .context("opening the SQLite database")?,
         )
     } else {
         Arc::new(
-            PgStore::connect(url, PgPoolSettings::default())
+            PgStore::connect(url, pool)
                 .await
                 .context("connecting to PostgreSQL")?,
         )
@@ -86,7 +86,7 @@ async fn services_with(
         config.hash_queue,
     );
     Ok(Services {
-        store: open_store(&config.database_url).await?,
+        store: open_store(&config.database_url, config.database_pool).await?,
         hasher,
         clock,
         otp_key,

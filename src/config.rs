@@ -3,6 +3,7 @@
 
 use crate::domain::otp::{MAX_OTP_DIGITS, MAX_OTP_TTL, MIN_OTP_DIGITS};
 use crate::domain::{OtpSettings, PinPolicy};
+use crate::store::PoolSettings;
 use secrecy::{ExposeSecret, SecretBox};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +24,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "database_url",
         "sqlite://otpd.db",
         "sqlite://PATH (created on first start) or postgres://…",
+    ),
+    (
+        "database_max_connections",
+        "10",
+        "connections each replica keeps open at most (1..1000); size it so replicas x this fits the server",
+    ),
+    (
+        "database_acquire_timeout_ms",
+        "2000",
+        "how long a request waits for a database connection (connecting included) before it gets 503 (50..60000)",
     ),
     ("base_path", "/user/2022-1", "path prefix of the API routes"),
     (
@@ -226,6 +237,7 @@ pub struct AuthSettings {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
+    pub database_pool: PoolSettings,
     pub base_path: String,
     pub auth: AuthSettings,
     pub pepper_file: Option<PathBuf>,
@@ -357,6 +369,14 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
         }
+        let database_pool = PoolSettings {
+            max_connections: src.in_range("database_max_connections", 10u32, 1..=1000)?,
+            acquire_timeout: Duration::from_millis(src.in_range(
+                "database_acquire_timeout_ms",
+                2000u64,
+                50..=60_000,
+            )?),
+        };
         let base_path = src
             .get("base_path")
             .unwrap_or("/user/2022-1")
@@ -423,6 +443,7 @@ impl Config {
         Ok(Self {
             listen,
             database_url,
+            database_pool,
             base_path,
             auth,
             pepper_file,
@@ -493,6 +514,14 @@ impl Config {
             ),
             ("listen", self.listen.to_string()),
             ("database_url", redact_url_password(&self.database_url)),
+            (
+                "database_max_connections",
+                self.database_pool.max_connections.to_string(),
+            ),
+            (
+                "database_acquire_timeout_ms",
+                self.database_pool.acquire_timeout.as_millis().to_string(),
+            ),
             ("base_path", self.base_path.clone()),
             ("oidc_issuer", opt(&self.auth.issuer)),
             ("jwks_url", opt(&self.auth.jwks_url)),
@@ -595,6 +624,16 @@ mod tests {
             ("OTPD_ARGON2", "m=19456,t=2", "argon2"),
             ("OTPD_LISTEN", "nowhere", "listen"),
             ("OTPD_DATABASE_URL", "mysql://x", "database_url"),
+            (
+                "OTPD_DATABASE_MAX_CONNECTIONS",
+                "0",
+                "database_max_connections",
+            ),
+            (
+                "OTPD_DATABASE_ACQUIRE_TIMEOUT_MS",
+                "10",
+                "database_acquire_timeout_ms",
+            ),
             ("OTPD_LOG_FORMAT", "xml", "log_format"),
         ] {
             let e = Config::load(None, env(&[(k, v)]), true).unwrap_err();

@@ -110,7 +110,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             otpd::telemetry::init(&config.log, LogFormat::Text);
-            otpd::app::open_store(&config.database_url).await?;
+            otpd::app::open_store(&config.database_url, config.database_pool).await?;
             eprintln!("database is up to date");
         }
         Command::CheckConfig => {

@@ -25,19 +25,64 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            // SQLITE_BUSY / SQLITE_LOCKED after busy_timeout: contention, not a bug.
-            sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some("5" | "6" | "517")) =>
-            {
-                StoreError::Unavailable(e)
+        if is_transient(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Other(e)
+        }
+    }
+}
+
+/// Errors after which the same request may well succeed later: the database is unreachable,
+/// restarting, overloaded, or the request lost a lock race. They become 503 + `Retry-After`;
+/// everything else is a bug or a broken schema and becomes 500.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = pg.code();
+                // 08: connection exception; 53: insufficient resources (too many connections);
+                // 57P0x: server shutting down or restarting; 40001/40P01: serialization or deadlock.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P0")
+                    || code == "40001"
+                    || code == "40P01"
+            } else {
+                // SQLite reports extended result codes; the low byte is the primary one.
+                // 5 BUSY and 6 LOCKED (after busy_timeout), 10 IOERR, 14 CANTOPEN.
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map(|c| c & 0xff);
+                matches!(primary, Some(5 | 6 | 10 | 14))
             }
-            _ => StoreError::Other(e),
+        }
+        _ => false,
+    }
+}
+
+/// Connection-pool settings, the same for both backends (see `database_*` in config.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections this process keeps at most. With N replicas on one PostgreSQL server, N times
+    /// this must stay below the server's `max_connections`.
+    pub max_connections: u32,
+    /// How long a request waits for a connection, connecting included, before it fails with
+    /// `Unavailable`. Short, so an unreachable database means a quick 503, not a hung request.
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: std::time::Duration::from_secs(2),
         }
     }
 }

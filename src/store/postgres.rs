@@ -1,11 +1,10 @@
 //! The PostgreSQL backend: for many replicas sharing one database. Same statements as SQLite (see
 //! `sql.rs`); migrations take PostgreSQL's advisory lock, so replicas starting together are safe.
 
-use super::StoreError;
+use super::{PoolSettings, StoreError};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
-use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -13,24 +12,8 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-/// Pool settings that operators tune per deployment.
-#[derive(Debug, Clone, Copy)]
-pub struct PgPoolSettings {
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-}
-
-impl Default for PgPoolSettings {
-    fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(3),
-        }
-    }
-}
-
 impl PgStore {
-    pub async fn connect(url: &str, settings: PgPoolSettings) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("otpd");
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -41,4 +24,15 @@ impl PgStore {
     }
 }
 
-super::sql::impl_store!(PgStore, sqlx::Postgres, "BEGIN", super::MIGRATOR);
+/// Serialises one user's write transactions across every replica (READ COMMITTED alone would let
+/// two concurrent OTP inserts each prune without seeing the other's row). A transaction-scoped
+/// advisory lock on a hash of the user id: collisions only make unrelated users wait briefly.
+const LOCK_USER: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
+
+super::sql::impl_store!(
+    PgStore,
+    sqlx::Postgres,
+    "BEGIN",
+    super::LOCK_USER,
+    super::MIGRATOR
+);

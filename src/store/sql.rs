@@ -5,10 +5,12 @@
 //! transaction begins, the migrations, connection set-up) is passed in or lives in the backend's
 //! own module. See docs/decisions.md.
 
-/// `impl_store!(Type, sqlx::Db, "BEGIN …", super::MIGRATOR)`: implements `Store` for a struct with a
-/// `pool: sqlx::Pool<Db>` field.
+/// `impl_store!(Type, sqlx::Db, "BEGIN …", LOCK_USER, super::MIGRATOR)`: implements `Store` for a
+/// struct with a `pool: sqlx::Pool<Db>` field. `LOCK_USER` is an optional statement taking the user
+/// id as `$1` that serialises one user's write transactions (needed where transactions can run
+/// side by side, i.e. PostgreSQL).
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $begin:expr, $migrator:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $lock_user:expr, $migrator:expr) => {
         mod shared_sql {
             use super::$store;
             use $crate::domain::{AuditEvent, Factor, Subject};
@@ -24,6 +26,18 @@ macro_rules! impl_store {
                 ) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
                     Ok(self.pool.begin_with($begin).await?)
                 }
+            }
+
+            /// Takes the per-user write lock (if the backend needs one) inside a transaction. Call
+            /// it first in any transaction that reads a user's rows and writes based on them.
+            async fn lock_user(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+            ) -> Result<(), StoreError> {
+                if let Some(sql) = $lock_user {
+                    sqlx::query(sql).bind(sub.as_str()).execute(conn).await?;
+                }
+                Ok(())
             }
 
             async fn insert_audit(
@@ -112,6 +126,7 @@ macro_rules! impl_store {
 
                 async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    lock_user(&mut tx, sub).await?;
                     sqlx::query(
                         "DELETE FROM otps WHERE sub = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)",
                     )

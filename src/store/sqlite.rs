@@ -1,7 +1,7 @@
 //! The embedded SQLite backend: one file, WAL journal, write transactions that begin IMMEDIATE so a
 //! read-then-write transaction waits for the lock instead of failing with SQLITE_BUSY.
 
-use super::StoreError;
+use super::{PoolSettings, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -15,7 +15,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database named by a `sqlite:` URL.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -26,17 +26,21 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
         Ok(Self { pool })
     }
 }
 
+/// `BEGIN IMMEDIATE` already serialises every write transaction of the file: no per-user lock.
+const LOCK_USER: Option<&str> = None;
+
 super::sql::impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     "BEGIN IMMEDIATE",
+    super::LOCK_USER,
     super::MIGRATOR
 );
