@@ -5,7 +5,6 @@ use super::{PoolSettings, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
-use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -23,7 +22,9 @@ impl SqliteStore {
             // of the process *and* of the machine. Costs ~10x in raw insert rate, which is still
             // far above the Argon2 rate that bounds every request that writes.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
+            // A writer waits for the file lock as long as a request waits for a connection: the
+            // same "database too busy, 503" bound on both backends.
+            .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)

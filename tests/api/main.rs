@@ -8,6 +8,8 @@ mod support;
 
 mod cli;
 mod create_otp;
+mod durability;
 mod errors;
+mod process;
 mod store_contract;
 mod tokens;

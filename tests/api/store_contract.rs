@@ -282,3 +282,19 @@ async fn store_audit_events_are_per_user_and_oldest_first() {
     assert_eq!(details, ["n=0", "n=2"]);
     assert_eq!(c.store.audit_events(&b).await.unwrap().len(), 1);
 }
+
+/// Unused OTP rows with this digest (0 or 1).
+pub async fn count_live_digest(url: &str, digest: &[u8]) -> i64 {
+    let sql = "SELECT COUNT(*) FROM otps WHERE digest = $1 AND used_at IS NULL";
+    if is_sqlite(url) {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let v = sqlx::query_scalar(sql).bind(digest).fetch_one(&pool).await;
+        pool.close().await;
+        v.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let v = sqlx::query_scalar(sql).bind(digest).fetch_one(&pool).await;
+        pool.close().await;
+        v.unwrap()
+    }
+}
