@@ -10,6 +10,7 @@ mod cli;
 mod create_otp;
 mod durability;
 mod errors;
+mod outage;
 mod process;
 mod store_contract;
 mod tokens;
