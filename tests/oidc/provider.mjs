@@ -78,8 +78,9 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    introspection: { enabled: true },
-    revocation: { enabled: true },
+    // otpd's client may introspect any token; a token's own client may revoke it.
+    introspection: { enabled: true, allowedPolicy: (ctx, client, token) => client.clientId === 'otpd' || client.clientId === token.clientId },
+    revocation: { enabled: true, allowedPolicy: (ctx, client, token) => client.clientId === token.clientId },
     resourceIndicators: {
       enabled: true,
       defaultResource: (_ctx, _client, oneOf) => oneOf,
