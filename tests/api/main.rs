@@ -9,5 +9,6 @@ mod support;
 mod cli;
 mod create_otp;
 mod errors;
+mod introspection;
 mod key_cache;
 mod tokens;
