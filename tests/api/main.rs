@@ -11,4 +11,5 @@ mod create_otp;
 mod errors;
 mod introspection;
 mod key_cache;
+mod real_provider;
 mod tokens;

@@ -516,3 +516,25 @@ pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> Va
     );
     error
 }
+
+const GENERIC_TOKEN_DETAIL: &str =
+    "The access token is malformed, expired, not yet valid, or not issued for this service.";
+
+/// Checks that `res` is the generic 401 for a bad token, and that its request's log line gives
+/// `reason` (which the body must not).
+pub async fn assert_refused(res: reqwest::Response, reason: &str) {
+    let id = res.headers()["request-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    let err = assert_error(res, 401, "invalid-token").await;
+    assert_eq!(err["detail"], GENERIC_TOKEN_DETAIL, "a generic detail only");
+    let lines = log_lines_with(&id);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("access token refused") && l.contains(reason)),
+        "`{reason}` not in the log of request {id}: {lines:#?}"
+    );
+}
