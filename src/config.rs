@@ -628,6 +628,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for (name, _, _) in SETTINGS {
+            let var = format!("`OTPD_{}`", name.to_uppercase());
+            assert!(readme.contains(&var), "README lacks {var}");
+        }
+    }
+
+    #[test]
     fn a_short_pepper_is_refused() {
         assert!(Pepper::new("p1".into(), vec![0; 31]).is_err());
         let p = Pepper::new("p1".into(), vec![7; 32]).unwrap();
