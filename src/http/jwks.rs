@@ -98,7 +98,7 @@ enum Trigger {
     UnknownKey,
     /// The cache lifetime has passed.
     Expired,
-    /// The background task's schedule.
+    /// The background task's schedule (skipped if a request refreshed in the meantime).
     Scheduled,
 }
 
@@ -225,7 +225,7 @@ impl KeyCache {
             match trigger {
                 Trigger::UnknownKey => rested,
                 Trigger::Expired => rested && state.expires_at.is_none_or(|t| now >= t),
-                Trigger::Scheduled => true,
+                Trigger::Scheduled => !state.loaded || state.expires_at.is_none_or(|t| now >= t),
             }
         };
         if !due {
