@@ -5,9 +5,12 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod health;
+pub mod introspection;
+pub mod jwks;
 pub mod jwt;
 pub mod negotiate;
 pub mod otp;
+pub mod token;
 
 use crate::service::{ServiceError, Services};
 use axum::Router;
@@ -15,8 +18,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn;
 use axum::routing::{get, post};
 use error::ApiError;
-use jwt::TokenVerifier;
 use std::sync::Arc;
+use token::TokenVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]
