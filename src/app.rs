@@ -55,6 +55,22 @@ pub async fn open_store(url: &str, pool: PoolSettings) -> anyhow::Result<Arc<dyn
     Ok(store)
 }
 
+/// `otpd copy-data`: a SQLite deployment's data into an empty PostgreSQL database.
+pub async fn copy_data(
+    from: &str,
+    to: &str,
+    pool: PoolSettings,
+) -> anyhow::Result<crate::store::copy::CopyReport> {
+    if !from.starts_with("sqlite:") {
+        anyhow::bail!("--from must be a sqlite: URL");
+    }
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        anyhow::bail!("the target must be a postgres:// URL");
+    }
+    install_crypto_provider();
+    Ok(crate::store::copy::sqlite_to_postgres(from, to, pool).await?)
+}
+
 /// The pepper: from the dev kit in dev mode, from `pepper_file` otherwise.
 fn pepper(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<Pepper> {
     match dev {

@@ -36,6 +36,16 @@ enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Copy a SQLite deployment's data into an empty PostgreSQL database (both are migrated first).
+    CopyData {
+        /// The SQLite database to read, e.g. sqlite:///var/lib/otpd/otpd.db (stop its server first).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database to fill; its tables must be empty. Default: the configured
+        /// database_url (OTPD_DATABASE_URL), which keeps a password off the command line.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
     /// Manage a user's credentials.
@@ -112,6 +122,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             otpd::telemetry::init(&config.log, LogFormat::Text);
             otpd::app::open_store(&config.database_url, config.database_pool).await?;
             eprintln!("database is up to date");
+        }
+        Command::CopyData { from, to } => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            let to = to.unwrap_or_else(|| config.database_url.clone());
+            let report = otpd::app::copy_data(&from, &to, config.database_pool).await?;
+            for (table, rows) in report {
+                println!("{table}: {rows} rows");
+            }
+            eprintln!("copied into {}", otpd::config::redact_url_password(&to));
         }
         Command::CheckConfig => {
             config.require_serving_settings()?;

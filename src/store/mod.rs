@@ -2,6 +2,7 @@
 //! implementation per backend. Every state change that matters is a single statement or a single
 //! transaction, and its audit row is written in the same transaction.
 
+pub mod copy;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod copy_data;
 mod create_otp;
 mod durability;
 mod errors;

@@ -405,6 +405,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Uses this database instead of a fresh one.
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
