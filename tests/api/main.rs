@@ -16,5 +16,6 @@ mod key_cache;
 mod outage;
 mod process;
 mod real_provider;
+mod replicas;
 mod store_contract;
 mod tokens;

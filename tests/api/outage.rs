@@ -5,7 +5,7 @@
 //! (closing every connection) and starts again. SQLite: another connection holds the write lock.
 
 use crate::durability::set_pins;
-use crate::process::Server;
+use crate::process::{Server, with_env};
 use crate::support::*;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -63,12 +63,6 @@ impl Forwarder {
     async fn restore(&self) {
         self.listen().await;
     }
-}
-
-fn with_env(env: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
-    let mut env: Vec<_> = env.iter().filter(|(k, _)| k != key).cloned().collect();
-    env.push((key.to_owned(), value.to_owned()));
-    env
 }
 
 async fn ask_otp(

@@ -99,3 +99,10 @@ fn base_path(env: &[(String, String)]) -> String {
         .find(|(k, _)| k == "OTPD_BASE_PATH")
         .map_or_else(|| "/user/2022-1".to_owned(), |(_, v)| v.clone())
 }
+
+/// `env` with `key` set to `value` (replacing any earlier value).
+pub fn with_env(env: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+    let mut env: Vec<_> = env.iter().filter(|(k, _)| k != key).cloned().collect();
+    env.push((key.to_owned(), value.to_owned()));
+    env
+}
