@@ -71,6 +71,20 @@ pub struct TokenClaims {
     pub sub: String,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    /// When the user registered (unix seconds), from the configured `registration_claim`.
+    pub registered_at: Option<i64>,
+}
+
+/// A registration time as identity providers write it: unix seconds, or milliseconds (Keycloak's
+/// `createdTimestamp`), as a number or a numeric string. Values past the year 5138 in seconds are
+/// taken as milliseconds.
+fn unix_seconds(value: &serde_json::Value) -> Option<i64> {
+    let n = match value {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(if n > 99_999_999_999 { n / 1000 } else { n })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -254,7 +268,12 @@ impl TokenVerifier {
                 return Err(TokenError::MissingLinkedIdentity);
             }
         }
+        let registered_at = claims
+            .other
+            .get(&self.settings.registration_claim)
+            .and_then(unix_seconds);
         Ok(TokenClaims {
+            registered_at,
             sub: claims.sub,
             scopes: claims
                 .scope
