@@ -8,5 +8,13 @@ mod support;
 
 mod cli;
 mod create_otp;
+mod credential_support;
+mod delete_user;
+mod device_totp;
 mod errors;
+mod openapi;
+mod pin_api;
+mod sdk_flows;
 mod tokens;
+mod totp_interop;
+mod verify_otp;
