@@ -27,11 +27,11 @@ pub enum PinTypeName {
 pub struct PinAttributes {
     /// The new PIN.
     #[serde(default)]
-    #[schema(value_type = String, example = "4378")]
+    #[schema(value_type = String, required = true, example = "4378")]
     pin: Option<SecretString>,
     /// An account OTP or device TOTP of the user.
     #[serde(default)]
-    #[schema(value_type = String, example = "773829")]
+    #[schema(value_type = String, required = true, example = "773829")]
     otp: Option<SecretString>,
 }
 

@@ -18,7 +18,7 @@ pub struct VerifyOtpRequest {
     otp: SecretString,
     /// Which kinds of OTP count; both when absent.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<OtpTypeSchema>>)]
+    #[schema(value_type = Option<Vec<OtpTypeSchema>>, min_items = 1)]
     types: Option<Vec<String>>,
 }
 
