@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod create_otp;
+mod credential_errors;
 mod credential_support;
 mod delete_user;
 mod device_totp;
