@@ -6,11 +6,14 @@ pub mod context;
 pub mod devices;
 pub mod error;
 pub mod health;
+pub mod introspection;
+pub mod jwks;
 pub mod jwt;
 pub mod negotiate;
 pub mod openapi;
 pub mod otp;
 pub mod pin;
+pub mod token;
 pub mod user;
 pub mod verify;
 
@@ -21,8 +24,8 @@ use axum::http::header;
 use axum::middleware::from_fn;
 use axum::routing::get;
 use error::ApiError;
-use jwt::TokenVerifier;
 use std::sync::Arc;
+use token::TokenVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]
