@@ -6,7 +6,7 @@ use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::introspection::IntrospectionSettings;
 use crate::http::token::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
-use crate::service::{Clock, Hasher, OtpKey, Services, SystemClock};
+use crate::service::{Clock, CredentialWatch, Hasher, OtpKey, Services, SystemClock, TotpCipher};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PoolSettings, Store};
@@ -96,6 +96,10 @@ async fn services_with(
     install_crypto_provider();
     let pepper = pepper(config, dev)?;
     let otp_key = OtpKey::derive(&pepper);
+    let totp_cipher = match config.read_totp_key()? {
+        Some(material) => TotpCipher::derive(&material),
+        None => TotpCipher::from_pepper(&pepper),
+    };
     let hasher = Hasher::new(
         pepper,
         config.argon2,
@@ -109,6 +113,10 @@ async fn services_with(
         otp_key,
         otp: config.otp,
         pin_policy: config.pin_policy,
+        totp: config.totp,
+        totp_cipher,
+        after_login_window: config.after_login_window,
+        watch: CredentialWatch::default(),
     })
 }
 

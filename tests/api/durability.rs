@@ -96,12 +96,15 @@ async fn every_otp_answered_201_before_a_sigkill_is_redeemable_once_after_restar
     }
 }
 
-/// The OTP is accepted once and refused the second time.
+/// The OTP is accepted once and refused the second time, by `server`.
 pub async fn assert_redeemable_once(app: &TestApp, server: &Server, user: &str, otp: &str) {
-    let _ = server;
-    // Until `POST /user/otp/verify` exists: the digest is stored, unused and unexpired.
-    let key = otpd::service::OtpKey::derive(&app.config().read_pepper().unwrap());
-    let digest = key.digest(user, otp);
-    let live = crate::store_contract::count_live_digest(&app.database_url, &digest).await;
-    assert_eq!(live, 1, "OTP of {user} lost");
+    let http = reqwest::Client::new();
+    let verify = || {
+        http.post(server.url("/user/otp/verify"))
+            .bearer_auth(app.issuer.token(user))
+            .json(&json!({ "otp": otp }))
+            .send()
+    };
+    assert_eq!(verify().await.unwrap().status(), 204, "OTP of {user} lost");
+    assert_error(verify().await.unwrap(), 404, "invalid-otp").await;
 }

@@ -55,7 +55,6 @@ impl Replicas {
 const RACERS: usize = 10;
 
 #[tokio::test]
-#[ignore = "needs verify and PUT /user/pin from issue 3; un-ignore on merge"]
 async fn an_otp_issued_on_a_is_redeemed_on_b_exactly_once_when_both_race() {
     let app = TestApp::spawn().await;
     set_pins(&app, "replica", 1, "4378").await;
@@ -91,7 +90,6 @@ async fn an_otp_issued_on_a_is_redeemed_on_b_exactly_once_when_both_race() {
 }
 
 #[tokio::test]
-#[ignore = "needs verify and PUT /user/pin from issue 3; un-ignore on merge"]
 async fn a_pin_set_through_a_ends_a_long_poll_waiting_on_b() {
     let app = TestApp::spawn().await;
     app.set_password("poller", "correct horse battery").await;
