@@ -7,7 +7,7 @@ use otpd::store::{NewOtp, OtpInsert, PoolSettings, Store};
 use std::sync::Arc;
 
 /// How many tasks hit one row at the same time in the concurrency tests.
-const PARALLEL: usize = 50;
+pub const PARALLEL: usize = 50;
 
 pub struct Contract {
     pub store: Arc<dyn Store>,
@@ -57,7 +57,7 @@ pub async fn scalar(url: &str, sql: &str, bind: &str) -> i64 {
     }
 }
 
-async fn live_otps(c: &Contract, user: &str) -> i64 {
+pub async fn live_otps(c: &Contract, user: &str) -> i64 {
     scalar(
         &c.url,
         "SELECT COUNT(*) FROM otps WHERE sub = $1 AND used_at IS NULL",
@@ -66,7 +66,7 @@ async fn live_otps(c: &Contract, user: &str) -> i64 {
     .await
 }
 
-fn otp<'a>(digest: &'a [u8], now: i64, max_live: u32) -> NewOtp<'a> {
+pub fn otp<'a>(digest: &'a [u8], now: i64, max_live: u32) -> NewOtp<'a> {
     NewOtp {
         digest,
         created_at: now,

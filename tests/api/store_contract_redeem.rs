@@ -1,0 +1,220 @@
+//! The `Store` contract, continued: device TOTPs and `redeem` (consume-once of account OTPs, TOTP
+//! step replay, and the follow-ups that share the redemption's transaction), under concurrency.
+
+use crate::store_contract::*;
+use otpd::domain::{AuditEvent, Factor};
+use otpd::store::{FollowUp, Redeemed, Redemption, StoredDevice};
+use std::sync::Arc;
+
+fn device(id: &str, secret: &[u8]) -> StoredDevice {
+    StoredDevice {
+        device_id: id.to_owned(),
+        secret_ct: secret.to_vec(),
+        algorithm: "SHA1".to_owned(),
+        digits: 6,
+        period_secs: 30,
+    }
+}
+
+fn account(digest: [u8; 32]) -> Redemption {
+    Redemption {
+        account_digest: Some(digest),
+        device_steps: vec![],
+    }
+}
+
+fn step(d: &StoredDevice, step: i64) -> Redemption {
+    Redemption {
+        account_digest: None,
+        device_steps: vec![(d.clone(), step)],
+    }
+}
+
+async fn events(c: &Contract, user: &str, event: AuditEvent) -> usize {
+    c.store
+        .audit_events(&sub(user))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == event.as_str())
+        .count()
+}
+
+async fn redeem(
+    c: &Contract,
+    user: &str,
+    candidates: Redemption,
+    then: FollowUp<'_>,
+    now: i64,
+) -> Option<Redeemed> {
+    c.store
+        .redeem(&sub(user), &candidates, then, now)
+        .await
+        .unwrap()
+}
+
+/// `PARALLEL` tasks redeem the same candidates at once; returns how many succeeded.
+async fn race(c: &Contract, user: &str, candidates: Redemption, now: i64) -> usize {
+    let tasks = (0..PARALLEL).map(|_| {
+        let (store, candidates, u) = (Arc::clone(&c.store), candidates.clone(), sub(user));
+        tokio::spawn(async move {
+            store
+                .redeem(&u, &candidates, FollowUp::Nothing, now)
+                .await
+                .unwrap()
+        })
+    });
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().is_some())
+        .count()
+}
+
+#[tokio::test]
+async fn store_devices_are_saved_listed_and_replaced() {
+    let c = contract().await;
+    let u = sub("contract-devices");
+    assert!(c.store.devices(&u).await.unwrap().is_empty());
+    c.store
+        .save_device(&u, &device("phone", b"ct-1"), "device=phone", 1)
+        .await
+        .unwrap();
+    c.store
+        .save_device(&u, &device("phone", b"ct-2"), "device=phone", 2)
+        .await
+        .unwrap();
+    c.store
+        .save_device(&u, &device("tablet", b"ct-3"), "device=tablet", 3)
+        .await
+        .unwrap();
+    let saved = c.store.devices(&u).await.unwrap();
+    assert_eq!(saved, [device("phone", b"ct-2"), device("tablet", b"ct-3")]);
+    assert_eq!(
+        events(&c, "contract-devices", AuditEvent::DeviceTotpCreated).await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn store_parallel_redemptions_consume_an_account_otp_exactly_once() {
+    let c = contract().await;
+    let u = sub("contract-redeem");
+    let digest = [7u8; 32];
+    c.store
+        .insert_otp(&u, otp(&digest, 1_000, 3))
+        .await
+        .unwrap();
+    assert_eq!(race(&c, "contract-redeem", account(digest), 2_000).await, 1);
+    assert_eq!(
+        events(&c, "contract-redeem", AuditEvent::OtpRedeemed).await,
+        1
+    );
+    assert_eq!(live_otps(&c, "contract-redeem").await, 0);
+}
+
+#[tokio::test]
+async fn store_an_expired_or_foreign_account_otp_is_not_redeemed() {
+    let c = contract().await;
+    let u = sub("contract-expiry");
+    let digest = [8u8; 32];
+    c.store
+        .insert_otp(&u, otp(&digest, 1_000, 3))
+        .await
+        .unwrap();
+    let expiry = 1_000 + 300_000;
+    let user = "contract-expiry";
+    let other = redeem(
+        &c,
+        "someone-else",
+        account(digest),
+        FollowUp::Nothing,
+        2_000,
+    );
+    assert_eq!(other.await, None);
+    let late = redeem(&c, user, account(digest), FollowUp::Nothing, expiry);
+    assert_eq!(late.await, None);
+    let in_time = redeem(&c, user, account(digest), FollowUp::Nothing, expiry - 1);
+    assert_eq!(in_time.await, Some(Redeemed::Account));
+}
+
+#[tokio::test]
+async fn store_a_totp_step_is_accepted_once_and_never_an_older_one() {
+    let c = contract().await;
+    let u = sub("contract-totp");
+    let phone = device("phone", b"ct-1");
+    c.store.save_device(&u, &phone, "", 1).await.unwrap();
+    assert_eq!(race(&c, "contract-totp", step(&phone, 100), 3_000).await, 1);
+    let user = "contract-totp";
+    let replay = |p: &StoredDevice, s: i64| redeem(&c, user, step(p, s), FollowUp::Nothing, 3_100);
+    assert_eq!(replay(&phone, 100).await, None, "same step again");
+    assert_eq!(replay(&phone, 99).await, None, "an older step");
+    assert_eq!(
+        replay(&phone, 101).await,
+        Some(Redeemed::Device("phone".into()))
+    );
+    // A step computed from a secret that was replaced in the meantime consumes nothing.
+    let replaced = device("phone", b"ct-2");
+    c.store.save_device(&u, &replaced, "", 4).await.unwrap();
+    assert_eq!(replay(&phone, 200).await, None);
+    assert_eq!(
+        replay(&replaced, 5).await,
+        Some(Redeemed::Device("phone".into())),
+        "a new secret starts with no last step"
+    );
+}
+
+#[tokio::test]
+async fn store_follow_ups_happen_only_with_a_redemption_and_in_its_transaction() {
+    let c = contract().await;
+    let u = sub("contract-follow");
+    let (used, fresh) = ([1u8; 32], [2u8; 32]);
+    c.store.insert_otp(&u, otp(&used, 1, 3)).await.unwrap();
+    c.store.insert_otp(&u, otp(&fresh, 2, 3)).await.unwrap();
+    let user = "contract-follow";
+    assert!(
+        redeem(&c, user, account(used), FollowUp::Nothing, 3)
+            .await
+            .is_some()
+    );
+    // A refused redemption sets nothing.
+    let refused = redeem(
+        &c,
+        user,
+        account(used),
+        FollowUp::SetPin { phc: "pin-phc" },
+        4,
+    );
+    assert_eq!(refused.await, None);
+    assert_eq!(
+        c.store.credentials(&u).await.unwrap().hash(Factor::Pin),
+        None
+    );
+    let set = redeem(
+        &c,
+        user,
+        account(fresh),
+        FollowUp::SetPin { phc: "pin-phc" },
+        5,
+    );
+    assert!(set.await.is_some());
+    let stored = c.store.credentials(&u).await.unwrap();
+    assert_eq!(stored.hash(Factor::Pin), Some("pin-phc"));
+
+    // Erasure takes every credential record with it, and keeps the audit trail.
+    let last = [3u8; 32];
+    c.store.insert_otp(&u, otp(&last, 6, 3)).await.unwrap();
+    c.store
+        .save_device(&u, &device("phone", b"ct"), "", 6)
+        .await
+        .unwrap();
+    let erase = redeem(&c, user, account(last), FollowUp::EraseUser, 7);
+    assert!(erase.await.is_some());
+    assert_eq!(c.store.credentials(&u).await.unwrap(), Default::default());
+    assert!(c.store.devices(&u).await.unwrap().is_empty());
+    assert_eq!(live_otps(&c, "contract-follow").await, 0);
+    assert_eq!(
+        events(&c, "contract-follow", AuditEvent::UserDeleted).await,
+        1
+    );
+}
