@@ -296,3 +296,27 @@ fn set_event(factor: Factor) -> AuditEvent {
         Factor::Pin => AuditEvent::PinSet,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_or_busy_databases_are_unavailable_and_other_errors_are_not() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        ] {
+            assert!(matches!(StoreError::from(e), StoreError::Unavailable(_)));
+        }
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+            sqlx::Error::Protocol("garbled".into()),
+        ] {
+            assert!(matches!(StoreError::from(e), StoreError::Other(_)));
+        }
+    }
+}

@@ -181,3 +181,33 @@ async fn a_locked_sqlite_database_gives_503_and_service_resumes() {
     sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
     assert_eq!(ask_otp(&http, &server, &app.issuer).await.status(), 201);
 }
+
+#[tokio::test]
+async fn connections_killed_by_the_server_are_replaced_without_a_failed_request() {
+    let app = TestApp::spawn().await;
+    if is_sqlite(&app.database_url) {
+        return;
+    }
+    set_pins(&app, "outage", 1, "4378").await;
+    let server = Server::start(&app.env).await;
+    let http = reqwest::Client::new();
+    assert_eq!(ask_otp(&http, &server, &app.issuer).await.status(), 201);
+    // What a PostgreSQL restart or failover does to every open connection.
+    let db = app.database_url.rsplit_once('/').unwrap().1.to_owned();
+    let admin = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'otpd'",
+    )
+    .bind(&db)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(killed > 0, "the replica's connections were found");
+    // Idle connections are checked before use, so the dead ones are replaced transparently.
+    for _ in 0..3 {
+        assert_eq!(ask_otp(&http, &server, &app.issuer).await.status(), 201);
+    }
+    let ready = http.get(server.root_url("/health/ready")).send().await;
+    assert_eq!(ready.unwrap().status(), 200);
+}
