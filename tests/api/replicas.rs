@@ -152,3 +152,47 @@ async fn otps_issued_on_both_replicas_at_once_stay_within_max_live() {
     }
     assert_eq!(live, 3, "otp_max_live (3) holds across replicas");
 }
+
+#[tokio::test]
+#[ignore = "needs the attempt limits of issue 4; un-ignore on merge"]
+async fn wrong_pins_spread_over_two_replicas_add_up_to_one_lock() {
+    let app = TestApp::spawn().await;
+    set_pins(&app, "spread", 1, "4378").await;
+    let r = Arc::new(replicas(&app).await);
+    let attempts = (0..40).map(|i| {
+        let r = Arc::clone(&r);
+        tokio::spawn(async move {
+            let on = if i % 2 == 0 { &r.a } else { &r.b };
+            r.http
+                .post(on.url("/user/otp"))
+                .bearer_auth(r.issuer.token("spread-0"))
+                .json(&json!({"pin": "1235"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let tally = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    // The PIN locks after its 4th consecutive failure, wherever the failures arrived.
+    assert_eq!(tally(422), 4, "{statuses:?}");
+    assert_eq!(tally(429), 36, "{statuses:?}");
+    // Locked on both replicas, even for the right PIN.
+    for on in [&r.a, &r.b] {
+        let res = r
+            .http
+            .post(on.url("/user/otp"))
+            .bearer_auth(r.issuer.token("spread-0"))
+            .json(&json!({"pin": "4378"}))
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, 429, "credential-locked").await;
+    }
+}
