@@ -92,6 +92,7 @@ async fn services_with(
         otp_key,
         otp: config.otp,
         pin_policy: config.pin_policy,
+        lockout: config.lockout,
     })
 }
 

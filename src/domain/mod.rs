@@ -2,10 +2,12 @@
 
 pub mod audit;
 pub mod credential;
+pub mod lockout;
 pub mod otp;
 pub mod subject;
 
 pub use audit::AuditEvent;
 pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
+pub use lockout::{Admission, AttemptState, GuardedFactor, LockPolicy, LockoutPolicies};
 pub use otp::{OtpCode, OtpSettings};
 pub use subject::Subject;

@@ -56,6 +56,10 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
             ServiceError::CredentialNotSet => ApiError::CredentialNotSet,
+            ServiceError::CredentialLocked { retry_after } => ApiError::CredentialLocked {
+                retry_after_secs: crate::domain::lockout::retry_after_secs(retry_after),
+            },
+            ServiceError::CredentialDisabled => ApiError::CredentialDisabled,
             ServiceError::Overloaded => ApiError::Overloaded,
             ServiceError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::cell::RefCell;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use zeroize::Zeroize;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,19 +68,28 @@ impl Hasher {
         }
     }
 
+    /// A place in the hashing queue, or `Overloaded` at once. Callers that must not count an
+    /// attempt they cannot check (the attempt limits) take it before counting.
+    pub fn admit(&self) -> Result<HashPermit<'_>, HashError> {
+        let admitted = self
+            .inner
+            .admitted
+            .try_acquire()
+            .map_err(|_| HashError::Overloaded)?;
+        Ok(HashPermit {
+            hasher: self,
+            _admitted: admitted,
+        })
+    }
+
     /// Hashes a new secret into a PHC string.
     pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
-        let secret = SecretString::from(secret);
-        self.run(move |inner| inner.hash(secret.expose_secret()))
-            .await
+        self.admit()?.hash(secret).await
     }
 
     /// Checks `secret` against a stored PHC string in constant time.
     pub async fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
-        let secret = SecretString::from(secret);
-        let phc = phc.to_owned();
-        self.run(move |inner| inner.verify(secret.expose_secret(), &phc))
-            .await
+        self.admit()?.verify(secret, phc).await
     }
 
     async fn run<T, F>(&self, job: F) -> Result<T, HashError>
@@ -88,11 +97,6 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
-        let admitted = self
-            .inner
-            .admitted
-            .try_acquire()
-            .map_err(|_| HashError::Overloaded)?;
         let running = self
             .inner
             .running
@@ -104,8 +108,30 @@ impl Hasher {
             .await
             .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?;
         drop(running);
-        drop(admitted);
         result
+    }
+}
+
+/// An admitted place in the hashing queue; the hashes run through it one after another.
+pub struct HashPermit<'a> {
+    hasher: &'a Hasher,
+    _admitted: SemaphorePermit<'a>,
+}
+
+impl HashPermit<'_> {
+    pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
+        let secret = SecretString::from(secret);
+        self.hasher
+            .run(move |inner| inner.hash(secret.expose_secret()))
+            .await
+    }
+
+    pub async fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
+        let secret = SecretString::from(secret);
+        let phc = phc.to_owned();
+        self.hasher
+            .run(move |inner| inner.verify(secret.expose_secret(), &phc))
+            .await
     }
 }
 

@@ -1,13 +1,14 @@
 //! The use cases: one function per thing a caller can ask for. Owns the order of checks, the clock
 //! and the hashing pool; knows nothing of HTTP or SQL.
 
+pub mod attempts;
 pub mod clock;
 pub mod credentials;
 pub mod digest;
 pub mod hasher;
 pub mod otp;
 
-use crate::domain::{OtpSettings, PinPolicy};
+use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy};
 use crate::store::{Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::OtpKey;
@@ -22,6 +23,7 @@ pub struct Services {
     pub otp_key: OtpKey,
     pub otp: OtpSettings,
     pub pin_policy: PinPolicy,
+    pub lockout: LockoutPolicies,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,12 @@ pub enum ServiceError {
     InvalidCredentials,
     #[error("none of the given credentials is set for the user")]
     CredentialNotSet,
+    /// Too many recent failures: the secret was not checked.
+    #[error("credential locked for {retry_after:?}")]
+    CredentialLocked { retry_after: std::time::Duration },
+    /// Too many failures: the credential must be set anew.
+    #[error("credential disabled")]
+    CredentialDisabled,
     #[error("too many hashing requests waiting")]
     Overloaded,
     #[error("database unavailable")]

@@ -9,4 +9,5 @@ mod support;
 mod cli;
 mod create_otp;
 mod errors;
+mod lockout;
 mod tokens;
