@@ -752,14 +752,16 @@ mod tests {
 
     #[test]
     fn production_mode_refuses_to_start_without_issuer_or_pepper() {
-        let e = Config::load(None, env(&[("OTPD_PEPPER_FILE", "/p")]), false).unwrap_err();
+        let c = Config::load(None, env(&[("OTPD_PEPPER_FILE", "/p")]), false).unwrap();
+        let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("oidc_issuer"), "{e}");
-        let e = Config::load(
+        let c = Config::load(
             None,
             env(&[("OTPD_OIDC_ISSUER", "https://id.example")]),
             false,
         )
-        .unwrap_err();
+        .unwrap();
+        let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("OTPD_PEPPER_FILE"), "{e}");
     }
 
@@ -833,6 +835,15 @@ mod tests {
             ("OTPD_LOCK_MAX_SECONDS", "10"),
         ] {
             assert!(Config::load(None, env(&[(k, v)]), true).is_err(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for (name, _, _) in SETTINGS {
+            let var = format!("`OTPD_{}`", name.to_uppercase());
+            assert!(readme.contains(&var), "README lacks {var}");
         }
     }
 

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::cell::RefCell;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroize;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +44,8 @@ pub struct Hasher {
 struct Inner {
     pepper: Pepper,
     settings: Argon2Settings,
-    running: Semaphore,
-    admitted: Semaphore,
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
 }
 
 const SALT_LEN: usize = 16;
@@ -62,8 +62,8 @@ impl Hasher {
             inner: Arc::new(Inner {
                 pepper,
                 settings,
-                running: Semaphore::new(concurrency),
-                admitted: Semaphore::new(concurrency + queue),
+                running: Arc::new(Semaphore::new(concurrency)),
+                admitted: Arc::new(Semaphore::new(concurrency + queue)),
             }),
         }
     }
@@ -71,14 +71,12 @@ impl Hasher {
     /// A place in the hashing queue, or `Overloaded` at once. Callers that must not count an
     /// attempt they cannot check (the attempt limits) take it before counting.
     pub fn admit(&self) -> Result<HashPermit<'_>, HashError> {
-        let admitted = self
-            .inner
-            .admitted
-            .try_acquire()
+        let admitted = Arc::clone(&self.inner.admitted)
+            .try_acquire_owned()
             .map_err(|_| HashError::Overloaded)?;
         Ok(HashPermit {
             hasher: self,
-            _admitted: admitted,
+            admitted: Arc::new(admitted),
         })
     }
 
@@ -92,37 +90,44 @@ impl Hasher {
         self.admit()?.verify(secret, phc).await
     }
 
-    async fn run<T, F>(&self, job: F) -> Result<T, HashError>
+    async fn run<T, F>(&self, admitted: Arc<OwnedSemaphorePermit>, job: F) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
-        let running = self
-            .inner
-            .running
-            .acquire()
+        let running = Arc::clone(&self.inner.running)
+            .acquire_owned()
             .await
             .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
         let inner = Arc::clone(&self.inner);
-        let result = tokio::task::spawn_blocking(move || job(&inner))
-            .await
-            .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?;
-        drop(running);
-        result
+        // The permits move into the blocking task: if the request is dropped (client gone), the
+        // hash still runs to its end and keeps its slot until then, so the bound holds.
+        tokio::task::spawn_blocking(move || {
+            let result = job(&inner);
+            drop(running);
+            drop(admitted);
+            result
+        })
+        .await
+        .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?
     }
 }
 
-/// An admitted place in the hashing queue; the hashes run through it one after another.
+/// An admitted place in the hashing queue; the hashes of one request run through it one after
+/// another. Each running hash holds a share of it, so it is released only when both the request
+/// and its last hash are done.
 pub struct HashPermit<'a> {
     hasher: &'a Hasher,
-    _admitted: SemaphorePermit<'a>,
+    admitted: Arc<OwnedSemaphorePermit>,
 }
 
 impl HashPermit<'_> {
     pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
         let secret = SecretString::from(secret);
         self.hasher
-            .run(move |inner| inner.hash(secret.expose_secret()))
+            .run(Arc::clone(&self.admitted), move |inner| {
+                inner.hash(secret.expose_secret())
+            })
             .await
     }
 
@@ -130,7 +135,9 @@ impl HashPermit<'_> {
         let secret = SecretString::from(secret);
         let phc = phc.to_owned();
         self.hasher
-            .run(move |inner| inner.verify(secret.expose_secret(), &phc))
+            .run(Arc::clone(&self.admitted), move |inner| {
+                inner.verify(secret.expose_secret(), &phc)
+            })
             .await
     }
 }
