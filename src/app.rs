@@ -4,6 +4,7 @@
 use crate::config::{Config, Pepper};
 use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::jwt::TokenVerifier;
+use crate::http::rate_limit::RateLimiters;
 use crate::http::{self, AppState, RouterSettings};
 use crate::service::{Clock, Hasher, OtpKey, Services, SystemClock};
 use crate::store::Store;
@@ -128,6 +129,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let state = AppState {
         services: Arc::new(services),
         tokens: Arc::new(tokens),
+        limits: RateLimiters::start(config.rate_limits),
     };
     let router = http::router(
         state,

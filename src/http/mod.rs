@@ -8,11 +8,12 @@ pub mod health;
 pub mod jwt;
 pub mod negotiate;
 pub mod otp;
+pub mod rate_limit;
 
 use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use error::ApiError;
 use jwt::TokenVerifier;
@@ -23,6 +24,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub struct AppState {
     pub services: Arc<Services>,
     pub tokens: Arc<TokenVerifier>,
+    pub limits: Arc<rate_limit::RateLimiters>,
 }
 
 pub struct RouterSettings<'a> {
@@ -33,6 +35,10 @@ pub struct RouterSettings<'a> {
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     let api = Router::new()
         .route("/user/otp", post(otp::create))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_by_address,
+        ))
         .route_layer(from_fn(context::remember_route));
     let api = if settings.base_path.is_empty() {
         api

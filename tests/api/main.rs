@@ -10,4 +10,6 @@ mod cli;
 mod create_otp;
 mod errors;
 mod lockout;
+mod overload;
+mod rate_limits;
 mod tokens;
