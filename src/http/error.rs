@@ -53,6 +53,8 @@ pub enum ApiError {
     Unavailable,
     #[error("not ready")]
     NotReady,
+    #[error("identity provider unavailable")]
+    IdentityProviderUnavailable,
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -102,9 +104,10 @@ impl ApiError {
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Overloaded | ApiError::Unavailable | ApiError::NotReady => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded
+            | ApiError::Unavailable
+            | ApiError::NotReady
+            | ApiError::IdentityProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -192,6 +195,11 @@ impl ApiError {
                 "Service unavailable",
                 "The service cannot reach its database; retry shortly.".into(),
             ),
+            ApiError::IdentityProviderUnavailable => (
+                "identity-provider-unavailable",
+                "Identity provider unavailable",
+                "The service cannot check access tokens with its identity provider right now; retry shortly.".into(),
+            ),
             ApiError::NotReady => ("not-ready", "Not ready", "The service is not ready to serve requests.".into()),
             ApiError::Internal(_) => (
                 "internal-error",
@@ -242,7 +250,10 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
                 );
             }
-            ApiError::Overloaded | ApiError::Unavailable | ApiError::NotReady => {
+            ApiError::Overloaded
+            | ApiError::Unavailable
+            | ApiError::NotReady
+            | ApiError::IdentityProviderUnavailable => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(RETRY_AFTER_UNAVAILABLE),

@@ -5,10 +5,13 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod health;
+pub mod introspection;
+pub mod jwks;
 pub mod jwt;
 pub mod negotiate;
 pub mod otp;
 pub mod rate_limit;
+pub mod token;
 
 use crate::service::{ServiceError, Services};
 use axum::Router;
@@ -16,8 +19,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use error::ApiError;
-use jwt::TokenVerifier;
 use std::sync::Arc;
+use token::TokenVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]
