@@ -1,7 +1,10 @@
 //! Open-loop load for scripts/bench.sh: sends `POST` requests at a fixed rate whatever the answers
 //! take (no coordinated omission), then prints the statuses and latency percentiles.
 //!
-//!     cargo run --release --example bench_load -- URL TOKEN BODY RATE SECONDS
+//!     cargo run --release --example bench_load -- URL TOKENS BODY RATE SECONDS
+//!
+//! TOKENS is a comma-separated list used in turn: load spread over several users, as in real
+//! traffic (one user's parallel checks beyond the lock threshold meet the attempt limits).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,8 +13,8 @@ use std::time::{Duration, Instant};
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, token, body, rate, seconds] = &args[..] else {
-        eprintln!("usage: bench_load URL TOKEN BODY RATE SECONDS");
+    let [url, tokens, body, rate, seconds] = &args[..] else {
+        eprintln!("usage: bench_load URL TOKENS BODY RATE SECONDS");
         std::process::exit(2);
     };
     let rate: f64 = rate.parse().expect("rate");
@@ -20,13 +23,15 @@ async fn main() {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
+    let tokens: Vec<String> = tokens.split(',').map(str::to_owned).collect();
     let total = (rate * seconds) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         tokio::time::sleep_until(start + interval * i as u32).await;
-        let (client, url, token, body) = (client.clone(), url.clone(), token.clone(), body.clone());
+        let token = tokens[i as usize % tokens.len()].clone();
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             let status = match client

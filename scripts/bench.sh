@@ -41,8 +41,13 @@ echo "$ARGON"
 RAW=$(echo "$ARGON" | sed -E 's/.*: ([0-9.]+) verifications.*/\1/')
 
 "$BIN/otpd" --dev migrate 2>/dev/null
-printf 'correct horse battery\n' | "$BIN/otpd" --dev user set-password bench
-TOKEN=$("$BIN/otpd" --dev dev token --sub bench --ttl 7200)
+# Users bench0..bench7: wrk drives bench0; the open-loop run spreads over all of them.
+TOKENS=""
+for i in $(seq 0 7); do
+  printf 'correct horse battery\n' | "$BIN/otpd" --dev user set-password "bench$i" 2>/dev/null
+  TOKENS="$TOKENS${TOKENS:+,}$("$BIN/otpd" --dev dev token --sub "bench$i" --ttl 7200)"
+done
+TOKEN="${TOKENS%%,*}"
 "$BIN/otpd" --dev serve >"$WORK/otpd.log" 2>&1 &
 OTPD_PID=$!
 PIDS+=("$OTPD_PID")
@@ -102,7 +107,7 @@ echo "415: $R415/s (minimal handler just before: $H415/s)"
 
 echo "== open loop at 2x the OTP rate"
 RATE=$(awk -v r="$OTPS" 'BEGIN { printf "%d", r * 2 }')
-"$BIN/examples/bench_load" "$URL" "$TOKEN" '{"password":"correct horse battery"}' "$RATE" "$SECONDS_PER_RUN"
+"$BIN/examples/bench_load" "$URL" "$TOKENS" '{"password":"correct horse battery"}' "$RATE" "$SECONDS_PER_RUN"
 RSS_AFTER=$(ps -o rss= -p "$OTPD_PID")
 
 echo
