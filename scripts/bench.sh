@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Benchmark: otpd (release build, dev mode, SQLite) against baselines measured in the same run.
 #
-#   scripts/bench.sh            # ~3 min after the release build; needs wrk (apt-get install -y wrk)
+#   scripts/bench.sh        # ~4 min after the release build; needs wrk (apt-get install -y wrk)
 #
-# Prints:
-#   1. raw Argon2id verifications/s (examples/bench_argon2, default parameters, one thread per core)
-#      vs OTPs/s through POST /user/otp with a password (wrk, closed loop, 4 connections)
-#   2. a minimal axum handler (examples/bench_hello) vs otpd's cheap rejections 401, 406, 415
-#   3. open-loop load at 2x the measured OTP rate (examples/bench_load): statuses and p50/p99
-#      latency, and otpd's resident memory before and after
-# Not part of CI: numbers depend on the machine; docs/benchmark.md records a run.
+# 1. OTPs/s through POST /user/otp with a password at the default Argon2id parameters (wrk, closed
+#    loop, concurrency + queue connections) vs raw Argon2id verifications/s (examples/bench_argon2,
+#    one thread per core, one reused work area each). Target ratio >= 0.9.
+# 2. Cheap rejections 401, 406, 415 (wrk, 64 connections) vs a minimal axum handler
+#    (examples/bench_hello). Target ratio >= 0.5.
+# 3. Open-loop load at 2x the best OTP rate (examples/bench_load, spread over 8 users): statuses and
+#    p50/p99 latency (load shedding must keep the 201s' latency bounded), and otpd's memory.
+#
+# The machine is shared and noisy, so every measurement is paired with its baseline run right
+# before it, each pair is repeated (BENCH_ROUNDS, default 3), and the median ratio is reported.
+# Not part of CI. docs/benchmark.md records a run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECONDS_PER_RUN="${BENCH_SECONDS:-15}"
+SECS="${BENCH_SECONDS:-8}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 PORT="${BENCH_PORT:-18080}"
 HELLO_PORT="${BENCH_HELLO_PORT:-18081}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
@@ -34,14 +39,12 @@ export OTPD_LISTEN="127.0.0.1:$PORT"
 export OTPD_LOG="info"
 # One source address and one client id do all the load: the rate limits would answer most of it.
 export OTPD_RATE_LIMIT_PER_CLIENT=off OTPD_RATE_LIMIT_PER_ADDRESS=off
-
-echo "== raw Argon2id baseline"
-ARGON=$("$BIN/examples/bench_argon2" "$SECONDS_PER_RUN")
-echo "$ARGON"
-RAW=$(echo "$ARGON" | sed -E 's/.*: ([0-9.]+) verifications.*/\1/')
+CORES=$(nproc)
+CONNS=$((CORES * 3)) # hash_concurrency + hash_queue at their defaults: never shed, never idle
 
 "$BIN/otpd" --dev migrate 2>/dev/null
-# Users bench0..bench7: wrk drives bench0; the open-loop run spreads over all of them.
+# Users bench0..bench7: password load is spread over them, as real traffic is (one user's parallel
+# checks beyond the free failures would meet the attempt limits, docs/lockout.md).
 TOKENS=""
 for i in $(seq 0 7); do
   printf 'correct horse battery\n' | "$BIN/otpd" --dev user set-password "bench$i" 2>/dev/null
@@ -58,66 +61,79 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 URL="http://127.0.0.1:$PORT/user/2022-1/user/otp"
+RSS_IDLE=$(ps -o rss= -p "$OTPD_PID")
 
 cat >"$WORK/post.lua" <<'EOF'
 wrk.method = "POST"
 wrk.body = os.getenv("BODY") or ""
+-- With TOKENS (comma-separated), requests take the tokens in turn: load spread over several users.
+local tokens, n = {}, 0
+for t in string.gmatch(os.getenv("TOKENS") or "", "[^,]+") do tokens[#tokens + 1] = t end
+if #tokens > 0 then
+  request = function()
+    n = n + 1
+    wrk.headers["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]
+    return wrk.format()
+  end
+end
 done = function(summary, latency, requests)
   local bad = summary.errors.status + summary.errors.connect + summary.errors.read
             + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT ok=%d bad=%d secs=%.2f p99_ms=%.1f\n", summary.requests - bad, bad,
-    summary.duration / 1e6, latency:percentile(99) / 1000))
+  io.write(string.format("RESULT %d %d %.3f\n", summary.requests - bad, bad, summary.duration / 1e6))
 end
 EOF
-# Runs wrk and prints "<2xx requests/s> <non-2xx requests/s> <p99 ms>".
+# wrk CONNS ARGS… -> "<2xx per second> <other per second>"
 run_wrk() {
   local conns=$1; shift
-  wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" -s "$WORK/post.lua" "$@" | awk '
-    /^RESULT/ { split($2,a,"="); split($3,b,"="); split($4,c,"="); split($5,d,"=");
-                printf "%.1f %.1f %s\n", a[2]/c[2], b[2]/c[2], d[2] }'
+  wrk -t2 -c"$conns" -d"${SECS}s" -s "$WORK/post.lua" "$@" |
+    awk '/^RESULT/ { printf "%.1f %.1f\n", $2 / $4, $3 / $4 }'
 }
-
-echo "== POST /user/otp with a password (4 connections)"
-RSS_BEFORE=$(ps -o rss= -p "$OTPD_PID")
-read -r OTPS OTP_BAD OTP_P99 < <(BODY='{"password":"correct horse battery"}' run_wrk 4 \
-  -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" "$URL")
-echo "OTPs/s: $OTPS (non-201/s: $OTP_BAD, p99 $OTP_P99 ms)"
-RSS_LOADED=$(ps -o rss= -p "$OTPD_PID")
-# The raw baseline again, right after: the ratio uses the mean of the runs before and after.
-ARGON2=$("$BIN/examples/bench_argon2" "$SECONDS_PER_RUN")
-echo "$ARGON2 (again)"
-RAW2=$(echo "$ARGON2" | sed -E 's/.*: ([0-9.]+) verifications.*/\1/')
-RAW=$(awk -v a="$RAW" -v b="$RAW2" 'BEGIN { printf "%.1f", (a + b) / 2 }')
-
-echo "== cheap rejections vs a minimal axum handler (64 connections)"
-# The machine is shared and noisy: each rejection is measured right after its own baseline run,
-# and the ratio is taken within that pair.
+raw_argon2() { "$BIN/examples/bench_argon2" "$SECS" "$CORES" | sed -E 's/.*: ([0-9.]+) verifications.*/\1/'; }
 hello() { BODY='' run_wrk 64 "http://127.0.0.1:$HELLO_PORT/" | cut -d' ' -f1; }
-read -r H401 < <(hello)
-read -r _ R401 _ < <(BODY='{"pin":"1235"}' run_wrk 64 -H "Content-Type: application/json" "$URL")
-read -r H406 < <(hello)
-read -r _ R406 _ < <(BODY='{"pin":"1235"}' run_wrk 64 -H "Authorization: Bearer $TOKEN" \
-  -H "Content-Type: application/json" -H "Accept: text/html" "$URL")
-read -r H415 < <(hello)
-read -r _ R415 _ < <(BODY='pin=1235' run_wrk 64 -H "Authorization: Bearer $TOKEN" \
-  -H "Content-Type: text/plain" "$URL")
-echo "401: $R401/s (minimal handler just before: $H401/s)"
-echo "406: $R406/s (minimal handler just before: $H406/s)"
-echo "415: $R415/s (minimal handler just before: $H415/s)"
+otp() {
+  BODY='{"password":"correct horse battery"}' TOKENS="$TOKENS" run_wrk "$CONNS" \
+    -H "Content-Type: application/json" "$URL"
+}
+r401() { BODY='{"pin":"1235"}' run_wrk 64 -H "Content-Type: application/json" "$URL" | cut -d' ' -f2; }
+r406() {
+  BODY='{"pin":"1235"}' run_wrk 64 -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
+    -H "Accept: text/html" "$URL" | cut -d' ' -f2
+}
+r415() {
+  BODY='pin=1235' run_wrk 64 -H "Authorization: Bearer $TOKEN" -H "Content-Type: text/plain" "$URL" |
+    cut -d' ' -f2
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-echo "== open loop at 2x the OTP rate"
-RATE=$(awk -v r="$OTPS" 'BEGIN { printf "%d", r * 2 }')
-"$BIN/examples/bench_load" "$URL" "$TOKENS" '{"password":"correct horse battery"}' "$RATE" "$SECONDS_PER_RUN"
-RSS_AFTER=$(ps -o rss= -p "$OTPD_PID")
+echo "== $ROUNDS rounds of ${SECS} s pairs (baseline, then measured)"
+OTP_RATIOS="" BEST_OTPS=0 RATIOS_401="" RATIOS_406="" RATIOS_415=""
+for round in $(seq 1 "$ROUNDS"); do
+  RAW=$(raw_argon2)
+  read -r OTPS OTHER < <(otp)
+  OTP_RATIOS="$OTP_RATIOS $(awk -v a="$OTPS" -v b="$RAW" 'BEGIN { printf "%.2f", a / b }')"
+  BEST_OTPS=$(awk -v a="$OTPS" -v b="$BEST_OTPS" 'BEGIN { print (a > b ? a : b) }')
+  echo "round $round: raw Argon2id $RAW/s, OTPs $OTPS/s (other statuses $OTHER/s)"
+  for kind in 401 406 415; do
+    H=$(hello)
+    R=$("r$kind")
+    ratio=$(awk -v a="$R" -v b="$H" 'BEGIN { printf "%.2f", a / b }')
+    eval "RATIOS_$kind=\"\$RATIOS_$kind $ratio\""
+    echo "round $round: minimal handler $H/s, $kind $R/s"
+  done
+done
+RSS_SUSTAINED=$(ps -o rss= -p "$OTPD_PID")
+
+RATE=$(awk -v r="$BEST_OTPS" 'BEGIN { printf "%d", r * 2 }')
+echo "== open loop at 2x the best OTP rate ($RATE/s) for $((SECS * 2)) s"
+"$BIN/examples/bench_load" "$URL" "$TOKENS" '{"password":"correct horse battery"}' "$RATE" "$((SECS * 2))"
+RSS_OVERLOAD=$(ps -o rss= -p "$OTPD_PID")
 
 echo
-echo "== summary"
-awk -v raw="$RAW" -v otps="$OTPS" -v a="$R401" -v b="$R406" -v c="$R415" \
-    -v ha="$H401" -v hb="$H406" -v hc="$H415" \
-    -v before="$RSS_BEFORE" -v loaded="$RSS_LOADED" -v after="$RSS_AFTER" 'BEGIN {
-  printf "OTPs/s %.1f / raw Argon2id %.1f/s (mean of before and after) = %.2f (target >= 0.9)\n", otps, raw, otps / raw
-  printf "cheap rejections / minimal handler (target >= 0.5): 401 %.2f, 406 %.2f, 415 %.2f\n",
-    a / ha, b / hb, c / hc
-  printf "otpd RSS: %.0f MiB idle, %.0f MiB after the sustained run, %.0f MiB after the overload run\n",
-    before / 1024, loaded / 1024, after / 1024
-}'
+echo "== summary ($CORES cores, medians of $ROUNDS rounds)"
+echo "OTPs/s / raw Argon2id verifications/s: $(echo "$OTP_RATIOS" | median)  (rounds:$OTP_RATIOS; target >= 0.9)"
+echo "401 / minimal handler: $(echo "$RATIOS_401" | median)  (rounds:$RATIOS_401; target >= 0.5)"
+echo "406 / minimal handler: $(echo "$RATIOS_406" | median)  (rounds:$RATIOS_406)"
+echo "415 / minimal handler: $(echo "$RATIOS_415" | median)  (rounds:$RATIOS_415)"
+awk -v a="$RSS_IDLE" -v b="$RSS_SUSTAINED" -v c="$RSS_OVERLOAD" 'BEGIN {
+  printf "otpd RSS: %.0f MiB idle, %.0f MiB after the sustained rounds, %.0f MiB after the overload run\n",
+    a / 1024, b / 1024, c / 1024 }'
