@@ -89,19 +89,22 @@ run_wrk() {
     awk '/^RESULT/ { printf "%.1f %.1f\n", $2 / $4, $3 / $4 }'
 }
 raw_argon2() { "$BIN/examples/bench_argon2" "$SECS" "$CORES" | sed -E 's/.*: ([0-9.]+) verifications.*/\1/'; }
-hello() { BODY='' run_wrk 64 "http://127.0.0.1:$HELLO_PORT/" | cut -d' ' -f1; }
 otp() {
   BODY='{"password":"correct horse battery"}' TOKENS="$TOKENS" run_wrk "$CONNS" \
     -H "Content-Type: application/json" "$URL"
 }
-r401() { BODY='{"pin":"1235"}' run_wrk 64 -H "Content-Type: application/json" "$URL" | cut -d' ' -f2; }
-r406() {
-  BODY='{"pin":"1235"}' run_wrk 64 -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
-    -H "Accept: text/html" "$URL" | cut -d' ' -f2
-}
-r415() {
-  BODY='pin=1235' run_wrk 64 -H "Authorization: Bearer $TOKEN" -H "Content-Type: text/plain" "$URL" |
-    cut -d' ' -f2
+# The cheap rejections, each as: body, then headers. The minimal handler gets the identical request
+# (same bytes to parse) right before otpd does.
+REJECT_401=('{"pin":"1235"}' -H "Content-Type: application/json")
+REJECT_406=('{"pin":"1235"}' -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -H "Accept: text/html")
+REJECT_415=('pin=1235' -H "Authorization: Bearer $TOKEN" -H "Content-Type: text/plain")
+# rejection_pair KIND -> "<minimal handler 2xx/s> <otpd non-2xx/s>"
+rejection_pair() {
+  local -n req="REJECT_$1"
+  local hello otpd
+  hello=$(BODY="${req[0]}" run_wrk 64 "${req[@]:1}" "http://127.0.0.1:$HELLO_PORT/user/2022-1/user/otp" | cut -d' ' -f1)
+  otpd=$(BODY="${req[0]}" run_wrk 64 "${req[@]:1}" "$URL" | cut -d' ' -f2)
+  echo "$hello $otpd"
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
@@ -114,8 +117,7 @@ for round in $(seq 1 "$ROUNDS"); do
   BEST_OTPS=$(awk -v a="$OTPS" -v b="$BEST_OTPS" 'BEGIN { print (a > b ? a : b) }')
   echo "round $round: raw Argon2id $RAW/s, OTPs $OTPS/s (other statuses $OTHER/s)"
   for kind in 401 406 415; do
-    H=$(hello)
-    R=$("r$kind")
+    read -r H R < <(rejection_pair "$kind")
     ratio=$(awk -v a="$R" -v b="$H" 'BEGIN { printf "%.2f", a / b }')
     eval "RATIOS_$kind=\"\$RATIOS_$kind $ratio\""
     echo "round $round: minimal handler $H/s, $kind $R/s"
