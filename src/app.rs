@@ -7,7 +7,7 @@ use crate::http::introspection::IntrospectionSettings;
 use crate::http::rate_limit::RateLimiters;
 use crate::http::token::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
-use crate::service::{Clock, Hasher, OtpKey, Services, SystemClock};
+use crate::service::{Clock, CredentialWatch, Hasher, OtpKey, Services, SystemClock, TotpCipher};
 use crate::store::Store;
 use crate::store::postgres::{PgPoolSettings, PgStore};
 use crate::store::sqlite::SqliteStore;
@@ -81,6 +81,10 @@ async fn services_with(
     install_crypto_provider();
     let pepper = pepper(config, dev)?;
     let otp_key = OtpKey::derive(&pepper);
+    let totp_cipher = match config.read_totp_key()? {
+        Some(material) => TotpCipher::derive(&material),
+        None => TotpCipher::from_pepper(&pepper),
+    };
     let hasher = Hasher::new(
         pepper,
         config.argon2,
@@ -94,6 +98,10 @@ async fn services_with(
         otp_key,
         otp: config.otp,
         pin_policy: config.pin_policy,
+        totp: config.totp,
+        totp_cipher,
+        after_login_window: config.after_login_window,
+        watch: CredentialWatch::default(),
         lockout: config.lockout,
     })
 }

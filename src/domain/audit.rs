@@ -11,6 +11,13 @@ pub enum AuditEvent {
     OtpRefused,
     PasswordRefused,
     PinRefused,
+    /// An account OTP or a device TOTP was redeemed (detail: which kind, which device).
+    OtpRedeemed,
+    /// A new PIN broke the PIN policy (`PUT /user/pin`).
+    PinPolicyRefused,
+    DeviceTotpCreated,
+    /// Every credential of the user was erased; this row and the earlier ones stay.
+    UserDeleted,
     /// A failure locked the factor for a while (detail: failures and lock end).
     Locked(GuardedFactor),
     /// A failure disabled the factor until it is set anew.
@@ -31,6 +38,10 @@ impl AuditEvent {
             AuditEvent::OtpRefused => "otp.refused",
             AuditEvent::PasswordRefused => "password.refused",
             AuditEvent::PinRefused => "pin.refused",
+            AuditEvent::OtpRedeemed => "otp.redeemed",
+            AuditEvent::PinPolicyRefused => "pin.policy-refused",
+            AuditEvent::DeviceTotpCreated => "device-totp.created",
+            AuditEvent::UserDeleted => "user.deleted",
             AuditEvent::Locked(G::Password) => "password.locked",
             AuditEvent::Locked(G::Pin) => "pin.locked",
             AuditEvent::Locked(G::Otp) => "otp.locked",

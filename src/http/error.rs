@@ -31,6 +31,21 @@ pub enum ApiError {
     /// The caller (client or source address) exceeded its request rate; nothing about the user.
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    #[error("invalid OTP")]
+    InvalidOtp,
+    #[error("OTP refused")]
+    OtpForbidden,
+    #[error("no valid proof")]
+    NoValidProof,
+    #[error("PIN not secure")]
+    PinNotSecure(crate::domain::PinRejection),
+    #[error("invalid parameter {parameter}")]
+    InvalidParameter {
+        parameter: &'static str,
+        detail: String,
+    },
+    #[error("{} not set", .0.as_str())]
+    FactorNotSet(crate::domain::Factor),
     #[error("token missing")]
     MissingToken,
     #[error("invalid token")]
@@ -88,7 +103,10 @@ pub struct ErrorCause(pub Arc<anyhow::Error>);
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidOtp | ApiError::FactorNotSet(_) => StatusCode::NOT_FOUND,
+            ApiError::OtpForbidden | ApiError::NoValidProof => StatusCode::FORBIDDEN,
+            ApiError::PinNotSecure(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::InvalidField { .. }
             | ApiError::MissingCredential
             | ApiError::InvalidCredentials => StatusCode::UNPROCESSABLE_ENTITY,
@@ -147,6 +165,29 @@ impl ApiError {
                 "rate-limited",
                 "Too many requests",
                 format!("This client or address sends too many requests. Retry in {retry_after_secs} s."),
+            ),
+            ApiError::InvalidOtp | ApiError::OtpForbidden => (
+                "invalid-otp",
+                "Invalid OTP",
+                "The one-time password is unknown, expired or already used.".into(),
+            ),
+            ApiError::NoValidProof => (
+                "invalid-proof",
+                "No valid proof",
+                "None of the given OTP, password or PIN is valid, and no after-login grant applies.".into(),
+            ),
+            ApiError::PinNotSecure(rejection) => (
+                "pin-not-secure",
+                "PIN not secure",
+                format!("The PIN does not meet the PIN policy: {rejection}."),
+            ),
+            ApiError::InvalidParameter { detail, .. } => {
+                ("invalid-parameter", "Invalid parameter", detail.clone())
+            }
+            ApiError::FactorNotSet(factor) => (
+                "credential-not-set",
+                "Credential not set",
+                format!("The user has no {} set.", factor.as_str()),
             ),
             ApiError::MissingToken => (
                 "missing-token",
@@ -210,6 +251,12 @@ impl ApiError {
         let source = match self {
             ApiError::InvalidField { pointer, .. } => Some(ErrorSource::Pointer(pointer.clone())),
             ApiError::MissingCredential => Some(ErrorSource::Pointer(String::new())),
+            ApiError::PinNotSecure(_) => {
+                Some(ErrorSource::Pointer("/data/attributes/pin".to_owned()))
+            }
+            ApiError::InvalidParameter { parameter, .. } => {
+                Some(ErrorSource::Parameter((*parameter).to_owned()))
+            }
             _ => None,
         };
         ErrorBody {

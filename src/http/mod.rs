@@ -3,21 +3,27 @@
 
 pub mod auth;
 pub mod context;
+pub mod devices;
 pub mod error;
 pub mod health;
 pub mod introspection;
 pub mod jwks;
 pub mod jwt;
 pub mod negotiate;
+pub mod openapi;
 pub mod otp;
+pub mod pin;
 pub mod rate_limit;
 pub mod token;
+pub mod user;
+pub mod verify;
 
 use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::get;
 use error::ApiError;
 use std::sync::Arc;
 use token::TokenVerifier;
@@ -36,8 +42,11 @@ pub struct RouterSettings<'a> {
 }
 
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
-    let api = Router::new()
-        .route("/user/otp", post(otp::create))
+    let (api, doc) = openapi::api_routes().split_for_parts();
+    let doc = openapi::finish(doc, settings.base_path)
+        .to_json()
+        .unwrap_or_default();
+    let api = api
         .route_layer(from_fn_with_state(
             state.clone(),
             rate_limit::limit_by_address,
@@ -51,6 +60,10 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     let health = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+        )
         .route_layer(from_fn(context::remember_route));
     api.merge(health)
         .fallback(|| async { ApiError::NotFound })
@@ -69,6 +82,9 @@ impl From<ServiceError> for ApiError {
                 retry_after_secs: crate::domain::lockout::retry_after_secs(retry_after),
             },
             ServiceError::CredentialDisabled => ApiError::CredentialDisabled,
+            ServiceError::InvalidOtp => ApiError::InvalidOtp,
+            ServiceError::NoValidProof => ApiError::NoValidProof,
+            ServiceError::PinRejected(rejection) => ApiError::PinNotSecure(rejection),
             ServiceError::Overloaded => ApiError::Overloaded,
             ServiceError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");

@@ -47,6 +47,20 @@ pub struct TokenClaims {
     pub sub: String,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    /// When the user registered (unix seconds), from the configured `registration_claim`.
+    pub registered_at: Option<i64>,
+}
+
+/// A registration time as identity providers write it: unix seconds, or milliseconds (Keycloak's
+/// `createdTimestamp`), as a number or a numeric string. Values past the year 5138 in seconds are
+/// taken as milliseconds.
+fn unix_seconds(value: &Value) -> Option<i64> {
+    let n = match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(if n > 99_999_999_999 { n / 1000 } else { n })
 }
 
 pub struct TokenVerifier {
@@ -166,10 +180,14 @@ impl TokenVerifier {
             .iter()
             .find_map(|k| claims.get(*k).and_then(Value::as_str))
             .map(str::to_owned);
+        let registered_at = claims
+            .get(&self.settings.registration_claim)
+            .and_then(unix_seconds);
         Ok(TokenClaims {
             sub,
             scopes,
             client_id,
+            registered_at,
         })
     }
 }

@@ -1,19 +1,27 @@
 //! The use cases: one function per thing a caller can ask for. Owns the order of checks, the clock
 //! and the hashing pool; knows nothing of HTTP or SQL.
 
+pub mod account;
 pub mod attempts;
 pub mod clock;
 pub mod credentials;
+pub mod devices;
 pub mod digest;
 pub mod hasher;
 pub mod otp;
+pub mod redeem;
+pub mod totp_cipher;
+pub mod watch;
 
-use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy};
+use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy, PinRejection, TotpSettings};
 use crate::store::{Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::OtpKey;
 pub use hasher::{HashError, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
+pub use totp_cipher::TotpCipher;
+pub use watch::CredentialWatch;
 
 /// Everything the use cases need, built once by `app`.
 pub struct Services {
@@ -24,6 +32,12 @@ pub struct Services {
     pub otp: OtpSettings,
     pub pin_policy: PinPolicy,
     pub lockout: LockoutPolicies,
+    /// Parameters of new device TOTPs (stored devices keep their own).
+    pub totp: TotpSettings,
+    pub totp_cipher: TotpCipher,
+    /// How long after registration the after-login grant allows a device TOTP without proof.
+    pub after_login_window: Duration,
+    pub watch: CredentialWatch,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +52,12 @@ pub enum ServiceError {
     /// Too many failures: the credential must be set anew.
     #[error("credential disabled")]
     CredentialDisabled,
+    #[error("the one-time password is not valid")]
+    InvalidOtp,
+    #[error("none of the offered proofs is valid")]
+    NoValidProof,
+    #[error("the new PIN breaks the PIN policy: {0}")]
+    PinRejected(PinRejection),
     #[error("too many hashing requests waiting")]
     Overloaded,
     #[error("database unavailable")]

@@ -61,7 +61,7 @@ impl Services {
     /// Checks the offered factors in PACE order (password first, then PIN) and returns the first
     /// that matches. Each check runs under its factor's attempt limit; a locked or disabled factor
     /// is skipped without being checked, so the other one still can succeed.
-    async fn check_proof(
+    pub(super) async fn check_proof(
         &self,
         sub: &Subject,
         stored: &StoredCredentials,
