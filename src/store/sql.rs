@@ -148,6 +148,7 @@ macro_rules! impl_store {
                     "DELETE FROM users WHERE sub = $1",
                     "DELETE FROM otps WHERE sub = $1",
                     "DELETE FROM device_totps WHERE sub = $1",
+                    "DELETE FROM attempts WHERE sub = $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }
@@ -468,6 +469,12 @@ macro_rules! impl_store {
                                 .bind(sub.as_str())
                                 .bind(phc)
                                 .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            // A new PIN starts with clean counters: this re-enables a disabled PIN.
+                            sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
+                                .bind(sub.as_str())
+                                .bind(GuardedFactor::Pin.as_str())
                                 .execute(&mut *tx)
                                 .await?;
                             insert_audit(&mut tx, sub, AuditEvent::PinSet, &detail, now).await?;

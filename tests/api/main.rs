@@ -17,6 +17,7 @@ mod introspection;
 mod key_cache;
 mod lockout;
 mod openapi;
+mod otp_attempts;
 mod overload;
 mod pin_api;
 mod rate_limits;
