@@ -2,12 +2,14 @@
 //! implementation per backend. Every state change that matters is a single statement or a single
 //! transaction, and its audit row is written in the same transaction.
 
+mod attempts;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 
-use crate::domain::{AttemptState, AuditEvent, Factor, GuardedFactor, LockPolicy, Subject};
+use crate::domain::{AuditEvent, Factor, Subject};
 use async_trait::async_trait;
+pub use attempts::{AttemptStore, FailedAttempt, Reservation};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -84,29 +86,6 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
-/// The outcome of asking to check one more secret of a factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reservation {
-    /// Counted (as a failure until it succeeds); this is the state it left, lock included.
-    Admitted(AttemptState),
-    /// Locked or disabled: nothing was counted and the secret must not be checked.
-    Refused(AttemptState),
-}
-
-/// A reserved attempt whose secret turned out wrong: what its audit rows say and whether the
-/// user's live OTPs go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailedAttempt {
-    pub factor: GuardedFactor,
-    pub failures: u32,
-    /// Set when this failure started a lock (its end, Unix ms).
-    pub locked_until: Option<Millis>,
-    /// This failure disabled the factor.
-    pub disabled: bool,
-    /// Revoke every live account OTP of the user.
-    pub revoke_otps: bool,
-}
-
 /// A device TOTP as stored: the secret only as ciphertext.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDevice {
@@ -177,7 +156,7 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AttemptStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
@@ -208,46 +187,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an OTP digest, retires expired/used/surplus OTPs of the user, writes the audit row.
     async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError>;
-
-    /// Counts one attempt at `factor` before its secret is checked, in one atomic upsert that is
-    /// refused while the factor is locked or disabled; the lock that `policy` sets for the new
-    /// count is written in the same transaction, so no parallel request sees the row without it.
-    async fn reserve_attempt(
-        &self,
-        sub: &Subject,
-        factor: GuardedFactor,
-        policy: &LockPolicy,
-        now: Millis,
-    ) -> Result<Reservation, StoreError>;
-
-    /// A reserved attempt succeeded: the factor's counters start over.
-    async fn attempt_succeeded(
-        &self,
-        sub: &Subject,
-        factor: GuardedFactor,
-    ) -> Result<(), StoreError>;
-
-    /// A reserved attempt failed: its count stays; writes the audit rows and revokes OTPs if asked.
-    async fn attempt_failed(
-        &self,
-        sub: &Subject,
-        failed: FailedAttempt,
-        now: Millis,
-    ) -> Result<(), StoreError>;
-
-    /// The stored counters of the user's factors (factors without failures are absent).
-    async fn attempt_states(
-        &self,
-        sub: &Subject,
-    ) -> Result<Vec<(GuardedFactor, AttemptState)>, StoreError>;
-
-    /// Clears the counters of `factors` (operator unlock), with an audit row per factor.
-    async fn unlock(
-        &self,
-        sub: &Subject,
-        factors: &[GuardedFactor],
-        now: Millis,
-    ) -> Result<(), StoreError>;
 
     async fn record_audit(
         &self,
