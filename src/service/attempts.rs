@@ -47,7 +47,12 @@ impl Services {
             Reservation::Refused(state) => return Ok(refusal(state, now)),
         };
         if let Some(value) = check().await? {
-            self.store.attempt_succeeded(sub, factor).await?;
+            // The check's own effect (an OTP consumed, a PIN changed) has happened: a failed reset
+            // must not turn it into an error. The counter then stays high until the next success,
+            // which errs on the safe side.
+            if let Err(e) = self.store.attempt_succeeded(sub, factor).await {
+                tracing::warn!(factor = factor.as_str(), error = %e, "could not reset the attempt counter after a success");
+            }
             return Ok(Checked::Passed(value));
         }
         let failed = FailedAttempt {
