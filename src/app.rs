@@ -4,6 +4,7 @@
 use crate::config::{Config, Pepper};
 use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::introspection::IntrospectionSettings;
+use crate::http::rate_limit::RateLimiters;
 use crate::http::token::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
 use crate::service::{Clock, CredentialWatch, Hasher, OtpKey, Services, SystemClock, TotpCipher};
@@ -117,6 +118,7 @@ async fn services_with(
         totp_cipher,
         after_login_window: config.after_login_window,
         watch: CredentialWatch::default(),
+        lockout: config.lockout,
     })
 }
 
@@ -170,6 +172,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let state = AppState {
         services: Arc::new(services),
         tokens: Arc::new(tokens),
+        limits: RateLimiters::start(config.rate_limits),
     };
     let router = http::router(
         state,

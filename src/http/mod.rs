@@ -13,6 +13,7 @@ pub mod negotiate;
 pub mod openapi;
 pub mod otp;
 pub mod pin;
+pub mod rate_limit;
 pub mod token;
 pub mod user;
 pub mod verify;
@@ -21,7 +22,7 @@ use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use error::ApiError;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub struct AppState {
     pub services: Arc<Services>,
     pub tokens: Arc<TokenVerifier>,
+    pub limits: Arc<rate_limit::RateLimiters>,
 }
 
 pub struct RouterSettings<'a> {
@@ -44,7 +46,12 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     let doc = openapi::finish(doc, settings.base_path)
         .to_json()
         .unwrap_or_default();
-    let api = api.route_layer(from_fn(context::remember_route));
+    let api = api
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_by_address,
+        ))
+        .route_layer(from_fn(context::remember_route));
     let api = if settings.base_path.is_empty() {
         api
     } else {
@@ -71,6 +78,10 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
             ServiceError::CredentialNotSet => ApiError::CredentialNotSet,
+            ServiceError::CredentialLocked { retry_after } => ApiError::CredentialLocked {
+                retry_after_secs: crate::domain::lockout::retry_after_secs(retry_after),
+            },
+            ServiceError::CredentialDisabled => ApiError::CredentialDisabled,
             ServiceError::InvalidOtp => ApiError::InvalidOtp,
             ServiceError::NoValidProof => ApiError::NoValidProof,
             ServiceError::PinRejected(rejection) => ApiError::PinNotSecure(rejection),

@@ -66,16 +66,18 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(user::delete))
 }
 
-/// Statuses every operation can answer with, besides its own: no/bad token, missing scope, our
-/// fault, database down or overloaded.
-const COMMON: &[u16] = &[401, 403, 500, 503];
+/// Statuses every operation can answer with, besides its own: no/bad token, missing scope, rate
+/// limit or locked credential, our fault, database down or overloaded.
+const COMMON: &[u16] = &[401, 403, 429, 500, 503];
 /// Statuses of operations that read a body and answer one.
 const WITH_BODY: &[u16] = &[400, 406, 413, 415, 422];
 
 /// The error statuses of each operation beyond `COMMON`, as SPEC §2 lists them.
 fn error_statuses(method: &str, path: &str) -> Vec<u16> {
     let own: &[u16] = match (method, path) {
-        ("post", "/user/otp") | ("post", "/user/otp/verify") => &[404],
+        ("post", "/user/otp") => &[404, 423],
+        ("post", "/user/otp/verify") => &[404],
+        ("post", "/user/devices/totp") => &[423],
         ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
         ("get", "/user/pin-or-password") => &[406],
         _ => &[],
@@ -107,6 +109,13 @@ fn status_description(status: u16) -> &'static str {
         413 => "The body exceeds the size limit.",
         415 => "The Content-Type is not the operation's media type.",
         422 => "Valid JSON that cannot be followed (`source.pointer` names the field).",
+        423 => {
+            "The credential is disabled after too many failures (`credential-disabled`) until it is set anew."
+        }
+        429 => {
+            "The credential is locked after consecutive failures and was not checked (`credential-locked`), or the \
+             client or address exceeds its rate limit (`rate-limited`); retry after `Retry-After` seconds."
+        }
         500 => "Internal error; the request id identifies it in the logs.",
         503 => "Database unreachable or overloaded; retry after `Retry-After` seconds.",
         _ => "Error.",

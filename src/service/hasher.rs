@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::cell::RefCell;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroize;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,29 +68,33 @@ impl Hasher {
         }
     }
 
+    /// A place in the hashing queue, or `Overloaded` at once. Callers that must not count an
+    /// attempt they cannot check (the attempt limits) take it before counting.
+    pub fn admit(&self) -> Result<HashPermit<'_>, HashError> {
+        let admitted = Arc::clone(&self.inner.admitted)
+            .try_acquire_owned()
+            .map_err(|_| HashError::Overloaded)?;
+        Ok(HashPermit {
+            hasher: self,
+            admitted: Arc::new(admitted),
+        })
+    }
+
     /// Hashes a new secret into a PHC string.
     pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
-        let secret = SecretString::from(secret);
-        self.run(move |inner| inner.hash(secret.expose_secret()))
-            .await
+        self.admit()?.hash(secret).await
     }
 
     /// Checks `secret` against a stored PHC string in constant time.
     pub async fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
-        let secret = SecretString::from(secret);
-        let phc = phc.to_owned();
-        self.run(move |inner| inner.verify(secret.expose_secret(), &phc))
-            .await
+        self.admit()?.verify(secret, phc).await
     }
 
-    async fn run<T, F>(&self, job: F) -> Result<T, HashError>
+    async fn run<T, F>(&self, admitted: Arc<OwnedSemaphorePermit>, job: F) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
-        let admitted = Arc::clone(&self.inner.admitted)
-            .try_acquire_owned()
-            .map_err(|_| HashError::Overloaded)?;
         let running = Arc::clone(&self.inner.running)
             .acquire_owned()
             .await
@@ -106,6 +110,35 @@ impl Hasher {
         })
         .await
         .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?
+    }
+}
+
+/// An admitted place in the hashing queue; the hashes of one request run through it one after
+/// another. Each running hash holds a share of it, so it is released only when both the request
+/// and its last hash are done.
+pub struct HashPermit<'a> {
+    hasher: &'a Hasher,
+    admitted: Arc<OwnedSemaphorePermit>,
+}
+
+impl HashPermit<'_> {
+    pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
+        let secret = SecretString::from(secret);
+        self.hasher
+            .run(Arc::clone(&self.admitted), move |inner| {
+                inner.hash(secret.expose_secret())
+            })
+            .await
+    }
+
+    pub async fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
+        let secret = SecretString::from(secret);
+        let phc = phc.to_owned();
+        self.hasher
+            .run(Arc::clone(&self.admitted), move |inner| {
+                inner.verify(secret.expose_secret(), &phc)
+            })
+            .await
     }
 }
 

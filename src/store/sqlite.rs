@@ -45,3 +45,4 @@ super::sql::impl_store!(
     super::LOCK_USER,
     super::MIGRATOR
 );
+super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
