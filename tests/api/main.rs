@@ -29,6 +29,7 @@ mod real_provider;
 mod replicas;
 mod sdk_flows;
 mod store_contract;
+mod store_contract_attempts;
 mod store_contract_redeem;
 mod tokens;
 mod totp_interop;

@@ -1,0 +1,133 @@
+//! The `Store` contract, continued: attempt counters (count-before-check under concurrency, reset
+//! on success, failure side effects, operator unlock), on the configured backend.
+
+use crate::store_contract::*;
+use otpd::domain::{GuardedFactor, LockPolicy};
+use otpd::store::{FailedAttempt, Reservation};
+use std::sync::Arc;
+
+const NOW: i64 = 1_000_000;
+
+/// `PARALLEL` reservations of one factor at once; returns how many were admitted.
+async fn reserve_all(c: &Contract, user: &str, factor: GuardedFactor, policy: LockPolicy) -> usize {
+    let tasks = (0..PARALLEL).map(|_| {
+        let (store, u) = (Arc::clone(&c.store), sub(user));
+        tokio::spawn(async move {
+            store
+                .reserve_attempt(&u, factor, &policy, NOW)
+                .await
+                .unwrap()
+        })
+    });
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Reservation::Admitted(_)))
+        .count()
+}
+
+#[tokio::test]
+async fn store_parallel_reservations_admit_no_more_than_the_policy_allows() {
+    let c = contract().await;
+    let pin = LockPolicy::PIN;
+    // The reservation that reaches `lock_from` writes the lock; every later one is refused.
+    let admitted = reserve_all(&c, "contract-reserve", GuardedFactor::Pin, pin).await;
+    assert_eq!(admitted, pin.lock_from as usize);
+    let states = c
+        .store
+        .attempt_states(&sub("contract-reserve"))
+        .await
+        .unwrap();
+    assert_eq!(states.len(), 1);
+    let (factor, state) = states[0];
+    assert_eq!(factor, GuardedFactor::Pin);
+    assert_eq!(state.failures, pin.lock_from);
+    assert!(state.locked_until > NOW);
+    // Other factors and other users have counters of their own.
+    let (u, stranger) = (sub("contract-reserve"), sub("someone-else"));
+    let other = c
+        .store
+        .reserve_attempt(&u, GuardedFactor::Password, &LockPolicy::PASSWORD, NOW);
+    assert!(matches!(other.await.unwrap(), Reservation::Admitted(_)));
+    let elsewhere = c
+        .store
+        .reserve_attempt(&stranger, GuardedFactor::Pin, &pin, NOW);
+    assert!(matches!(elsewhere.await.unwrap(), Reservation::Admitted(_)));
+}
+
+#[tokio::test]
+async fn store_a_success_resets_its_factor_and_unlock_clears_the_rest() {
+    let c = contract().await;
+    let u = sub("contract-reset");
+    let pin = LockPolicy::PIN;
+    for factor in [GuardedFactor::Pin, GuardedFactor::Otp] {
+        let policy = if factor == GuardedFactor::Pin {
+            pin
+        } else {
+            LockPolicy::OTP
+        };
+        let r = c
+            .store
+            .reserve_attempt(&u, factor, &policy, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(r, Reservation::Admitted(s) if s.failures == 1));
+    }
+    c.store
+        .attempt_succeeded(&u, GuardedFactor::Pin)
+        .await
+        .unwrap();
+    let states = c.store.attempt_states(&u).await.unwrap();
+    assert_eq!(
+        states.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+        [GuardedFactor::Otp]
+    );
+    c.store
+        .unlock(&u, &[GuardedFactor::Otp], NOW)
+        .await
+        .unwrap();
+    assert!(c.store.attempt_states(&u).await.unwrap().is_empty());
+    let audit = c.store.audit_events(&u).await.unwrap();
+    assert_eq!(
+        audit.len(),
+        1,
+        "one audit row per unlocked factor: {audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn store_a_failure_that_revokes_deletes_only_live_otps_with_its_audit_rows() {
+    let c = contract().await;
+    let u = sub("contract-revoke");
+    let (used, live) = ([4u8; 32], [5u8; 32]);
+    c.store.insert_otp(&u, otp(&used, NOW, 3)).await.unwrap();
+    c.store.insert_otp(&u, otp(&live, NOW, 3)).await.unwrap();
+    let redemption = otpd::store::Redemption {
+        account_digest: Some(used),
+        device_steps: vec![],
+    };
+    let first = c
+        .store
+        .redeem(&u, &redemption, otpd::store::FollowUp::Nothing, NOW + 1);
+    assert!(first.await.unwrap().is_some());
+    let before = c.store.audit_events(&u).await.unwrap().len();
+    c.store
+        .attempt_failed(
+            &u,
+            FailedAttempt {
+                factor: GuardedFactor::Otp,
+                failures: 5,
+                locked_until: Some(NOW + 30_000),
+                disabled: false,
+                revoke_otps: true,
+            },
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(live_otps(&c, "contract-revoke").await, 0);
+    let audit = c.store.audit_events(&u).await.unwrap();
+    let added: Vec<_> = audit[before..].iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(added.len(), 3, "refused, locked, revoked: {added:?}");
+    assert!(added[2].ends_with("revoked=1"), "{added:?}");
+}
