@@ -25,7 +25,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2
 
 echo "== release build"
 cargo build --release --quiet --bin otpd --example bench_argon2 --example bench_hello --example bench_load
-BIN=target/release
+BIN="${CARGO_TARGET_DIR:-target}/release"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
