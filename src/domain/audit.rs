@@ -10,6 +10,8 @@ pub enum AuditEvent {
     OtpRefused,
     PasswordRefused,
     PinRefused,
+    /// An issued OTP withdrawn before anyone could see it (its mail could not be sent).
+    OtpRevoked,
 }
 
 impl AuditEvent {
@@ -21,6 +23,7 @@ impl AuditEvent {
             AuditEvent::OtpRefused => "otp.refused",
             AuditEvent::PasswordRefused => "password.refused",
             AuditEvent::PinRefused => "pin.refused",
+            AuditEvent::OtpRevoked => "otp.revoked",
         }
     }
 }

@@ -2,10 +2,12 @@
 
 pub mod audit;
 pub mod credential;
+pub mod email;
 pub mod otp;
 pub mod subject;
 
 pub use audit::AuditEvent;
 pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
+pub use email::EmailAddress;
 pub use otp::{OtpCode, OtpSettings};
 pub use subject::Subject;

@@ -17,6 +17,8 @@ pub struct Caller {
     pub subject: Subject,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
 }
 
 impl Caller {
@@ -70,6 +72,8 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         subject,
         scopes: claims.scopes,
         client_id: claims.client_id,
+        email: claims.email,
+        email_verified: claims.email_verified,
     })
 }
 

@@ -11,7 +11,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Tokens longer than this are refused before any parsing.
@@ -71,6 +71,28 @@ pub struct TokenClaims {
     pub sub: String,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    /// The OpenID `email` claim, when present and a string.
+    pub email: Option<String>,
+    /// The OpenID `email_verified` claim: a boolean, or the strings "true"/"false" some
+    /// providers send. `None` when absent or anything else.
+    pub email_verified: Option<bool>,
+}
+
+fn email_claims(
+    other: &serde_json::Map<String, serde_json::Value>,
+) -> (Option<String>, Option<bool>) {
+    use serde_json::Value;
+    let email = match other.get("email") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let verified = match other.get("email_verified") {
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) if s == "true" => Some(true),
+        Some(Value::String(s)) if s == "false" => Some(false),
+        _ => None,
+    };
+    (email, verified)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -130,6 +152,9 @@ pub struct TokenVerifier {
     keys: RwLock<Vec<CachedKey>>,
     loaded: AtomicBool,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Key-set fetches that succeeded / failed, for the metrics scrape.
+    refreshes_ok: AtomicU64,
+    refreshes_failed: AtomicU64,
 }
 
 impl TokenVerifier {
@@ -166,6 +191,8 @@ impl TokenVerifier {
             keys: RwLock::new(Vec::new()),
             loaded: AtomicBool::new(false),
             last_fetch: tokio::sync::Mutex::new(None),
+            refreshes_ok: AtomicU64::new(0),
+            refreshes_failed: AtomicU64::new(0),
         };
         if !keys.keys.is_empty() {
             verifier.install(keys);
@@ -176,6 +203,14 @@ impl TokenVerifier {
     /// Whether signing keys have been loaded at least once.
     pub fn ready(&self) -> bool {
         self.loaded.load(Ordering::Relaxed)
+    }
+
+    /// Key-set fetches so far: (succeeded, failed).
+    pub fn refreshes(&self) -> (u64, u64) {
+        (
+            self.refreshes_ok.load(Ordering::Relaxed),
+            self.refreshes_failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Fetches the key set now (at start-up). Failure is logged by the caller; the service still
@@ -242,6 +277,7 @@ impl TokenVerifier {
         let data = jsonwebtoken::decode::<RawClaims>(token, &key, &validation)
             .map_err(|e| TokenError::Rejected(e.to_string()))?;
         let claims = data.claims;
+        let (email, email_verified) = email_claims(&claims.other);
         if let Some(name) = &self.settings.linked_identity_claim {
             let present = match claims.other.get(name) {
                 None | Some(serde_json::Value::Null) => false,
@@ -263,6 +299,8 @@ impl TokenVerifier {
                 .map(str::to_owned)
                 .collect(),
             client_id: claims.azp.or(claims.client_id),
+            email,
+            email_verified,
         })
     }
 
@@ -306,6 +344,17 @@ impl TokenVerifier {
     }
 
     async fn fetch(&self) -> anyhow::Result<JwkSet> {
+        let result = self.fetch_uncounted().await;
+        let counter = if result.is_ok() {
+            &self.refreshes_ok
+        } else {
+            &self.refreshes_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn fetch_uncounted(&self) -> anyhow::Result<JwkSet> {
         let jwks_url = match &self.source {
             KeySource::Fixed => anyhow::bail!("fixed key set"),
             KeySource::JwksUrl(url) => url.clone(),

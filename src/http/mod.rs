@@ -3,52 +3,92 @@
 
 pub mod auth;
 pub mod context;
+pub mod deadline;
 pub mod error;
 pub mod health;
 pub mod jwt;
+pub mod metrics;
 pub mod negotiate;
 pub mod otp;
+pub mod sendmail;
 
+use crate::server::OpenConnections;
 use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use error::ApiError;
 use jwt::TokenVerifier;
 use std::sync::Arc;
+use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]
 pub struct AppState {
     pub services: Arc<Services>,
     pub tokens: Arc<TokenVerifier>,
+    /// Client connections open on this app's listeners.
+    pub connections: OpenConnections,
 }
 
 pub struct RouterSettings<'a> {
     pub base_path: &'a str,
     pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// Whether `/metrics` is served here (false when a separate admin listener serves it).
+    pub serve_metrics: bool,
 }
 
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     let api = Router::new()
         .route("/user/otp", post(otp::create))
+        .route("/user/otp/sendmail", post(sendmail::send))
         .route_layer(from_fn(context::remember_route));
     let api = if settings.base_path.is_empty() {
         api
     } else {
         Router::new().nest(settings.base_path, api)
     };
-    let health = Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route_layer(from_fn(context::remember_route));
-    api.merge(health)
+    let operations = operations_routes(settings.serve_metrics);
+    api.merge(operations)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(CatchPanicLayer::new())
-        .layer(from_fn(context::request_context))
+        .layer(from_fn_with_state(
+            settings.request_timeout,
+            deadline::limit,
+        ))
+        .layer(from_fn_with_state(
+            state.services.metrics.clone(),
+            context::request_context,
+        ))
         .with_state(state)
+}
+
+/// The admin listener's router: health and metrics only.
+pub fn admin_router(state: AppState, request_timeout: Duration) -> Router {
+    operations_routes(true)
+        .fallback(|| async { ApiError::NotFound })
+        .layer(from_fn_with_state(request_timeout, deadline::limit))
+        .layer(from_fn_with_state(
+            state.services.metrics.clone(),
+            context::request_context,
+        ))
+        .with_state(state)
+}
+
+/// Health (always) and metrics (where configured): unauthenticated, outside the base path.
+fn operations_routes(with_metrics: bool) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready));
+    let routes = if with_metrics {
+        routes.route("/metrics", get(metrics::scrape))
+    } else {
+        routes
+    };
+    routes.route_layer(from_fn(context::remember_route))
 }
 
 impl From<ServiceError> for ApiError {
@@ -57,6 +97,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
             ServiceError::CredentialNotSet => ApiError::CredentialNotSet,
             ServiceError::Overloaded => ApiError::Overloaded,
+            ServiceError::MailNotConfigured => ApiError::MailNotConfigured,
+            ServiceError::MailLimit { retry_after } => ApiError::MailLimit {
+                retry_after_seconds: retry_after,
+            },
+            ServiceError::MailFailed(cause) => {
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    "OTP mail not sent; the OTP was withdrawn"
+                );
+                ApiError::MailFailed
+            }
             ServiceError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::Unavailable

@@ -8,12 +8,14 @@
 //! later pepper can be introduced without invalidating stored hashes.
 
 use crate::config::{Argon2Settings, Pepper};
+use crate::metrics::Metrics;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, KeyId, ParamsBuilder, PasswordHasher, Version};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use zeroize::Zeroize;
@@ -46,6 +48,16 @@ struct Inner {
     settings: Argon2Settings,
     running: Semaphore,
     admitted: Semaphore,
+    concurrency: usize,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+/// How busy the pool is right now (for the metrics scrape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLoad {
+    pub waiting: usize,
+    pub running: usize,
 }
 
 const SALT_LEN: usize = 16;
@@ -58,13 +70,37 @@ thread_local! {
 
 impl Hasher {
     pub fn new(pepper: Pepper, settings: Argon2Settings, concurrency: usize, queue: usize) -> Self {
+        Self::with_metrics(pepper, settings, concurrency, queue, Metrics::new())
+    }
+
+    /// A pool that reports its wait times and refusals to `metrics`.
+    pub fn with_metrics(
+        pepper: Pepper,
+        settings: Argon2Settings,
+        concurrency: usize,
+        queue: usize,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pepper,
                 settings,
                 running: Semaphore::new(concurrency),
                 admitted: Semaphore::new(concurrency + queue),
+                concurrency,
+                capacity: concurrency + queue,
+                metrics,
             }),
+        }
+    }
+
+    pub fn load(&self) -> HashLoad {
+        let inner = &self.inner;
+        let admitted = inner.capacity - inner.admitted.available_permits();
+        let running = inner.concurrency - inner.running.available_permits();
+        HashLoad {
+            waiting: admitted.saturating_sub(running),
+            running,
         }
     }
 
@@ -88,17 +124,18 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
-        let admitted = self
-            .inner
-            .admitted
-            .try_acquire()
-            .map_err(|_| HashError::Overloaded)?;
+        let admitted = self.inner.admitted.try_acquire().map_err(|_| {
+            self.inner.metrics.hash_rejected();
+            HashError::Overloaded
+        })?;
+        let queued_at = Instant::now();
         let running = self
             .inner
             .running
             .acquire()
             .await
             .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
+        self.inner.metrics.hash_wait(queued_at.elapsed());
         let inner = Arc::clone(&self.inner);
         let result = tokio::task::spawn_blocking(move || job(&inner))
             .await

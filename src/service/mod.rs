@@ -5,13 +5,16 @@ pub mod clock;
 pub mod credentials;
 pub mod digest;
 pub mod hasher;
+pub mod mail;
 pub mod otp;
 
 use crate::domain::{OtpSettings, PinPolicy};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::OtpKey;
 pub use hasher::{HashError, Hasher};
+pub use mail::Mailer;
 use std::sync::Arc;
 
 /// Everything the use cases need, built once by `app`.
@@ -22,6 +25,11 @@ pub struct Services {
     pub otp_key: OtpKey,
     pub otp: OtpSettings,
     pub pin_policy: PinPolicy,
+    /// The app's metrics recorder (see `crate::metrics` for why it is not global).
+    pub metrics: Metrics,
+    /// `None` when no SMTP server is configured.
+    pub mailer: Option<Arc<dyn Mailer>>,
+    pub mail_per_hour: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +40,12 @@ pub enum ServiceError {
     CredentialNotSet,
     #[error("too many hashing requests waiting")]
     Overloaded,
+    #[error("mail is not configured")]
+    MailNotConfigured,
+    #[error("too many mails; retry in {retry_after} s")]
+    MailLimit { retry_after: u64 },
+    #[error("the mail could not be sent: {0:#}")]
+    MailFailed(anyhow::Error),
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
     #[error(transparent)]
