@@ -9,4 +9,6 @@ mod support;
 mod cli;
 mod create_otp;
 mod errors;
+mod sendmail;
+mod smtp;
 mod tokens;
