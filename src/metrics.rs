@@ -174,9 +174,33 @@ impl Metrics {
                 Kind::Histogram => recorder.describe_histogram(key, *unit, (*help).into()),
             }
         }
-        Self {
+        let metrics = Self {
             inner: Arc::new(Inner { recorder, handle }),
+        };
+        metrics.register_known_series();
+        metrics
+    }
+
+    /// Counters with a fixed label set start at 0, so a rate() over them works from the start
+    /// and a missing series means a missing feature, not "nothing happened yet".
+    fn register_known_series(&self) {
+        for via in ["credential", "mail"] {
+            self.counter("otpd_otps_issued_total", &[("via", via)])
+                .increment(0);
         }
+        for factor in ["password", "pin", "otp"] {
+            self.counter("otpd_credential_failures_total", &[("factor", factor)])
+                .increment(0);
+            self.counter("otpd_locks_total", &[("factor", factor)])
+                .increment(0);
+        }
+        for result in ["sent", "failed", "limited"] {
+            self.counter("otpd_mails_total", &[("result", result)])
+                .increment(0);
+        }
+        self.counter("otpd_otps_redeemed_total", &[]).increment(0);
+        self.counter("otpd_otps_refused_total", &[]).increment(0);
+        self.counter("otpd_hash_rejected_total", &[]).increment(0);
     }
 
     fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
@@ -326,7 +350,10 @@ mod tests {
             text_a.contains("otpd_otps_issued_total{via=\"credential\"} 2"),
             "{text_a}"
         );
-        assert!(!text_a.contains("via=\"mail\""), "{text_a}");
+        assert!(
+            text_a.contains("otpd_otps_issued_total{via=\"mail\"} 0"),
+            "{text_a}"
+        );
         assert!(
             text_b.contains("otpd_otps_issued_total{via=\"mail\"} 1"),
             "{text_b}"

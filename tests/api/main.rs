@@ -7,8 +7,10 @@
 mod support;
 
 mod cli;
+mod connections;
 mod create_otp;
 mod errors;
+mod metrics;
 mod sendmail;
 mod smtp;
 mod tokens;
