@@ -12,5 +12,6 @@ mod create_otp;
 mod errors;
 mod metrics;
 mod sendmail;
+mod shutdown;
 mod smtp;
 mod tokens;
