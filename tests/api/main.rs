@@ -11,6 +11,7 @@ mod connections;
 mod create_otp;
 mod errors;
 mod metrics;
+mod secrecy;
 mod sendmail;
 mod shutdown;
 mod smtp;
