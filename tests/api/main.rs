@@ -11,6 +11,7 @@ mod connections;
 mod create_otp;
 mod errors;
 mod metrics;
+mod packaging;
 mod secrecy;
 mod sendmail;
 mod shutdown;
