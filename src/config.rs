@@ -747,14 +747,16 @@ mod tests {
 
     #[test]
     fn production_mode_refuses_to_start_without_issuer_or_pepper() {
-        let e = Config::load(None, env(&[("OTPD_PEPPER_FILE", "/p")]), false).unwrap_err();
+        let c = Config::load(None, env(&[("OTPD_PEPPER_FILE", "/p")]), false).unwrap();
+        let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("oidc_issuer"), "{e}");
-        let e = Config::load(
+        let c = Config::load(
             None,
             env(&[("OTPD_OIDC_ISSUER", "https://id.example")]),
             false,
         )
-        .unwrap_err();
+        .unwrap();
+        let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("OTPD_PEPPER_FILE"), "{e}");
     }
 
@@ -796,6 +798,15 @@ mod tests {
         let text = c.describe();
         assert!(!text.contains("hunter2"));
         assert!(text.contains("postgres://u:***@db/otpd"));
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for (name, _, _) in SETTINGS {
+            let var = format!("`OTPD_{}`", name.to_uppercase());
+            assert!(readme.contains(&var), "README lacks {var}");
+        }
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub struct Hasher {
 struct Inner {
     pepper: Pepper,
     settings: Argon2Settings,
-    running: Semaphore,
-    admitted: Semaphore,
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
     concurrency: usize,
     capacity: usize,
     metrics: Metrics,
@@ -85,8 +85,8 @@ impl Hasher {
             inner: Arc::new(Inner {
                 pepper,
                 settings,
-                running: Semaphore::new(concurrency),
-                admitted: Semaphore::new(concurrency + queue),
+                running: Arc::new(Semaphore::new(concurrency)),
+                admitted: Arc::new(Semaphore::new(concurrency + queue)),
                 concurrency,
                 capacity: concurrency + queue,
                 metrics,
@@ -124,25 +124,29 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
-        let admitted = self.inner.admitted.try_acquire().map_err(|_| {
-            self.inner.metrics.hash_rejected();
-            HashError::Overloaded
-        })?;
+        let admitted = Arc::clone(&self.inner.admitted)
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.inner.metrics.hash_rejected();
+                HashError::Overloaded
+            })?;
         let queued_at = Instant::now();
-        let running = self
-            .inner
-            .running
-            .acquire()
+        let running = Arc::clone(&self.inner.running)
+            .acquire_owned()
             .await
             .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
         self.inner.metrics.hash_wait(queued_at.elapsed());
         let inner = Arc::clone(&self.inner);
-        let result = tokio::task::spawn_blocking(move || job(&inner))
-            .await
-            .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?;
-        drop(running);
-        drop(admitted);
-        result
+        // The permits move into the blocking task: if the request is dropped (client gone), the
+        // hash still runs to its end and keeps its slot until then, so the bound holds.
+        tokio::task::spawn_blocking(move || {
+            let result = job(&inner);
+            drop(running);
+            drop(admitted);
+            result
+        })
+        .await
+        .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?
     }
 }
 
