@@ -30,6 +30,9 @@ drop_old_test_databases() {
     while read -r db; do psql "$PG_URL" -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
 
+echo "== test tools: Python venv with aiosmtpd (the mail tests' SMTP server)"
+scripts/test-venv.sh
+
 echo "== unit tests and integration suite on SQLite"
 cargo test --all-targets
 
