@@ -175,3 +175,19 @@ async fn keep_alive_connections_close_after_the_request_cap() {
     );
     assert_eq!(read_until_closed(&mut stream).await, "");
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = client
+        .get(app.root_url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+}
