@@ -20,6 +20,8 @@ pub async fn send(
     }
     let raw = caller.email.as_deref().ok_or(ApiError::EmailMissing)?;
     let to = EmailAddress::parse(raw).ok_or(ApiError::EmailInvalid)?;
-    state.services.mail_otp(&caller.subject, to).await?;
+    std::sync::Arc::clone(&state.services)
+        .mail_otp(caller.subject, to)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

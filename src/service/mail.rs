@@ -9,6 +9,7 @@ use crate::domain::{EmailAddress, Subject};
 use crate::store::MailQuota;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -30,7 +31,19 @@ pub trait Mailer: Send + Sync + 'static {
 }
 
 impl Services {
-    pub async fn mail_otp(&self, sub: &Subject, to: EmailAddress) -> Result<(), ServiceError> {
+    /// Runs to its end even if the request is dropped (client gone, request timeout): otherwise an
+    /// OTP could stay valid after its mail failed, or a sent mail could go uncounted.
+    pub async fn mail_otp(
+        self: Arc<Self>,
+        sub: Subject,
+        to: EmailAddress,
+    ) -> Result<(), ServiceError> {
+        tokio::spawn(async move { self.issue_and_mail(&sub, to).await })
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("mail task failed: {e}")))?
+    }
+
+    async fn issue_and_mail(&self, sub: &Subject, to: EmailAddress) -> Result<(), ServiceError> {
         let mailer = self
             .mailer
             .as_ref()
