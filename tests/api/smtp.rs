@@ -27,9 +27,6 @@ fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            if let Ok(p) = std::env::var("OTPD_TEST_PYTHON") {
-                return PathBuf::from(p);
-            }
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
             let status = std::process::Command::new(root.join("scripts/test-venv.sh"))
                 .status()
