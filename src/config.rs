@@ -801,6 +801,30 @@ mod tests {
     }
 
     #[test]
+    fn smtp_credentials_are_redacted_and_mail_needs_a_sender() {
+        let url = "smtp://otpd:s3cr3t-pw@mail.example.com:587?tls=required";
+        let e = Config::load(None, env(&[("OTPD_SMTP_URL", url)]), true).unwrap_err();
+        assert!(e.to_string().contains("mail_from"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("OTPD_SMTP_URL", url),
+                ("OTPD_MAIL_FROM", "otpd@example.com"),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert!(!c.describe().contains("s3cr3t"), "{}", c.describe());
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert!(
+            c.describe()
+                .contains("smtp_url = smtp://otpd:***@mail.example.com:587?tls=required")
+        );
+        let e = Config::load(None, env(&[("OTPD_SMTP_URL", "http://x")]), true).unwrap_err();
+        assert!(e.to_string().contains("smtp_url"), "{e}");
+    }
+
+    #[test]
     fn the_readme_documents_every_setting() {
         let readme = include_str!("../README.md");
         for (name, _, _) in SETTINGS {
