@@ -30,6 +30,26 @@ drop_old_test_databases() {
     while read -r db; do psql "$PG_URL" -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
 
+# The real OpenID provider of the real_provider tests (tests/oidc, oidc-provider from npm): installed
+# from the committed lock file when missing. Without node/npm those tests skip themselves, except
+# under CI, where they fail.
+ensure_oidc_provider() {
+  [ -d tests/oidc/node_modules/oidc-provider ] && command -v node >/dev/null 2>&1 && return 0
+  if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+    echo "== npm ci (tests/oidc: the OpenID provider for the real-provider tests)"
+    npm ci --prefix tests/oidc --no-audit --no-fund && return 0
+  fi
+  return 1
+}
+
+if ! ensure_oidc_provider; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "node/npm or the tests/oidc packages are missing: the real-provider tests cannot run" >&2
+    exit 1
+  fi
+  echo "WARNING: node/npm unavailable: the real-provider tests (real_provider::*) will be skipped" >&2
+fi
+
 echo "== test tools: Python venv with aiosmtpd (the mail tests' SMTP server)"
 scripts/test-venv.sh
 

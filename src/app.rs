@@ -3,7 +3,8 @@
 
 use crate::config::{Config, Pepper, ServerSettings};
 use crate::dev::{DEV_ISSUER, DevKit};
-use crate::http::jwt::TokenVerifier;
+use crate::http::introspection::IntrospectionSettings;
+use crate::http::token::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
 use crate::mail::SmtpMailer;
 use crate::metrics::Metrics;
@@ -128,7 +129,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         .dev
         .then(|| DevKit::load_or_create(&config))
         .transpose()?;
-    let services = services_with(&config, clock, dev.as_ref()).await?;
+    let services = services_with(&config, Arc::clone(&clock), dev.as_ref()).await?;
     let tokens = match &dev {
         Some(kit) => {
             tracing::warn!(
@@ -136,16 +137,34 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 "DEVELOPMENT MODE: tokens are signed by a local key and the pepper is stored on disk; \
                  never use this mode with real users"
             );
-            TokenVerifier::fixed(config.auth.clone(), DEV_ISSUER.to_owned(), &kit.key_set())?
+            TokenVerifier::fixed(
+                config.auth.clone(),
+                DEV_ISSUER.to_owned(),
+                &kit.key_set(),
+                Arc::clone(&clock),
+            )?
         }
-        None => TokenVerifier::remote(config.auth.clone())?,
+        None => {
+            let introspection = match &config.auth.introspection {
+                Some(i) => Some(IntrospectionSettings {
+                    url: i.url.clone(),
+                    client_id: i.client_id.clone(),
+                    client_secret: i.read_secret()?,
+                    cache_ttl: i.cache_ttl,
+                }),
+                None => None,
+            };
+            TokenVerifier::remote(config.auth.clone(), introspection, Arc::clone(&clock))?
+        }
     };
+    // The provider being down must not stop start-up: we report not-ready and keep trying.
     if let Err(e) = tokens.load().await {
         tracing::warn!(
             error = format!("{e:#}"),
-            "could not load signing keys yet; not ready until they load"
+            "could not load signing keys yet; not ready until they load (retrying in the background)"
         );
     }
+    tokens.spawn_refresh();
     let metrics = services.metrics.clone();
     let state = AppState {
         services: Arc::new(services),

@@ -51,6 +51,26 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "when set, tokens without a non-empty claim of this name get 401 missing-linked-identity",
     ),
     (
+        "introspection_url",
+        "",
+        "RFC 7662 endpoint for opaque (non-JWT) access tokens; not used when empty",
+    ),
+    (
+        "introspection_client_id",
+        "",
+        "client id otpd authenticates with at the introspection endpoint (HTTP Basic)",
+    ),
+    (
+        "introspection_client_secret_file",
+        "",
+        "file holding that client's secret (never logged)",
+    ),
+    (
+        "introspection_cache_seconds",
+        "30",
+        "how long an introspection answer is reused (0..300), never past the token's exp",
+    ),
+    (
         "pepper_file",
         "",
         "file holding the secret pepper (at least 32 bytes); required outside dev mode",
@@ -265,6 +285,31 @@ pub struct AuthSettings {
     pub audience: Option<String>,
     pub leeway: Duration,
     pub linked_identity_claim: Option<String>,
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// RFC 7662 introspection of opaque tokens: where, as which client, and how long answers are kept.
+#[derive(Clone, Debug)]
+pub struct IntrospectionConfig {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    pub cache_ttl: Duration,
+}
+
+impl IntrospectionConfig {
+    /// Reads the client secret (trailing newlines are not part of it).
+    pub fn read_secret(&self) -> Result<secrecy::SecretString, ConfigError> {
+        let name = "introspection_client_secret_file";
+        let path = &self.client_secret_file;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(name, format!("cannot read {}: {e}", path.display())))?;
+        let secret = text.trim_end_matches(['\n', '\r']);
+        if secret.is_empty() {
+            return Err(invalid(name, format!("{} is empty", path.display())));
+        }
+        Ok(secrecy::SecretString::from(secret.to_owned()))
+    }
 }
 
 /// Timeouts and limits of the HTTP server (see `crate::server`).
@@ -470,6 +515,32 @@ impl Config {
             audience: src.get("audience").map(str::to_owned),
             leeway: Duration::from_secs(src.in_range("token_leeway_seconds", 30u64, 0..=300)?),
             linked_identity_claim: src.get("linked_identity_claim").map(str::to_owned),
+            introspection: match url("introspection_url")? {
+                None => None,
+                Some(url) => Some(IntrospectionConfig {
+                    url,
+                    client_id: src
+                        .get("introspection_client_id")
+                        .ok_or_else(|| {
+                            invalid("introspection_client_id", "required with introspection_url")
+                        })?
+                        .to_owned(),
+                    client_secret_file: src
+                        .get("introspection_client_secret_file")
+                        .map(PathBuf::from)
+                        .ok_or_else(|| {
+                            invalid(
+                                "introspection_client_secret_file",
+                                "required with introspection_url",
+                            )
+                        })?,
+                    cache_ttl: Duration::from_secs(src.in_range(
+                        "introspection_cache_seconds",
+                        30u64,
+                        0..=300,
+                    )?),
+                }),
+            },
         };
         let pepper_file = src.get("pepper_file").map(PathBuf::from);
         let pepper_id = src.get("pepper_id").unwrap_or("p1").to_owned();
@@ -639,6 +710,38 @@ impl Config {
                 opt(&self.auth.linked_identity_claim),
             ),
             (
+                "introspection_url",
+                self.auth
+                    .introspection
+                    .as_ref()
+                    .map(|i| i.url.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "introspection_client_id",
+                self.auth
+                    .introspection
+                    .as_ref()
+                    .map(|i| i.client_id.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "introspection_client_secret_file",
+                self.auth
+                    .introspection
+                    .as_ref()
+                    .map(|i| format!("{} (contents not shown)", i.client_secret_file.display()))
+                    .unwrap_or_default(),
+            ),
+            (
+                "introspection_cache_seconds",
+                self.auth
+                    .introspection
+                    .as_ref()
+                    .map(|i| i.cache_ttl.as_secs().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
                 "pepper_file",
                 self.pepper_file
                     .as_ref()
@@ -769,6 +872,11 @@ mod tests {
             ("OTPD_LISTEN", "nowhere", "listen"),
             ("OTPD_DATABASE_URL", "mysql://x", "database_url"),
             ("OTPD_LOG_FORMAT", "xml", "log_format"),
+            (
+                "OTPD_INTROSPECTION_URL",
+                "https://id.example/introspect",
+                "introspection_client_id",
+            ),
         ] {
             let e = Config::load(None, env(&[(k, v)]), true).unwrap_err();
             assert!(e.to_string().contains(name), "{k}={v}: {e}");

@@ -3,7 +3,7 @@
 use super::AppState;
 use super::context::RequestNotes;
 use super::error::ApiError;
-use super::jwt::TokenError;
+use super::token::TokenError;
 use crate::domain::Subject;
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -51,11 +51,18 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let token = bearer_token(parts).ok_or(ApiError::MissingToken)?;
-    let claims = state.tokens.verify(token).await.map_err(|e| {
-        tracing::info!(reason = %e, "access token refused");
-        match e {
-            TokenError::MissingLinkedIdentity => ApiError::MissingLinkedIdentity,
-            _ => ApiError::InvalidToken,
+    let claims = state.tokens.verify(token).await.map_err(|e| match e {
+        TokenError::ProviderUnavailable(_) => {
+            tracing::warn!(reason = %e, "access token not checked");
+            ApiError::IdentityProviderUnavailable
+        }
+        TokenError::MissingLinkedIdentity => {
+            tracing::info!(reason = %e, "access token refused");
+            ApiError::MissingLinkedIdentity
+        }
+        _ => {
+            tracing::info!(reason = %e, "access token refused");
+            ApiError::InvalidToken
         }
     })?;
     let subject = Subject::parse(&claims.sub).ok_or_else(|| {

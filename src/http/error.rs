@@ -58,6 +58,8 @@ pub enum ApiError {
     MailNotConfigured,
     #[error("mail could not be sent")]
     MailFailed,
+    #[error("identity provider unavailable")]
+    IdentityProviderUnavailable,
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -110,6 +112,7 @@ impl ApiError {
             ApiError::Overloaded
             | ApiError::Unavailable
             | ApiError::NotReady
+            | ApiError::IdentityProviderUnavailable
             | ApiError::RequestTimeout
             | ApiError::MailNotConfigured
             | ApiError::MailFailed => StatusCode::SERVICE_UNAVAILABLE,
@@ -182,6 +185,11 @@ impl ApiError {
                 "service-unavailable",
                 "Service unavailable",
                 "The service cannot reach its database; retry shortly.".into(),
+            ),
+            ApiError::IdentityProviderUnavailable => (
+                "identity-provider-unavailable",
+                "Identity provider unavailable",
+                "The service cannot check access tokens with its identity provider right now; retry shortly.".into(),
             ),
             ApiError::NotReady => ("not-ready", "Not ready", "The service is not ready to serve requests.".into()),
             ApiError::RequestTimeout => (
@@ -271,6 +279,7 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded
             | ApiError::Unavailable
             | ApiError::NotReady
+            | ApiError::IdentityProviderUnavailable
             | ApiError::RequestTimeout
             | ApiError::MailFailed => {
                 headers.insert(

@@ -6,11 +6,14 @@ pub mod context;
 pub mod deadline;
 pub mod error;
 pub mod health;
+pub mod introspection;
+pub mod jwks;
 pub mod jwt;
 pub mod metrics;
 pub mod negotiate;
 pub mod otp;
 pub mod sendmail;
+pub mod token;
 
 use crate::server::OpenConnections;
 use crate::service::{ServiceError, Services};
@@ -19,9 +22,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use error::ApiError;
-use jwt::TokenVerifier;
 use std::sync::Arc;
 use std::time::Duration;
+use token::TokenVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]

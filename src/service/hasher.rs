@@ -276,26 +276,36 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_refused_at_once() {
-        let h = Hasher::new(
-            Pepper::new("t1".into(), vec![1; 32]).unwrap(),
-            Argon2Settings {
-                m_kib: 8192,
-                t: 8,
-                p: 1,
-            },
-            1,
-            0,
-        );
+        let h = Hasher::new(Pepper::new("t1".into(), vec![42; 32]).unwrap(), CHEAP, 1, 0);
         let phc = hasher(CHEAP).hash("x").await.unwrap();
+        // A job that holds the only slot until released: no timing involved.
+        let (release, held) = std::sync::mpsc::channel::<()>();
         let busy = {
             let h = h.clone();
-            tokio::spawn(async move { h.hash("y").await })
+            tokio::spawn(async move {
+                h.run(move |_| {
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+            })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while h.load().running == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         assert!(matches!(
             h.verify("x", &phc).await,
             Err(HashError::Overloaded)
         ));
+        release.send(()).unwrap();
         busy.await.unwrap().unwrap();
+        assert_eq!(
+            h.load(),
+            HashLoad {
+                waiting: 0,
+                running: 0
+            }
+        );
+        assert!(h.verify("x", &phc).await.unwrap().matches);
     }
 }

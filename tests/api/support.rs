@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -27,6 +28,15 @@ pub const TEST_ARGON2: &str = "m=256,t=1,p=1";
 pub fn captured_logs() -> String {
     let buf = log_buffer().lock().unwrap_or_else(|p| p.into_inner());
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The captured log lines that mention `needle` (a request id, say).
+pub fn log_lines_with(needle: &str) -> Vec<String> {
+    captured_logs()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn log_buffer() -> &'static Mutex<Vec<u8>> {
@@ -64,18 +74,27 @@ fn init_logging() {
 // Token issuer
 
 /// A stand-in identity provider: publishes an RSA and an EC key over HTTP (JWKS and discovery)
-/// and signs tokens with them.
+/// and signs tokens with them. Tests can change the published keys, the JWKS `Cache-Control`,
+/// take it down (503 on every path), and count JWKS fetches.
 pub struct TestIssuer {
     pub url: String,
     rsa: EncodingKey,
     ec: EncodingKey,
     keys: Arc<Mutex<JwkSet>>,
+    served: Arc<Served>,
+}
+
+#[derive(Default)]
+struct Served {
+    down: AtomicBool,
+    jwks_fetches: AtomicUsize,
+    cache_control: Mutex<Option<String>>,
 }
 
 pub const RSA_KID: &str = "test-rsa";
 pub const EC_KID: &str = "test-ec";
 
-fn fixture(name: &str) -> Vec<u8> {
+pub fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
@@ -111,7 +130,9 @@ impl TestIssuer {
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
         let served_keys = Arc::clone(&keys);
+        let served = Arc::new(Served::default());
         let issuer = url.clone();
+        let jwks_served = Arc::clone(&served);
         let router = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -128,11 +149,69 @@ impl TestIssuer {
                 "/jwks.json",
                 axum::routing::get(move || {
                     let keys = Arc::clone(&served_keys);
-                    async move { axum::Json(keys.lock().unwrap().clone()) }
+                    let served = Arc::clone(&jwks_served);
+                    async move {
+                        use axum::response::IntoResponse;
+                        served.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                        let body = axum::Json(keys.lock().unwrap().clone());
+                        match served.cache_control.lock().unwrap().clone() {
+                            Some(cc) => ([("cache-control", cc)], body).into_response(),
+                            None => body.into_response(),
+                        }
+                    }
                 }),
             );
+        let down = Arc::clone(&served);
+        let router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let down = down.down.load(Ordering::SeqCst);
+                async move {
+                    use axum::response::IntoResponse;
+                    if down {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                    } else {
+                        next.run(req).await
+                    }
+                }
+            },
+        ));
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { url, rsa, ec, keys }
+        Self {
+            url,
+            rsa,
+            ec,
+            keys,
+            served,
+        }
+    }
+
+    /// Takes the issuer down (every path answers 503) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.served.down.store(down, Ordering::SeqCst);
+    }
+
+    /// How many times the JWKS has been served.
+    pub fn jwks_fetches(&self) -> usize {
+        self.served.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// The `Cache-Control` header of JWKS responses (none by default).
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        *self.served.cache_control.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    /// Publishes `jwk` in addition to the current keys.
+    pub fn publish(&self, jwk: Jwk) {
+        self.keys.lock().unwrap().keys.push(jwk);
+    }
+
+    /// Stops publishing the key `kid`.
+    pub fn withdraw(&self, kid: &str) {
+        self.keys
+            .lock()
+            .unwrap()
+            .keys
+            .retain(|k| k.common.key_id.as_deref() != Some(kid));
     }
 
     /// Standard claims for `sub` with `scope`, valid for an hour.
@@ -333,6 +412,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Uses `issuer` instead of starting a new one (e.g. one that is down at start-up).
+    pub fn issuer(mut self, issuer: Arc<TestIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         init_logging();
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -434,4 +519,26 @@ pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> Va
         "{body}"
     );
     error
+}
+
+const GENERIC_TOKEN_DETAIL: &str =
+    "The access token is malformed, expired, not yet valid, or not issued for this service.";
+
+/// Checks that `res` is the generic 401 for a bad token, and that its request's log line gives
+/// `reason` (which the body must not).
+pub async fn assert_refused(res: reqwest::Response, reason: &str) {
+    let id = res.headers()["request-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    let err = assert_error(res, 401, "invalid-token").await;
+    assert_eq!(err["detail"], GENERIC_TOKEN_DETAIL, "a generic detail only");
+    let lines = log_lines_with(&id);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("access token refused") && l.contains(reason)),
+        "`{reason}` not in the log of request {id}: {lines:#?}"
+    );
 }

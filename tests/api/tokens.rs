@@ -246,3 +246,155 @@ async fn cheap_checks_come_before_the_token() {
         .unwrap();
     assert_error(res, 415, "unsupported-media-type").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Crafted attacks: each is a generic 401 whose reason is in the request's log line, not the body.
+
+/// Sends `token`, expects the generic 401, and checks that the request's log says `reason`.
+async fn refused_because(app: &TestApp, token: &str, reason: &str) {
+    assert_refused(post_with(app, token).await, reason).await;
+}
+
+fn header_with(alg: Algorithm, kid: &str) -> Header {
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    header
+}
+
+#[tokio::test]
+async fn alg_none_in_any_spelling_is_refused() {
+    let app = TestApp::spawn().await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    for alg in ["none", "None", "NONE"] {
+        let token = format!(
+            "{}.{}.",
+            b64(&json!({"alg": alg, "typ": "JWT", "kid": RSA_KID})),
+            b64(&claims)
+        );
+        refused_because(&app, &token, "malformed token").await;
+    }
+}
+
+#[tokio::test]
+async fn an_hmac_token_keyed_with_the_issuers_public_rsa_key_is_refused() {
+    // The classic confusion: a verifier that feeds "the key" to whatever `alg` says would check
+    // this HMAC with the public key's bytes, which the attacker has.
+    let app = TestApp::spawn().await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    let public_pem = fixture("rsa-test-key.pub.pem");
+    for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+        let token = app.issuer.sign_with(
+            &header_with(alg, RSA_KID),
+            &claims,
+            &EncodingKey::from_secret(&public_pem),
+        );
+        refused_because(&app, &token, &format!("algorithm {alg:?} is not allowed")).await;
+    }
+}
+
+#[tokio::test]
+async fn an_algorithm_that_does_not_fit_the_keys_type_is_refused() {
+    let app = TestApp::spawn().await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    let ec = EncodingKey::from_ec_pem(&fixture("ec-test-key.pem")).unwrap();
+    // ES256 header naming the RSA key.
+    let token = app
+        .issuer
+        .sign_with(&header_with(Algorithm::ES256, RSA_KID), &claims, &ec);
+    refused_because(&app, &token, "no ES256 key for kid").await;
+    // RS256 and PS256 headers naming the EC key.
+    let rsa = rsa_key("rsa-test-key.pem");
+    for alg in [Algorithm::RS256, Algorithm::PS256] {
+        let token = app
+            .issuer
+            .sign_with(&header_with(alg, EC_KID), &claims, &rsa);
+        refused_because(&app, &token, &format!("no {alg:?} key for kid")).await;
+    }
+    // A real RS256 signature relabelled ES256.
+    let genuine = app.issuer.sign_rs256(&claims);
+    let (_, rest) = genuine.split_once('.').unwrap();
+    let relabelled = format!(
+        "{}.{rest}",
+        b64(&json!({"alg": "ES256", "typ": "JWT", "kid": RSA_KID}))
+    );
+    refused_because(&app, &relabelled, "no ES256 key for kid").await;
+}
+
+#[tokio::test]
+async fn headers_that_point_at_other_keys_are_refused_even_with_a_good_signature() {
+    let app = TestApp::spawn().await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    let rsa = rsa_key("rsa-test-key.pem");
+    let attacker = rsa_key("rsa-other-key.pem");
+    let mut jku = header_with(Algorithm::RS256, RSA_KID);
+    jku.jku = Some("https://evil.example/jwks.json".into());
+    let mut x5u = header_with(Algorithm::RS256, RSA_KID);
+    x5u.x5u = Some("https://evil.example/cert.pem".into());
+    let mut jwk = header_with(Algorithm::RS256, RSA_KID);
+    jwk.jwk = Some(public_jwk(&attacker, Algorithm::RS256, RSA_KID));
+    let mut x5c = header_with(Algorithm::RS256, RSA_KID);
+    x5c.x5c = Some(vec!["MIIB".into()]);
+    for (header, name) in [(jku, "jku"), (x5u, "x5u"), (jwk, "jwk"), (x5c, "x5c")] {
+        let token = app.issuer.sign_with(&header, &claims, &rsa);
+        refused_because(&app, &token, &format!("header parameter `{name}`")).await;
+    }
+    // The embedded key signing its own token is refused just the same.
+    let mut own = header_with(Algorithm::RS256, "attacker");
+    own.jwk = Some(public_jwk(&attacker, Algorithm::RS256, "attacker"));
+    let token = app.issuer.sign_with(&own, &claims, &attacker);
+    refused_because(&app, &token, "header parameter `jwk`").await;
+}
+
+#[tokio::test]
+async fn an_oversized_token_is_refused_before_parsing_even_if_well_signed() {
+    let app = TestApp::spawn().await;
+    let mut claims = app.issuer.claims("kim", ALL_SCOPES);
+    claims["padding"] = json!("x".repeat(9000));
+    let token = app.issuer.sign_rs256(&claims);
+    assert!(token.len() > 8 * 1024);
+    refused_because(&app, &token, "token larger than 8192 bytes").await;
+}
+
+#[tokio::test]
+async fn a_token_without_exp_is_refused() {
+    let app = TestApp::spawn().await;
+    let mut claims = app.issuer.claims("kim", ALL_SCOPES);
+    claims.as_object_mut().unwrap().remove("exp");
+    refused_because(&app, &app.issuer.sign_rs256(&claims), "exp").await;
+}
+
+#[tokio::test]
+async fn only_jwt_and_at_jwt_token_types_are_accepted() {
+    let app = TestApp::spawn().await;
+    app.set_pin("kim", "1235").await;
+    let claims = app.issuer.claims("kim", ALL_SCOPES);
+    let rsa = rsa_key("rsa-test-key.pem");
+    for typ in [
+        Some("JWT"),
+        Some("at+jwt"),
+        Some("application/at+JWT"),
+        None,
+    ] {
+        let mut header = header_with(Algorithm::RS256, RSA_KID);
+        header.typ = typ.map(str::to_owned);
+        let token = app.issuer.sign_with(&header, &claims, &rsa);
+        assert_eq!(post_with(&app, &token).await.status(), 201, "typ {typ:?}");
+    }
+    for typ in ["dpop+jwt", "logout+jwt", "JWE", "secevent+jwt"] {
+        let mut header = header_with(Algorithm::RS256, RSA_KID);
+        header.typ = Some(typ.to_owned());
+        let token = app.issuer.sign_with(&header, &claims, &rsa);
+        refused_because(&app, &token, "is not an access token").await;
+    }
+}
+
+#[tokio::test]
+async fn an_opaque_token_without_introspection_configured_is_refused() {
+    let app = TestApp::spawn().await;
+    refused_because(
+        &app,
+        "Y2G2vrIaH7hX47kERgl3whVr2w9uwR2p4uDYGy_BYbS",
+        "not a JWT",
+    )
+    .await;
+}

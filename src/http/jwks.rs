@@ -1,0 +1,453 @@
+//! The issuer's signing keys: discovered, fetched, cached for as long as the provider's
+//! `Cache-Control` allows (within bounds), refreshed in the background and on expiry, and re-fetched
+//! on an unknown `kid` at most once per `REFRESH_INTERVAL`.
+//!
+//! A failed fetch never empties the cache: while the provider is unreachable the last keys keep
+//! serving (tokens signed by them still expire on their own), and only a successful fetch removes a
+//! key. Until the first successful fetch the service reports not-ready.
+
+use crate::service::Clock;
+use jsonwebtoken::jwk::PublicKeyUse;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// The shortest gap between two fetches that a request can cause (unknown `kid`, expired cache).
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Cache lifetime when the JWKS response gives none.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Bounds on the provider's `max-age`: below, a `no-cache` provider would be fetched on every
+/// request; above, a removed key would stay trusted for too long.
+pub const MIN_TTL: Duration = Duration::from_secs(60);
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Start-up retries while the provider is down: 1 s, 2 s, 4 s, … up to this.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// A JWKS larger than this is not a key set.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum KeyFamily {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl KeyFamily {
+    fn of_jwk(jwk: &Jwk) -> Option<Self> {
+        match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Some(KeyFamily::Rsa),
+            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => Some(KeyFamily::P256),
+                EllipticCurve::P384 => Some(KeyFamily::P384),
+                _ => None,
+            },
+            AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+                Some(KeyFamily::Ed25519)
+            }
+            // Symmetric (`oct`) keys are never trusted: they would let HMAC tokens in.
+            _ => None,
+        }
+    }
+
+    /// Whether a key of this type can verify `alg` (so an ES256 header never meets an RSA key).
+    fn signs(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self {
+            KeyFamily::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            KeyFamily::P256 => alg == ES256,
+            KeyFamily::P384 => alg == ES384,
+            KeyFamily::Ed25519 => alg == EdDSA,
+        }
+    }
+}
+
+struct CachedKey {
+    kid: Option<String>,
+    /// The JWK's own `alg`, when it names one: the token must use exactly that.
+    alg: Option<KeyAlgorithm>,
+    family: KeyFamily,
+    key: DecodingKey,
+}
+
+enum KeySource {
+    Fixed,
+    JwksUrl(String),
+    Discovery(String),
+}
+
+#[derive(Default)]
+struct CacheState {
+    keys: Arc<Vec<CachedKey>>,
+    loaded: bool,
+    /// When the keys stop being fresh (by the injected clock).
+    expires_at: Option<OffsetDateTime>,
+    /// The last fetch attempt, successful or not (by the injected clock).
+    last_attempt: Option<OffsetDateTime>,
+    failures: u32,
+    /// Key-set fetches since start, for the metrics scrape.
+    fetches_ok: u64,
+    fetches_failed: u64,
+}
+
+/// Why a refresh is wanted; decides whether it is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    /// A token named a `kid` we do not have.
+    UnknownKey,
+    /// The cache lifetime has passed.
+    Expired,
+    /// The background task's schedule (skipped if a request refreshed in the meantime).
+    Scheduled,
+}
+
+pub struct KeyCache {
+    source: KeySource,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    state: RwLock<CacheState>,
+    /// One fetch at a time: a burst of unknown `kid`s waits for one fetch instead of causing many.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl KeyCache {
+    /// Keys from `jwks_url`, or discovered from `issuer` when it is `None`.
+    pub fn remote(
+        issuer: &str,
+        jwks_url: Option<&str>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let source = match jwks_url {
+            Some(url) => KeySource::JwksUrl(url.to_owned()),
+            None => KeySource::Discovery(issuer.to_owned()),
+        };
+        Self::build(source, clock)
+    }
+
+    /// Exactly `keys`, never refreshed (dev mode).
+    pub fn fixed(keys: &JwkSet, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let cache = Self::build(KeySource::Fixed, clock)?;
+        cache.install(keys, MAX_TTL);
+        Ok(cache)
+    }
+
+    fn build(source: KeySource, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Ok(Self {
+            source,
+            http: reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()?,
+            clock,
+            state: RwLock::new(CacheState::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, CacheState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether signing keys have been loaded at least once.
+    pub fn ready(&self) -> bool {
+        self.read().loaded
+    }
+
+    /// Key-set fetches so far: (succeeded, failed).
+    pub fn fetch_counts(&self) -> (u64, u64) {
+        let state = self.read();
+        (state.fetches_ok, state.fetches_failed)
+    }
+
+    /// Fetches the key set now (at start-up).
+    pub async fn load(&self) -> anyhow::Result<()> {
+        if matches!(self.source, KeySource::Fixed) {
+            return Ok(());
+        }
+        let _one = self.fetching.lock().await;
+        self.fetch_and_install().await
+    }
+
+    /// The key for a token's `kid` and `alg`: refreshes first when the cache has expired, and once
+    /// more (rate-limited) when the `kid` is unknown.
+    pub async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+        if self.is_stale() {
+            // Requests never queue behind a refresh that is already running: the cached keys
+            // serve meanwhile.
+            if let Ok(_one) = self.fetching.try_lock() {
+                self.refresh_locked(Trigger::Expired).await;
+            }
+        }
+        if let Some(key) = self.find(kid, alg) {
+            return Some(key);
+        }
+        self.refresh(Trigger::UnknownKey).await;
+        self.find(kid, alg)
+    }
+
+    fn is_stale(&self) -> bool {
+        let state = self.read();
+        !matches!(self.source, KeySource::Fixed)
+            && state.expires_at.is_none_or(|t| self.clock.now() >= t)
+    }
+
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+        let keys = Arc::clone(&self.read().keys);
+        let usable = |k: &&CachedKey| {
+            k.family.signs(alg) && k.alg.is_none_or(|a| a.to_string() == format!("{alg:?}"))
+        };
+        let mut candidates = keys.iter().filter(usable);
+        match kid {
+            Some(kid) => candidates
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .map(|k| k.key.clone()),
+            // Without a kid, only an unambiguous key set is usable.
+            None => {
+                let first = candidates.next()?;
+                candidates.next().is_none().then(|| first.key.clone())
+            }
+        }
+    }
+
+    async fn refresh(&self, trigger: Trigger) {
+        if matches!(self.source, KeySource::Fixed) {
+            return;
+        }
+        let _one = self.fetching.lock().await;
+        self.refresh_locked(trigger).await;
+    }
+
+    /// Fetches if `trigger` is still due now that we hold the fetch lock (another caller may just
+    /// have fetched).
+    async fn refresh_locked(&self, trigger: Trigger) {
+        let now = self.clock.now();
+        let due = {
+            let state = self.read();
+            let rested = state
+                .last_attempt
+                .is_none_or(|t| now - t >= REFRESH_INTERVAL);
+            match trigger {
+                Trigger::UnknownKey => rested,
+                Trigger::Expired => rested && state.expires_at.is_none_or(|t| now >= t),
+                Trigger::Scheduled => !state.loaded || state.expires_at.is_none_or(|t| now >= t),
+            }
+        };
+        if !due {
+            return;
+        }
+        let was_loaded = self.ready();
+        match self.fetch_and_install().await {
+            Ok(()) if !was_loaded => tracing::info!("signing keys loaded; ready"),
+            Ok(()) => tracing::debug!(?trigger, "signing keys refreshed"),
+            Err(e) if was_loaded => tracing::warn!(
+                error = format!("{e:#}"),
+                ?trigger,
+                "could not refresh signing keys; keeping the cached ones"
+            ),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                ?trigger,
+                "could not load signing keys; not ready until they load"
+            ),
+        }
+    }
+
+    async fn fetch_and_install(&self) -> anyhow::Result<()> {
+        self.write().last_attempt = Some(self.clock.now());
+        match self.fetch().await {
+            Ok((set, ttl)) => {
+                self.install(&set, ttl);
+                self.write().fetches_ok += 1;
+                Ok(())
+            }
+            Err(e) => {
+                let mut state = self.write();
+                state.failures += 1;
+                state.fetches_failed += 1;
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> anyhow::Result<(JwkSet, Duration)> {
+        let jwks_url = match &self.source {
+            KeySource::Fixed => anyhow::bail!("fixed key set"),
+            KeySource::JwksUrl(url) => url.clone(),
+            KeySource::Discovery(issuer) => self.discover(issuer).await?,
+        };
+        let res = self.http.get(&jwks_url).send().await?.error_for_status()?;
+        let ttl = cache_lifetime(res.headers());
+        let body = res.bytes().await?;
+        if body.len() > MAX_JWKS_BYTES {
+            anyhow::bail!("the key set at {jwks_url} is larger than {MAX_JWKS_BYTES} bytes");
+        }
+        let set: JwkSet = serde_json::from_slice(&body)
+            .map_err(|e| anyhow::anyhow!("the key set at {jwks_url} is not a JWKS: {e}"))?;
+        Ok((set, ttl))
+    }
+
+    async fn discover(&self, issuer: &str) -> anyhow::Result<String> {
+        #[derive(Deserialize)]
+        struct Discovery {
+            issuer: String,
+            jwks_uri: String,
+        }
+        let url = format!("{issuer}/.well-known/openid-configuration");
+        let doc: Discovery = self
+            .http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if doc.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            anyhow::bail!(
+                "discovery document at {url} names issuer {:?}, expected {issuer:?}",
+                doc.issuer
+            );
+        }
+        Ok(doc.jwks_uri)
+    }
+
+    fn install(&self, set: &JwkSet, ttl: Duration) {
+        let keys: Vec<CachedKey> = set
+            .keys
+            .iter()
+            .filter(|jwk| !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)))
+            .filter_map(|jwk| {
+                let family = KeyFamily::of_jwk(jwk)?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some(CachedKey {
+                    kid: jwk.common.key_id.clone(),
+                    alg: jwk.common.key_algorithm,
+                    family,
+                    key,
+                })
+            })
+            .collect();
+        let mut state = self.write();
+        state.keys = Arc::new(keys);
+        state.loaded = true;
+        state.failures = 0;
+        state.expires_at = Some(self.clock.now() + ttl);
+    }
+
+    /// How long the background task sleeps before its next fetch.
+    fn next_refresh_in(&self) -> Duration {
+        let state = self.read();
+        if !state.loaded {
+            let exp = state.failures.saturating_sub(1).min(5);
+            return Duration::from_secs(1u64 << exp).min(MAX_RETRY);
+        }
+        match state.expires_at {
+            Some(t) => {
+                let left = t - self.clock.now();
+                Duration::try_from(left)
+                    .unwrap_or(REFRESH_INTERVAL)
+                    .max(REFRESH_INTERVAL)
+            }
+            None => REFRESH_INTERVAL,
+        }
+    }
+
+    /// Refreshes the keys in the background: retries until the first load succeeds, then fetches
+    /// again whenever the cache expires. Ends when the cache is dropped.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        if matches!(self.source, KeySource::Fixed) {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let wait = match weak.upgrade() {
+                    Some(cache) => cache.next_refresh_in(),
+                    None => return,
+                };
+                tokio::time::sleep(wait).await;
+                match weak.upgrade() {
+                    Some(cache) => cache.refresh(Trigger::Scheduled).await,
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+/// The cache lifetime a JWKS response allows: `max-age` less `Age`, within `MIN_TTL..=MAX_TTL`;
+/// `no-store`/`no-cache` mean the minimum; no header means `DEFAULT_TTL`.
+pub fn cache_lifetime(headers: &http::HeaderMap) -> Duration {
+    let directives: Vec<String> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    if directives
+        .iter()
+        .any(|d| d == "no-store" || d == "no-cache")
+    {
+        return MIN_TTL;
+    }
+    let max_age = directives
+        .iter()
+        .filter_map(|d| d.strip_prefix("max-age="))
+        .find_map(|v| v.trim_matches('"').parse::<u64>().ok());
+    let Some(max_age) = max_age else {
+        return DEFAULT_TTL;
+    };
+    let age = headers
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Duration::from_secs(max_age.saturating_sub(age)).clamp(MIN_TTL, MAX_TTL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_cache_lifetime_follows_max_age_within_bounds() {
+        let secs = |h: &[(&str, &str)]| cache_lifetime(&headers(h)).as_secs();
+        assert_eq!(secs(&[]), DEFAULT_TTL.as_secs());
+        assert_eq!(secs(&[("cache-control", "public, max-age=600")]), 600);
+        assert_eq!(
+            secs(&[("cache-control", "max-age=600"), ("age", "100")]),
+            500
+        );
+        assert_eq!(secs(&[("cache-control", "max-age=5")]), MIN_TTL.as_secs());
+        assert_eq!(secs(&[("cache-control", "max-age=0")]), MIN_TTL.as_secs());
+        assert_eq!(
+            secs(&[("cache-control", "max-age=99999999")]),
+            MAX_TTL.as_secs()
+        );
+        assert_eq!(secs(&[("cache-control", "no-cache")]), MIN_TTL.as_secs());
+        assert_eq!(
+            secs(&[("cache-control", "max-age=600, no-store")]),
+            MIN_TTL.as_secs()
+        );
+        assert_eq!(
+            secs(&[("cache-control", "max-age=junk")]),
+            DEFAULT_TTL.as_secs()
+        );
+    }
+}
