@@ -18,6 +18,8 @@ struct Served {
     child: Child,
     addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Ends when the child's stderr closes: every line is collected then.
+    collector: Option<tokio::task::JoinHandle<()>>,
 }
 
 async fn serve_binary(app: &TestApp, extra: &[(&str, &str)]) -> Served {
@@ -55,12 +57,17 @@ async fn serve_binary(app: &TestApp, extra: &[(&str, &str)]) -> Served {
         }
     };
     let collected = Arc::clone(&logs);
-    tokio::spawn(async move {
+    let collector = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             collected.lock().unwrap().push(line);
         }
     });
-    Served { child, addr, logs }
+    Served {
+        child,
+        addr,
+        logs,
+        collector: Some(collector),
+    }
 }
 
 impl Served {
@@ -85,11 +92,16 @@ impl Served {
             .expect("the listener closes after SIGTERM");
     }
 
+    /// Waits for the process to exit and for its last log lines.
     async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(SAFETY, self.child.wait())
+        let status = tokio::time::timeout(SAFETY, self.child.wait())
             .await
             .expect("otpd exits after SIGTERM")
-            .unwrap()
+            .unwrap();
+        if let Some(collector) = self.collector.take() {
+            let _ = tokio::time::timeout(SAFETY, collector).await;
+        }
+        status
     }
 
     fn logs(&self) -> Vec<String> {
