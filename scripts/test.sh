@@ -3,6 +3,9 @@
 #
 #   scripts/test.sh
 #
+# Python tools (pyotp, an independent TOTP implementation for the tests, and schemathesis, run
+# against a live dev server) live in a venv under target/test-venv, made on first use.
+#
 # PostgreSQL is taken from OTPD_TEST_PG_URL (default: the local server at 127.0.0.1:5432, database
 # `test`, trust auth); it is started if it is installed but not running. Without PostgreSQL the
 # PostgreSQL half is skipped with a warning, except under CI (CI=true), where that is a failure.
@@ -30,6 +33,27 @@ drop_old_test_databases() {
     while read -r db; do psql "$PG_URL" -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
 
+VENV=target/test-venv
+PY_TOOLS="pyotp==2.* schemathesis==4.*"
+ensure_venv() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis" >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "== creating $VENV ($PY_TOOLS)"
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q $PY_TOOLS
+}
+
+if ensure_venv; then
+  export OTPD_TEST_PYTHON="$PWD/$VENV/bin/python" OTPD_REQUIRE_PYOTP=1
+  have_venv=1
+elif [ "${CI:-}" = "true" ]; then
+  echo "could not create $VENV with $PY_TOOLS" >&2
+  exit 1
+else
+  echo "WARNING: no Python venv: the pyotp interop test and schemathesis are skipped" >&2
+  have_venv=0
+fi
+
 # The real OpenID provider of the real_provider tests (tests/oidc, oidc-provider from npm): installed
 # from the committed lock file when missing. Without node/npm those tests skip themselves, except
 # under CI, where they fail.
@@ -55,6 +79,11 @@ scripts/test-venv.sh
 
 echo "== unit tests and integration suite on SQLite"
 cargo test --all-targets
+
+if [ "$have_venv" = 1 ]; then
+  cargo build --bin otpd
+  scripts/schemathesis.sh "${OTPD_SCHEMATHESIS_EXAMPLES:-25}"
+fi
 
 if ensure_postgres; then
   drop_old_test_databases

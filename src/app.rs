@@ -9,7 +9,9 @@ use crate::http::{self, AppState, RouterSettings};
 use crate::mail::SmtpMailer;
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections};
-use crate::service::{Clock, Hasher, Mailer, OtpKey, Services, SystemClock};
+use crate::service::{
+    Clock, CredentialWatch, Hasher, Mailer, OtpKey, Services, SystemClock, TotpCipher,
+};
 use crate::store::Store;
 use crate::store::postgres::{PgPoolSettings, PgStore};
 use crate::store::sqlite::SqliteStore;
@@ -93,6 +95,10 @@ async fn services_with(
     install_crypto_provider();
     let pepper = pepper(config, dev)?;
     let otp_key = OtpKey::derive(&pepper);
+    let totp_cipher = match config.read_totp_key()? {
+        Some(material) => TotpCipher::derive(&material),
+        None => TotpCipher::from_pepper(&pepper),
+    };
     let metrics = Metrics::new();
     let hasher = Hasher::with_metrics(
         pepper,
@@ -115,6 +121,10 @@ async fn services_with(
         metrics,
         mailer,
         mail_per_hour: config.mail_per_hour,
+        totp: config.totp,
+        totp_cipher,
+        after_login_window: config.after_login_window,
+        watch: CredentialWatch::default(),
     })
 }
 

@@ -2,7 +2,8 @@
 //! a `Config`. A bad value stops start-up with a message naming the setting. No globals.
 
 use crate::domain::otp::{MAX_OTP_DIGITS, MAX_OTP_TTL, MIN_OTP_DIGITS};
-use crate::domain::{OtpSettings, PinPolicy};
+use crate::domain::totp::{MAX_TOTP_DIGITS, MIN_TOTP_DIGITS};
+use crate::domain::{OtpSettings, PinPolicy, TotpAlgorithm, TotpSettings};
 use secrecy::{ExposeSecret, SecretBox};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -107,6 +108,32 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "unused OTPs a user may hold; a new one retires the oldest (1..10)",
     ),
     ("pin_length", "4", "digits of a PIN (4..12)"),
+    (
+        "totp_key_file",
+        "",
+        "file with at least 32 bytes of key material for encrypting device TOTP secrets; derived from the pepper when empty",
+    ),
+    ("totp_digits", "6", "digits of new device TOTPs (6..8)"),
+    (
+        "totp_period_seconds",
+        "30",
+        "time step of new device TOTPs (1..300)",
+    ),
+    (
+        "totp_algorithm",
+        "SHA1",
+        "HMAC of new device TOTPs: SHA1, SHA256 or SHA512 (never MD5)",
+    ),
+    (
+        "registration_claim",
+        "created_at",
+        "access-token claim with the user's registration time (unix seconds or milliseconds), for the after-login grant",
+    ),
+    (
+        "after_login_window_seconds",
+        "300",
+        "how long after registration `user:device-totps:create-after-login` creates a device TOTP without proof (0..3600)",
+    ),
     (
         "max_body_bytes",
         "16384",
@@ -285,6 +312,8 @@ pub struct AuthSettings {
     pub audience: Option<String>,
     pub leeway: Duration,
     pub linked_identity_claim: Option<String>,
+    /// The claim that says when the user registered (see `registration_claim`).
+    pub registration_claim: String,
     pub introspection: Option<IntrospectionConfig>,
 }
 
@@ -365,6 +394,9 @@ pub struct Config {
     pub hash_queue: usize,
     pub otp: OtpSettings,
     pub pin_policy: PinPolicy,
+    pub totp: TotpSettings,
+    pub totp_key_file: Option<PathBuf>,
+    pub after_login_window: Duration,
     pub max_body_bytes: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub server: ServerSettings,
@@ -515,6 +547,10 @@ impl Config {
             audience: src.get("audience").map(str::to_owned),
             leeway: Duration::from_secs(src.in_range("token_leeway_seconds", 30u64, 0..=300)?),
             linked_identity_claim: src.get("linked_identity_claim").map(str::to_owned),
+            registration_claim: src
+                .get("registration_claim")
+                .unwrap_or("created_at")
+                .to_owned(),
             introspection: match url("introspection_url")? {
                 None => None,
                 Some(url) => Some(IntrospectionConfig {
@@ -569,6 +605,22 @@ impl Config {
         let pin_policy = PinPolicy {
             length: src.in_range("pin_length", 4usize, 4..=12)?,
         };
+        let totp = TotpSettings {
+            period_secs: src.in_range("totp_period_seconds", 30u32, 1..=300)?,
+            digits: src.in_range("totp_digits", 6u8, MIN_TOTP_DIGITS..=MAX_TOTP_DIGITS)?,
+            algorithm: match src.get("totp_algorithm") {
+                None => TotpAlgorithm::Sha1,
+                Some(raw) => TotpAlgorithm::parse(raw).ok_or_else(|| {
+                    invalid(
+                        "totp_algorithm",
+                        format!("`{raw}` is not SHA1, SHA256 or SHA512"),
+                    )
+                })?,
+            },
+        };
+        let totp_key_file = src.get("totp_key_file").map(PathBuf::from);
+        let after_login_window =
+            Duration::from_secs(src.in_range("after_login_window_seconds", 300u64, 0..=3600)?);
         let max_body_bytes = src.in_range("max_body_bytes", 16 * 1024usize, 1024..=1024 * 1024)?;
         let metrics_listen = match src.get("metrics_listen") {
             None => None,
@@ -632,6 +684,9 @@ impl Config {
             hash_queue,
             otp,
             pin_policy,
+            totp,
+            totp_key_file,
+            after_login_window,
             max_body_bytes,
             metrics_listen,
             server,
@@ -681,6 +736,27 @@ impl Config {
             bytes.pop();
         }
         Pepper::new(self.pepper_id.clone(), bytes).map_err(|p| invalid("pepper_file", p))
+    }
+
+    /// The key material for device TOTP secrets: `totp_key_file` when set (at least 32 bytes),
+    /// otherwise `None` and the pepper is used.
+    pub fn read_totp_key(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.totp_key_file else {
+            return Ok(None);
+        };
+        let mut bytes = std::fs::read(path).map_err(|e| {
+            invalid(
+                "totp_key_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            bytes.pop();
+        }
+        if bytes.len() < 32 {
+            return Err(invalid("totp_key_file", "must hold at least 32 bytes"));
+        }
+        Ok(Some(bytes))
     }
 
     /// The effective configuration as `name = value` lines, secrets redacted.
@@ -756,6 +832,21 @@ impl Config {
             ("otp_ttl_seconds", self.otp.ttl.as_secs().to_string()),
             ("otp_max_live", self.otp.max_live.to_string()),
             ("pin_length", self.pin_policy.length.to_string()),
+            (
+                "totp_key_file",
+                self.totp_key_file
+                    .as_ref()
+                    .map(|p| format!("{} (contents not shown)", p.display()))
+                    .unwrap_or_else(|| "(derived from the pepper)".to_owned()),
+            ),
+            ("totp_digits", self.totp.digits.to_string()),
+            ("totp_period_seconds", self.totp.period_secs.to_string()),
+            ("totp_algorithm", self.totp.algorithm.as_str().to_owned()),
+            ("registration_claim", self.auth.registration_claim.clone()),
+            (
+                "after_login_window_seconds",
+                self.after_login_window.as_secs().to_string(),
+            ),
             ("max_body_bytes", self.max_body_bytes.to_string()),
             (
                 "metrics_listen",
@@ -872,6 +963,8 @@ mod tests {
             ("OTPD_LISTEN", "nowhere", "listen"),
             ("OTPD_DATABASE_URL", "mysql://x", "database_url"),
             ("OTPD_LOG_FORMAT", "xml", "log_format"),
+            ("OTPD_TOTP_ALGORITHM", "MD5", "totp_algorithm"),
+            ("OTPD_TOTP_DIGITS", "9", "totp_digits"),
             (
                 "OTPD_INTROSPECTION_URL",
                 "https://id.example/introspect",

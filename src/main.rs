@@ -41,6 +41,15 @@ enum Command {
     /// Manage a user's credentials.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print a user's audit events, oldest first (time, event, detail; never a secret).
+    Audit {
+        sub: String,
+        /// One JSON object per line instead of aligned text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
+    Openapi,
     /// Development helpers (work only with the development key).
     #[command(subcommand)]
     Dev(DevCommand),
@@ -144,6 +153,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 "{} set for {subject}",
                 if is_pin { "PIN" } else { "password" }
             );
+        }
+        Command::Audit { sub, json } => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            let subject =
+                Subject::parse(&sub).context("the user id must be 1..255 printable characters")?;
+            let store = otpd::app::open_store(&config.database_url).await?;
+            for event in store.audit_events(&subject).await? {
+                println!("{}", event.to_line(json));
+            }
+        }
+        Command::Openapi => {
+            println!("{}", otpd::http::openapi::document_json(&config.base_path));
         }
         Command::Dev(DevCommand::Token { sub, scope, ttl }) => {
             let kit = otpd::dev::DevKit::load_or_create(&config)?;

@@ -12,6 +12,13 @@ pub enum AuditEvent {
     PinRefused,
     /// An issued OTP withdrawn before anyone could see it (its mail could not be sent).
     OtpRevoked,
+    /// An account OTP or a device TOTP was redeemed (detail: which kind, which device).
+    OtpRedeemed,
+    /// A new PIN broke the PIN policy (`PUT /user/pin`).
+    PinPolicyRefused,
+    DeviceTotpCreated,
+    /// Every credential of the user was erased; this row and the earlier ones stay.
+    UserDeleted,
 }
 
 impl AuditEvent {
@@ -24,6 +31,10 @@ impl AuditEvent {
             AuditEvent::PasswordRefused => "password.refused",
             AuditEvent::PinRefused => "pin.refused",
             AuditEvent::OtpRevoked => "otp.revoked",
+            AuditEvent::OtpRedeemed => "otp.redeemed",
+            AuditEvent::PinPolicyRefused => "pin.policy-refused",
+            AuditEvent::DeviceTotpCreated => "device-totp.created",
+            AuditEvent::UserDeleted => "user.deleted",
         }
     }
 }

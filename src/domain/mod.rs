@@ -5,9 +5,11 @@ pub mod credential;
 pub mod email;
 pub mod otp;
 pub mod subject;
+pub mod totp;
 
 pub use audit::AuditEvent;
 pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
 pub use email::EmailAddress;
-pub use otp::{OtpCode, OtpSettings};
+pub use otp::{OtpCode, OtpSettings, OtpTypes};
 pub use subject::Subject;
+pub use totp::{DeviceId, TotpAlgorithm, TotpSecret, TotpSettings};

@@ -66,6 +66,41 @@ impl fmt::Debug for OtpCode {
     }
 }
 
+/// Which kinds of one-time password a redemption accepts (`types` of `POST /user/otp/verify`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OtpTypes {
+    /// Issued by `POST /user/otp` (or mailed): single use, stored as a digest.
+    pub account: bool,
+    /// RFC 6238 codes from a secret issued by `POST /user/devices/totp`.
+    pub device_totp: bool,
+}
+
+impl OtpTypes {
+    pub const ALL: OtpTypes = OtpTypes {
+        account: true,
+        device_totp: true,
+    };
+    pub const NONE: OtpTypes = OtpTypes {
+        account: false,
+        device_totp: false,
+    };
+
+    /// Adds one type by its API name; `None` for an unknown name.
+    pub fn with(self, name: &str) -> Option<Self> {
+        match name {
+            "account" => Some(Self {
+                account: true,
+                ..self
+            }),
+            "device-totp" => Some(Self {
+                device_totp: true,
+                ..self
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,8 @@ pub struct Caller {
     pub client_id: Option<String>,
     pub email: Option<String>,
     pub email_verified: Option<bool>,
+    /// When the user registered (unix seconds), if the token says so.
+    pub registered_at: Option<i64>,
 }
 
 impl Caller {
@@ -38,6 +40,40 @@ pub struct Authorized<R>(pub Caller, pub PhantomData<R>);
 pub struct OtpCreate;
 impl ScopeRule for OtpCreate {
     const ANY_OF: &'static [&'static str] = &["user:otp:create"];
+}
+
+pub struct OtpVerify;
+impl ScopeRule for OtpVerify {
+    const ANY_OF: &'static [&'static str] = &["user:otp:verify"];
+}
+
+/// Either scope reaches the endpoint; only the second allows creation without proof right after
+/// registration.
+pub struct DeviceTotpCreate;
+impl ScopeRule for DeviceTotpCreate {
+    const ANY_OF: &'static [&'static str] = &["user:device-totps:create", AFTER_LOGIN_SCOPE];
+}
+pub const AFTER_LOGIN_SCOPE: &str = "user:device-totps:create-after-login";
+
+pub struct PinUpdate;
+impl ScopeRule for PinUpdate {
+    const ANY_OF: &'static [&'static str] = &["user:users.pin:update"];
+}
+
+/// `GET /user/pin` and `GET /user/pin-or-password`.
+pub struct PinCheck;
+impl ScopeRule for PinCheck {
+    const ANY_OF: &'static [&'static str] = &["user:users.pin:check"];
+}
+
+pub struct PasswordCheck;
+impl ScopeRule for PasswordCheck {
+    const ANY_OF: &'static [&'static str] = &["user:users.password:check"];
+}
+
+pub struct UserDelete;
+impl ScopeRule for UserDelete {
+    const ANY_OF: &'static [&'static str] = &["user:user:delete"];
 }
 
 fn bearer_token(parts: &Parts) -> Option<&str> {
@@ -81,6 +117,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         client_id: claims.client_id,
         email: claims.email,
         email_verified: claims.email_verified,
+        registered_at: claims.registered_at,
     })
 }
 

@@ -22,6 +22,21 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("credential not set")]
     CredentialNotSet,
+    #[error("invalid OTP")]
+    InvalidOtp,
+    #[error("OTP refused")]
+    OtpForbidden,
+    #[error("no valid proof")]
+    NoValidProof,
+    #[error("PIN not secure")]
+    PinNotSecure(crate::domain::PinRejection),
+    #[error("invalid parameter {parameter}")]
+    InvalidParameter {
+        parameter: &'static str,
+        detail: String,
+    },
+    #[error("{} not set", .0.as_str())]
+    FactorNotSet(crate::domain::Factor),
     #[error("token missing")]
     MissingToken,
     #[error("invalid token")]
@@ -93,7 +108,10 @@ pub struct ErrorCause(pub Arc<anyhow::Error>);
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidOtp | ApiError::FactorNotSet(_) => StatusCode::NOT_FOUND,
+            ApiError::OtpForbidden | ApiError::NoValidProof => StatusCode::FORBIDDEN,
+            ApiError::PinNotSecure(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::InvalidField { .. }
             | ApiError::MissingCredential
             | ApiError::InvalidCredentials
@@ -138,6 +156,29 @@ impl ApiError {
                 "credential-not-set",
                 "Credential not set",
                 "None of the given credentials is set for this user.".into(),
+            ),
+            ApiError::InvalidOtp | ApiError::OtpForbidden => (
+                "invalid-otp",
+                "Invalid OTP",
+                "The one-time password is unknown, expired or already used.".into(),
+            ),
+            ApiError::NoValidProof => (
+                "invalid-proof",
+                "No valid proof",
+                "None of the given OTP, password or PIN is valid, and no after-login grant applies.".into(),
+            ),
+            ApiError::PinNotSecure(rejection) => (
+                "pin-not-secure",
+                "PIN not secure",
+                format!("The PIN does not meet the PIN policy: {rejection}."),
+            ),
+            ApiError::InvalidParameter { detail, .. } => {
+                ("invalid-parameter", "Invalid parameter", detail.clone())
+            }
+            ApiError::FactorNotSet(factor) => (
+                "credential-not-set",
+                "Credential not set",
+                format!("The user has no {} set.", factor.as_str()),
             ),
             ApiError::MissingToken => (
                 "missing-token",
@@ -236,6 +277,12 @@ impl ApiError {
         let source = match self {
             ApiError::InvalidField { pointer, .. } => Some(ErrorSource::Pointer(pointer.clone())),
             ApiError::MissingCredential => Some(ErrorSource::Pointer(String::new())),
+            ApiError::PinNotSecure(_) => {
+                Some(ErrorSource::Pointer("/data/attributes/pin".to_owned()))
+            }
+            ApiError::InvalidParameter { parameter, .. } => {
+                Some(ErrorSource::Parameter((*parameter).to_owned()))
+            }
             _ => None,
         };
         ErrorBody {

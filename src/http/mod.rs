@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod context;
 pub mod deadline;
+pub mod devices;
 pub mod error;
 pub mod health;
 pub mod introspection;
@@ -11,16 +12,21 @@ pub mod jwks;
 pub mod jwt;
 pub mod metrics;
 pub mod negotiate;
+pub mod openapi;
 pub mod otp;
+pub mod pin;
 pub mod sendmail;
 pub mod token;
+pub mod user;
+pub mod verify;
 
 use crate::server::OpenConnections;
 use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::get;
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,17 +50,24 @@ pub struct RouterSettings<'a> {
 }
 
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
-    let api = Router::new()
-        .route("/user/otp", post(otp::create))
-        .route("/user/otp/sendmail", post(sendmail::send))
-        .route_layer(from_fn(context::remember_route));
+    let (api, doc) = openapi::api_routes().split_for_parts();
+    let doc = openapi::finish(doc, settings.base_path)
+        .to_json()
+        .unwrap_or_default();
+    let api = api.route_layer(from_fn(context::remember_route));
     let api = if settings.base_path.is_empty() {
         api
     } else {
         Router::new().nest(settings.base_path, api)
     };
-    let operations = operations_routes(settings.serve_metrics);
-    api.merge(operations)
+    let openapi = Router::new()
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+        )
+        .route_layer(from_fn(context::remember_route));
+    api.merge(operations_routes(settings.serve_metrics))
+        .merge(openapi)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(CatchPanicLayer::new())
@@ -99,6 +112,9 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
             ServiceError::CredentialNotSet => ApiError::CredentialNotSet,
+            ServiceError::InvalidOtp => ApiError::InvalidOtp,
+            ServiceError::NoValidProof => ApiError::NoValidProof,
+            ServiceError::PinRejected(rejection) => ApiError::PinNotSecure(rejection),
             ServiceError::Overloaded => ApiError::Overloaded,
             ServiceError::MailNotConfigured => ApiError::MailNotConfigured,
             ServiceError::MailLimit { retry_after } => ApiError::MailLimit {

@@ -3,14 +3,14 @@
 //! Header checks are separate extractors so that handlers can run them before token validation:
 //! refusing a wrong media type costs nothing, verifying a signature does not.
 
-use super::error::ApiError;
+use super::error::{ApiError, JSON_API};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-const APPLICATION_JSON: &str = "application/json";
+pub const APPLICATION_JSON: &str = "application/json";
 
 /// Does an `Accept` header admit `wanted` (`type/subtype`)? Absent means anything goes; `q=0`
 /// means "not this one".
@@ -74,6 +74,64 @@ impl<S: Send + Sync> FromRequestParts<S> for JsonContentType {
     }
 }
 
+/// The client accepts JSON:API answers (406 otherwise). Like `AcceptsJson`, an absent `Accept`,
+/// `*/*` and `application/*` admit it.
+pub struct AcceptsJsonApi;
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptsJsonApi {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if accepts(header_str(parts, header::ACCEPT), JSON_API) {
+            Ok(AcceptsJsonApi)
+        } else {
+            Err(ApiError::NotAcceptable(JSON_API))
+        }
+    }
+}
+
+/// The client accepts `application/json`, or only JSON:API: the Android SDK sends its JSON:API
+/// `Accept` on every request, also to the one plain-JSON GET. (406 for anything else.)
+pub struct AcceptsJsonLeniently;
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptsJsonLeniently {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let accept = header_str(parts, header::ACCEPT);
+        if accepts(accept, APPLICATION_JSON) || accepts(accept, JSON_API) {
+            Ok(AcceptsJsonLeniently)
+        } else {
+            Err(ApiError::NotAcceptable(APPLICATION_JSON))
+        }
+    }
+}
+
+/// The request body is declared as `application/vnd.api+json` (415 otherwise). JSON:API allows
+/// only its `ext` and `profile` parameters on the media type; any other parameter is a 415 too.
+pub struct JsonApiContentType;
+
+impl<S: Send + Sync> FromRequestParts<S> for JsonApiContentType {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let content_type = header_str(parts, header::CONTENT_TYPE);
+        let params_ok = content_type.is_some_and(|ct| {
+            ct.split(';').skip(1).all(|p| {
+                let name = p.split('=').next().unwrap_or("").trim();
+                name.is_empty()
+                    || name.eq_ignore_ascii_case("ext")
+                    || name.eq_ignore_ascii_case("profile")
+            })
+        });
+        if params_ok && is_media_type(content_type, JSON_API) {
+            Ok(JsonApiContentType)
+        } else {
+            Err(ApiError::UnsupportedMediaType(JSON_API))
+        }
+    }
+}
+
 /// A JSON body parsed into `T`: 400 when it is not JSON, 422 with a pointer when it is JSON of the
 /// wrong shape, 413 (from the body limit) when it is too large.
 pub struct JsonBody<T>(pub T);
@@ -99,6 +157,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, for the whole body: a document that is not JSON is a 400 even when its
+    // first fields would already be refused by the typed parse below.
+    if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+        return Err(ApiError::MalformedJson);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de);
     if value.is_ok() && de.end().is_err() {
@@ -158,6 +221,14 @@ mod tests {
         ] {
             assert!(!accepts(bad, APPLICATION_JSON), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn json_api_accept_values() {
+        for ok in [None, Some("*/*"), Some("application/vnd.api+json")] {
+            assert!(accepts(ok, JSON_API), "{ok:?}");
+        }
+        assert!(!accepts(Some("application/json"), JSON_API));
     }
 
     #[test]

@@ -14,19 +14,28 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::macros::format_description;
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateOtpRequest {
+    /// The user's PIN.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "8299")]
     pin: Option<SecretString>,
+    /// The user's password (checked first).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     password: Option<SecretString>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OtpCreated {
+    /// The one-time password: a string of digits.
+    #[schema(example = "773829")]
     otp: String,
+    /// UTC, literal `Z`, no fractional seconds.
+    #[schema(format = DateTime, example = "2026-11-25T20:31:00Z")]
     expires_at: String,
 }
 
@@ -40,7 +49,7 @@ pub fn pace_datetime(t: OffsetDateTime) -> String {
 }
 
 /// An offered factor: empty counts as not offered; longer than any stored value can be is a 422.
-fn offered(
+pub(super) fn offered(
     value: Option<SecretString>,
     pointer: &str,
     max: usize,
@@ -54,6 +63,20 @@ fn offered(
     }
 }
 
+/// Create OTP
+///
+/// Verifies that the passed PIN or password is valid for the user account and generates a one
+/// time password (OTP). One of the provided values need to be valid. First check is on the
+/// password, 2nd on the PIN.
+#[utoipa::path(
+    post,
+    path = "/user/otp",
+    tag = "OTP",
+    operation_id = "CreateOTP",
+    request_body(content = CreateOtpRequest, content_type = "application/json"),
+    responses((status = 201, description = "Valid OTP.", body = OtpCreated, content_type = "application/json")),
+    security(("bearer" = ["user:otp:create"]))
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AcceptsJson,

@@ -8,6 +8,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 /// No body is read; 204 once the mail server has taken the message.
+#[utoipa::path(
+    post,
+    path = "/user/otp/sendmail",
+    tag = "OTP",
+    operation_id = "SendOTPMail",
+    description = "Issues an account OTP and mails it to the address in the token's `email` claim \
+        (refused with 422 when `email_verified` is false). Per-user hourly limit (429 with `Retry-After`). \
+        If the mail cannot be sent the OTP is withdrawn and the answer is 503 `mail-failed`.",
+    responses((status = 204, description = "The OTP was mailed.")),
+    security(("bearer" = ["user:otp:create"]))
+)]
 pub async fn send(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<OtpCreate>,

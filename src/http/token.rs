@@ -52,6 +52,20 @@ pub struct TokenClaims {
     /// The OpenID `email_verified` claim: a boolean, or the strings "true"/"false" some
     /// providers send. `None` when absent or anything else.
     pub email_verified: Option<bool>,
+    /// When the user registered (unix seconds), from the configured `registration_claim`.
+    pub registered_at: Option<i64>,
+}
+
+/// A registration time as identity providers write it: unix seconds, or milliseconds (Keycloak's
+/// `createdTimestamp`), as a number or a numeric string. Values past the year 5138 in seconds are
+/// taken as milliseconds.
+fn unix_seconds(value: &Value) -> Option<i64> {
+    let n = match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(if n > 99_999_999_999 { n / 1000 } else { n })
 }
 
 pub struct TokenVerifier {
@@ -186,12 +200,16 @@ impl TokenVerifier {
             Some(Value::String(s)) if s == "false" => Some(false),
             _ => None,
         };
+        let registered_at = claims
+            .get(&self.settings.registration_claim)
+            .and_then(unix_seconds);
         Ok(TokenClaims {
             sub,
             scopes,
             client_id,
             email,
             email_verified,
+            registered_at,
         })
     }
 }

@@ -37,6 +37,7 @@ impl Services {
         self.store
             .set_credential(sub, new.factor(), &phc, to_millis(self.clock.now()))
             .await?;
+        self.watch.changed(sub);
         Ok(())
     }
 }

@@ -1,14 +1,19 @@
 //! The use cases: one function per thing a caller can ask for. Owns the order of checks, the clock
 //! and the hashing pool; knows nothing of HTTP or SQL.
 
+pub mod account;
 pub mod clock;
 pub mod credentials;
+pub mod devices;
 pub mod digest;
 pub mod hasher;
 pub mod mail;
 pub mod otp;
+pub mod redeem;
+pub mod totp_cipher;
+pub mod watch;
 
-use crate::domain::{OtpSettings, PinPolicy};
+use crate::domain::{OtpSettings, PinPolicy, PinRejection, TotpSettings};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -16,6 +21,9 @@ pub use digest::OtpKey;
 pub use hasher::{HashError, Hasher};
 pub use mail::Mailer;
 use std::sync::Arc;
+use std::time::Duration;
+pub use totp_cipher::TotpCipher;
+pub use watch::CredentialWatch;
 
 /// Everything the use cases need, built once by `app`.
 pub struct Services {
@@ -30,6 +38,12 @@ pub struct Services {
     /// `None` when no SMTP server is configured.
     pub mailer: Option<Arc<dyn Mailer>>,
     pub mail_per_hour: u32,
+    /// Parameters of new device TOTPs (stored devices keep their own).
+    pub totp: TotpSettings,
+    pub totp_cipher: TotpCipher,
+    /// How long after registration the after-login grant allows a device TOTP without proof.
+    pub after_login_window: Duration,
+    pub watch: CredentialWatch,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +52,12 @@ pub enum ServiceError {
     InvalidCredentials,
     #[error("none of the given credentials is set for the user")]
     CredentialNotSet,
+    #[error("the one-time password is not valid")]
+    InvalidOtp,
+    #[error("none of the offered proofs is valid")]
+    NoValidProof,
+    #[error("the new PIN breaks the PIN policy: {0}")]
+    PinRejected(PinRejection),
     #[error("too many hashing requests waiting")]
     Overloaded,
     #[error("mail is not configured")]

@@ -38,7 +38,7 @@ impl Services {
 
     /// Checks the offered factors in PACE order (password first, then PIN) and returns the first
     /// that matches. `CredentialNotSet` only when no offered factor is stored at all.
-    async fn check_proof(
+    pub(super) async fn check_proof(
         &self,
         sub: &Subject,
         stored: &StoredCredentials,

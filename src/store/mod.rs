@@ -101,6 +101,75 @@ pub struct PoolUsage {
     pub max: u32,
 }
 
+/// A device TOTP as stored: the secret only as ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDevice {
+    pub device_id: String,
+    pub secret_ct: Vec<u8>,
+    pub algorithm: String,
+    pub digits: i64,
+    pub period_secs: i64,
+}
+
+/// What one redemption may consume, all candidates of the same code: the account OTP with this
+/// digest, else the first device step that is newer than the device's last accepted step.
+#[derive(Debug, Clone, Default)]
+pub struct Redemption {
+    pub account_digest: Option<[u8; 32]>,
+    /// `(device, step)` pairs whose code matched, oldest step first. The ciphertext is part of
+    /// the condition, so a step computed from a secret replaced meanwhile consumes nothing.
+    pub device_steps: Vec<(StoredDevice, i64)>,
+}
+
+/// What was consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    Account,
+    Device(String),
+}
+
+impl Redeemed {
+    pub fn audit_detail(&self) -> String {
+        match self {
+            Redeemed::Account => "type=account".to_owned(),
+            Redeemed::Device(id) => format!("type=device-totp device={id}"),
+        }
+    }
+}
+
+/// The change that happens in the same transaction as the redemption, or not at all.
+#[derive(Debug, Clone)]
+pub enum FollowUp<'a> {
+    Nothing,
+    SetPin {
+        phc: &'a str,
+    },
+    SaveDevice(&'a StoredDevice),
+    /// Erase every credential record of the user (the audit rows stay).
+    EraseUser,
+}
+
+impl AuditRecord {
+    /// One line of `otpd audit`: `2026-11-25T20:31:00.123Z  otp.issued  factor=pin`, or a JSON
+    /// object with `at`, `event` and `detail`.
+    pub fn to_line(&self, json: bool) -> String {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| self.at.to_string());
+        if json {
+            serde_json::json!({"at": at, "event": self.event, "detail": self.detail}).to_string()
+        } else {
+            format!("{at}  {:<20}  {}", self.event, self.detail)
+                .trim_end()
+                .to_owned()
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
@@ -165,6 +234,30 @@ pub trait Store: Send + Sync + 'static {
         detail: &str,
         now: Millis,
     ) -> Result<(), StoreError>;
+
+    /// The user's device TOTPs.
+    async fn devices(&self, sub: &Subject) -> Result<Vec<StoredDevice>, StoreError>;
+
+    /// Creates a device TOTP or replaces the secret of an existing device id (resetting its last
+    /// accepted step), with its audit row.
+    async fn save_device(
+        &self,
+        sub: &Subject,
+        device: &StoredDevice,
+        audit_detail: &str,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Consumes one of the candidates by a conditional update and applies `then`, in one
+    /// transaction with the audit rows. `None` (and nothing changed) when no candidate was still
+    /// valid: unknown, expired, used, or a step not newer than the device's last one.
+    async fn redeem(
+        &self,
+        sub: &Subject,
+        candidates: &Redemption,
+        then: FollowUp<'_>,
+        now: Millis,
+    ) -> Result<Option<Redeemed>, StoreError>;
 
     /// The user's audit events, oldest first.
     async fn audit_events(&self, sub: &Subject) -> Result<Vec<AuditRecord>, StoreError>;

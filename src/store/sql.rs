@@ -13,8 +13,8 @@ macro_rules! impl_store {
             use super::$store;
             use $crate::domain::{AuditEvent, Factor, Subject};
             use $crate::store::{
-                credential_sql, set_event, AuditRecord, MailQuota, Millis, NewOtp, OtpInsert,
-                StoreError, StoredCredentials,
+                credential_sql, set_event, AuditRecord, FollowUp, MailQuota, Millis, NewOtp,
+                OtpInsert, Redeemed, Redemption, StoreError, StoredCredentials, StoredDevice,
             };
             use sqlx::Row;
 
@@ -40,6 +40,90 @@ macro_rules! impl_store {
                     .bind(detail)
                     .execute(conn)
                     .await?;
+                Ok(())
+            }
+
+            /// Inserts or replaces a device's secret; a replaced secret starts with no accepted step.
+            async fn upsert_device(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                d: &StoredDevice,
+                now: Millis,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO device_totps (sub, device_id, secret_ct, algorithm, digits, period_secs, last_step, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7)
+                     ON CONFLICT (sub, device_id) DO UPDATE SET secret_ct = excluded.secret_ct,
+                       algorithm = excluded.algorithm, digits = excluded.digits,
+                       period_secs = excluded.period_secs, last_step = NULL, updated_at = excluded.updated_at",
+                )
+                .bind(sub.as_str())
+                .bind(&d.device_id)
+                .bind(&d.secret_ct)
+                .bind(&d.algorithm)
+                .bind(d.digits)
+                .bind(d.period_secs)
+                .bind(now)
+                .execute(conn)
+                .await?;
+                Ok(())
+            }
+
+            /// The single conditional statements that consume an OTP: whichever matches first wins,
+            /// and a concurrent redemption of the same candidate finds its condition false.
+            async fn consume(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                candidates: &Redemption,
+                now: Millis,
+            ) -> Result<Option<Redeemed>, StoreError> {
+                if let Some(digest) = &candidates.account_digest {
+                    let used = sqlx::query(
+                        "UPDATE otps SET used_at = $1
+                         WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
+                         RETURNING id",
+                    )
+                    .bind(now)
+                    .bind(sub.as_str())
+                    .bind(&digest[..])
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if used.is_some() {
+                        return Ok(Some(Redeemed::Account));
+                    }
+                }
+                for (device, step) in &candidates.device_steps {
+                    let used = sqlx::query(
+                        "UPDATE device_totps SET last_step = $1
+                         WHERE sub = $2 AND device_id = $3 AND secret_ct = $4
+                           AND (last_step IS NULL OR last_step < $1)
+                         RETURNING device_id",
+                    )
+                    .bind(*step)
+                    .bind(sub.as_str())
+                    .bind(&device.device_id)
+                    .bind(&device.secret_ct)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if used.is_some() {
+                        return Ok(Some(Redeemed::Device(device.device_id.clone())));
+                    }
+                }
+                Ok(None)
+            }
+
+            /// Every credential record of a user; the audit rows are kept on purpose.
+            async fn erase_user(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+            ) -> Result<(), StoreError> {
+                for statement in [
+                    "DELETE FROM users WHERE sub = $1",
+                    "DELETE FROM otps WHERE sub = $1",
+                    "DELETE FROM device_totps WHERE sub = $1",
+                ] {
+                    sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
+                }
                 Ok(())
             }
 
@@ -230,6 +314,80 @@ macro_rules! impl_store {
                 ) -> Result<(), StoreError> {
                     let mut conn = self.pool.acquire().await?;
                     insert_audit(&mut conn, sub, event, detail, now).await
+                }
+
+                async fn devices(&self, sub: &Subject) -> Result<Vec<StoredDevice>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT device_id, secret_ct, algorithm, digits, period_secs
+                         FROM device_totps WHERE sub = $1 ORDER BY device_id",
+                    )
+                    .bind(sub.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(StoredDevice {
+                                device_id: row.try_get(0)?,
+                                secret_ct: row.try_get(1)?,
+                                algorithm: row.try_get(2)?,
+                                digits: row.try_get(3)?,
+                                period_secs: row.try_get(4)?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn save_device(
+                    &self,
+                    sub: &Subject,
+                    device: &StoredDevice,
+                    audit_detail: &str,
+                    now: Millis,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    upsert_device(&mut tx, sub, device, now).await?;
+                    insert_audit(&mut tx, sub, AuditEvent::DeviceTotpCreated, audit_detail, now).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn redeem(
+                    &self,
+                    sub: &Subject,
+                    candidates: &Redemption,
+                    then: FollowUp<'_>,
+                    now: Millis,
+                ) -> Result<Option<Redeemed>, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let Some(redeemed) = consume(&mut tx, sub, candidates, now).await? else {
+                        tx.rollback().await?;
+                        return Ok(None);
+                    };
+                    let detail = redeemed.audit_detail();
+                    insert_audit(&mut tx, sub, AuditEvent::OtpRedeemed, &detail, now).await?;
+                    match then {
+                        FollowUp::Nothing => {}
+                        FollowUp::SetPin { phc } => {
+                            sqlx::query(credential_sql(Factor::Pin).upsert)
+                                .bind(sub.as_str())
+                                .bind(phc)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            insert_audit(&mut tx, sub, AuditEvent::PinSet, &detail, now).await?;
+                        }
+                        FollowUp::SaveDevice(device) => {
+                            upsert_device(&mut tx, sub, device, now).await?;
+                            let what = format!("device={} proof=otp", device.device_id);
+                            insert_audit(&mut tx, sub, AuditEvent::DeviceTotpCreated, &what, now).await?;
+                        }
+                        FollowUp::EraseUser => {
+                            erase_user(&mut tx, sub).await?;
+                            insert_audit(&mut tx, sub, AuditEvent::UserDeleted, &detail, now).await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(Some(redeemed))
                 }
 
                 async fn audit_events(&self, sub: &Subject) -> Result<Vec<AuditRecord>, StoreError> {

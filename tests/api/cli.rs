@@ -116,3 +116,42 @@ async fn serve_refuses_to_start_without_a_pepper_and_says_which_setting() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("otp_ttl_seconds"));
 }
+
+#[tokio::test]
+async fn audit_prints_the_events_of_a_user_without_secrets() {
+    let app = TestApp::spawn().await;
+    app.set_password("otto", "correct horse battery").await;
+    let res = app
+        .create_otp("otto", json!({"password": "correct horse battery"}))
+        .await;
+    let otp = res.json::<serde_json::Value>().await.unwrap()["otp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = otpd(&app, &["audit", "otto"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("password.set"), "{text}");
+    assert!(
+        lines[1].contains("otp.issued") && lines[1].contains("factor=password"),
+        "{text}"
+    );
+    assert!(!text.contains(&otp) && !text.contains("horse"), "{text}");
+    let out = otpd(&app, &["audit", "otto", "--json"], "");
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["event"], "password.set");
+    assert!(first["at"].as_str().unwrap().ends_with('Z'));
+}

@@ -102,6 +102,41 @@ async fn the_mailed_code_is_a_live_otp_of_the_user_and_states_its_expiry() {
 }
 
 #[tokio::test]
+async fn the_mailed_code_verifies_exactly_once_under_parallel_redemption() {
+    let mut smtp = SmtpSink::start().await;
+    let app = mail_app(&smtp.url()).await;
+    let token = token_with(&app, "ana", json!({"email": "ana@example.com"}));
+    assert_eq!(sendmail(&app, &token).await.status(), 204);
+    let code = code_in(&smtp.next_message().await.data);
+    let answers = join_all((0..8).map(|_| app.verify("ana", json!({"otp": code})))).await;
+    let mut accepted = 0;
+    for res in answers {
+        match res.status().as_u16() {
+            204 => accepted += 1,
+            _ => {
+                assert_error(res, 404, "invalid-otp").await;
+            }
+        }
+    }
+    assert_eq!(accepted, 1);
+    let metrics = reqwest::get(app.root_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "otpd_otps_issued_total{via=\"mail\"} 1",
+        "otpd_mails_total{result=\"sent\"} 1",
+        "otpd_otps_redeemed_total 1",
+        "otpd_otps_refused_total 7",
+        "otpd_credential_failures_total{factor=\"otp\"} 7",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
 async fn a_missing_or_unverified_address_is_refused_and_nothing_is_issued() {
     let app = mail_app("smtp://127.0.0.1:9").await;
     for (extra, code) in [

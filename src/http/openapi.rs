@@ -1,0 +1,193 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations as they
+//! are registered in the router (so a route cannot exist without its documentation), plus the
+//! JSON:API error responses of each operation and the bearer-token scheme.
+
+use super::error::JSON_API;
+use super::{AppState, devices, otp, pin, sendmail, user, verify};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::Server;
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::{OpenApi as _, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "otpd: PACE Cloud User API 2022-1 (credentials)",
+        description = "Passwords, PINs, one-time passwords and device TOTPs. Every operation needs \
+            `Authorization: Bearer <access token>` whose `scope` holds the operation's scope; the user is the \
+            token's `sub`. Every error is a JSON:API document (`application/vnd.api+json`) whose `code` is stable.",
+    ),
+    components(schemas(ErrorDocument))
+)]
+struct ApiDoc;
+
+/// A JSON:API error document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDocument {
+    errors: Vec<ErrorObject>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorObject {
+    /// The request id (also the `Request-Id` header).
+    id: String,
+    /// The HTTP status, as a string.
+    status: String,
+    /// Stable kebab-case code, e.g. `invalid-otp`.
+    code: String,
+    title: String,
+    detail: String,
+    source: Option<ErrorSourceObject>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorSourceObject {
+    /// RFC 6901 pointer into the request document.
+    pointer: Option<String>,
+    /// Name of the offending query parameter.
+    parameter: Option<String>,
+}
+
+/// The API routes with their documentation, before state and base path are applied.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(otp::create))
+        .routes(routes!(verify::verify))
+        .routes(routes!(sendmail::send))
+        .routes(routes!(pin::update, pin::check_pin))
+        .routes(routes!(pin::check_password))
+        .routes(routes!(pin::pin_or_password))
+        .routes(routes!(devices::create))
+        .routes(routes!(user::delete))
+}
+
+/// Statuses every operation can answer with, besides its own: no/bad token, missing scope, our
+/// fault, database down or overloaded.
+const COMMON: &[u16] = &[401, 403, 500, 503];
+/// Statuses of operations that read a body and answer one.
+const WITH_BODY: &[u16] = &[400, 406, 413, 415, 422];
+
+/// Operations that take no request body (and answer none).
+const BODYLESS: &[&str] = &["/user/otp/sendmail"];
+
+/// The error statuses of each operation beyond `COMMON`, as SPEC §2 lists them.
+fn error_statuses(method: &str, path: &str) -> Vec<u16> {
+    let own: &[u16] = match (method, path) {
+        ("post", "/user/otp") | ("post", "/user/otp/verify") => &[404],
+        ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
+        ("get", "/user/pin-or-password") => &[406],
+        ("post", "/user/otp/sendmail") => &[422, 429],
+        _ => &[],
+    };
+    let body: &[u16] = if matches!(method, "post" | "put" | "delete") && !BODYLESS.contains(&path) {
+        WITH_BODY
+    } else {
+        &[]
+    };
+    let mut all: Vec<u16> = COMMON.iter().chain(own).chain(body).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+fn status_description(status: u16) -> &'static str {
+    match status {
+        400 => "Malformed JSON body or invalid query parameter (`source.parameter`).",
+        401 => {
+            "Access token missing or invalid, or the linked identity is missing (`missing-linked-identity`)."
+        }
+        403 => {
+            "Scope missing (`insufficient-scope`), or the OTP/credential is not valid for this change."
+        }
+        404 => "Not found: the OTP is not valid (`invalid-otp`), or the credential is not set.",
+        406 => {
+            "The Accept header excludes the response's media type, or the new PIN is not secure (`pin-not-secure`)."
+        }
+        413 => "The body exceeds the size limit.",
+        415 => "The Content-Type is not the operation's media type.",
+        422 => {
+            "Valid JSON that cannot be followed (`source.pointer` names the field); for sendmail, no usable verified `email` claim."
+        }
+        429 => "Too many requests for this user; retry after `Retry-After` seconds.",
+        500 => "Internal error; the request id identifies it in the logs.",
+        503 => {
+            "Database unreachable, overloaded, request timeout, or (sendmail) mail not configured or not sent; retry after `Retry-After` seconds."
+        }
+        _ => "Error.",
+    }
+}
+
+fn add_errors(method: &str, path: &str, operation: &mut Operation) {
+    for status in error_statuses(method, path) {
+        let response = ResponseBuilder::new()
+            .description(status_description(status))
+            .content(
+                JSON_API,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorDocument")))
+                    .build(),
+            )
+            .build();
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| response.into());
+    }
+}
+
+/// Adds what the handler annotations do not say: error responses, the security scheme, and the
+/// server (the configured base path).
+pub fn finish(mut api: OpenApi, base_path: &str) -> OpenApi {
+    for (path, item) in api.paths.paths.iter_mut() {
+        for (method, op) in [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+        ] {
+            if let Some(op) = op {
+                add_errors(method, path, op);
+            }
+        }
+    }
+    if let Some(components) = api.components.as_mut() {
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An OAuth2 access token (JWT) from the configured issuer. The operation's scope must \
+                         be in the token's space-separated `scope` claim.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+    api.servers = Some(vec![Server::new(if base_path.is_empty() {
+        "/"
+    } else {
+        base_path
+    })]);
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api
+}
+
+/// The whole document for a base path, as `GET /openapi.json` serves it.
+pub fn document(base_path: &str) -> OpenApi {
+    finish(api_routes().into_openapi(), base_path)
+}
+
+pub fn document_json(base_path: &str) -> String {
+    document(base_path)
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

@@ -1,0 +1,114 @@
+//! Redeeming one-time passwords: account OTPs and device TOTPs, for every endpoint that takes an
+//! OTP. The one place that decides whether a code is valid, so attempt limits belong here.
+
+use super::clock::to_millis;
+use super::{ServiceError, Services};
+use crate::domain::totp::matching_steps;
+use crate::domain::{
+    AuditEvent, DeviceId, OtpCode, OtpTypes, Subject, TotpAlgorithm, TotpSettings,
+};
+use crate::store::{FollowUp, Redeemed, Redemption, StoredDevice};
+use secrecy::{ExposeSecret, SecretString};
+
+impl Services {
+    /// Consumes `otp` if it is a valid OTP of `sub` of one of `types` (`POST /user/otp/verify`).
+    /// A value that is not 6..10 digits is just an invalid OTP, like a wrong one.
+    pub async fn redeem_otp(
+        &self,
+        sub: &Subject,
+        otp: &SecretString,
+        types: OtpTypes,
+    ) -> Result<Redeemed, ServiceError> {
+        self.redeem_otp_then(sub, otp, types, FollowUp::Nothing)
+            .await
+    }
+
+    /// Consumes `code` and applies `then` in the same transaction; neither happens without the
+    /// other. `InvalidOtp` when no candidate is valid (unknown, expired, used, replayed step).
+    pub(crate) async fn redeem_otp_then(
+        &self,
+        sub: &Subject,
+        otp: &SecretString,
+        types: OtpTypes,
+        then: FollowUp<'_>,
+    ) -> Result<Redeemed, ServiceError> {
+        let now = self.clock.now();
+        let Some(code) = OtpCode::parse(otp.expose_secret()) else {
+            return self.refuse_otp(sub, now).await;
+        };
+        let code = &code;
+        let mut candidates = Redemption::default();
+        if types.account {
+            candidates.account_digest = Some(self.otp_key.digest(sub.as_str(), code.expose()));
+        }
+        if types.device_totp {
+            for device in self.store.devices(sub).await? {
+                for step in self.device_steps(sub, &device, code, now.unix_timestamp()) {
+                    candidates.device_steps.push((device.clone(), step));
+                }
+            }
+        }
+        let changes_credentials = !matches!(then, FollowUp::Nothing);
+        match self
+            .store
+            .redeem(sub, &candidates, then, to_millis(now))
+            .await?
+        {
+            Some(redeemed) => {
+                self.metrics.otp_redeemed();
+                if changes_credentials {
+                    self.watch.changed(sub);
+                }
+                Ok(redeemed)
+            }
+            None => self.refuse_otp(sub, now).await,
+        }
+    }
+
+    async fn refuse_otp(
+        &self,
+        sub: &Subject,
+        now: time::OffsetDateTime,
+    ) -> Result<Redeemed, ServiceError> {
+        self.metrics.otp_refused();
+        self.metrics.credential_failure("otp");
+        self.store
+            .record_audit(sub, AuditEvent::OtpRefused, "", to_millis(now))
+            .await?;
+        Err(ServiceError::InvalidOtp)
+    }
+
+    /// The steps of `device` whose code is `code`. A device whose row cannot be read (wrong key,
+    /// altered row) matches nothing and is logged: it must not break the user's other devices.
+    fn device_steps(
+        &self,
+        sub: &Subject,
+        device: &StoredDevice,
+        code: &OtpCode,
+        unix_secs: i64,
+    ) -> Vec<i64> {
+        let Some((id, settings)) = stored_settings(device) else {
+            tracing::error!(device = %device.device_id, "stored device TOTP has unusable parameters");
+            return vec![];
+        };
+        match self.totp_cipher.open(sub, &id, settings, &device.secret_ct) {
+            Ok(secret) => matching_steps(secret.bytes(), settings, code.expose(), unix_secs),
+            Err(e) => {
+                tracing::error!(device = %device.device_id, error = %e, "device TOTP secret unreadable");
+                vec![]
+            }
+        }
+    }
+}
+
+/// The parameters a device was created with, as stored.
+pub(crate) fn stored_settings(device: &StoredDevice) -> Option<(DeviceId, TotpSettings)> {
+    Some((
+        DeviceId::parse(&device.device_id)?,
+        TotpSettings {
+            period_secs: u32::try_from(device.period_secs).ok().filter(|p| *p > 0)?,
+            digits: u8::try_from(device.digits).ok()?,
+            algorithm: TotpAlgorithm::parse(&device.algorithm)?,
+        },
+    ))
+}

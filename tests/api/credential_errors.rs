@@ -1,0 +1,82 @@
+//! Failures every body-taking endpoint of the credential API shares: oversized and malformed
+//! bodies, and methods a route does not have.
+
+use crate::credential_support::*;
+use crate::support::*;
+use reqwest::Method;
+
+/// (method, path, content type) of each endpoint that reads a body.
+const BODY_ENDPOINTS: &[(&str, &str, &str)] = &[
+    ("POST", "/user/otp/verify", "application/json"),
+    ("PUT", "/user/pin", JSON_API),
+    ("POST", "/user/devices/totp", JSON_API),
+    ("DELETE", "/user", "application/json"),
+];
+
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let accept = if content_type == JSON_API {
+        JSON_API
+    } else {
+        "application/json"
+    };
+    app.http
+        .request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            app.url(path),
+        )
+        .bearer_auth(app.issuer.token("eve"))
+        .header("content-type", content_type)
+        .header("accept", accept)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let app = TestApp::spawn().await;
+    for (method, path, content_type) in BODY_ENDPOINTS {
+        let body = format!("{{\"otp\": \"{}\"}}", "1".repeat(20_000)).into_bytes();
+        let res = send(&app, method, path, content_type, body).await;
+        assert_error(res, 413, "payload-too-large").await;
+    }
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_are_400() {
+    let app = TestApp::spawn().await;
+    for (method, path, content_type) in BODY_ENDPOINTS {
+        for body in ["", "{", "{\"otp\": \"123456\"} trailing", "not json"] {
+            let res = send(&app, method, path, content_type, body.as_bytes().to_vec()).await;
+            assert_error(res, 400, "malformed-json").await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn methods_a_route_does_not_have_are_405_with_allow() {
+    let app = TestApp::spawn().await;
+    for (method, path, allow) in [
+        (Method::GET, "/user/otp/verify", "POST"),
+        (Method::POST, "/user/pin-or-password", "GET,HEAD"),
+        (Method::GET, "/user/devices/totp", "POST"),
+        (Method::GET, "/user", "DELETE"),
+    ] {
+        let res = app
+            .http
+            .request(method.clone(), app.url(path))
+            .bearer_auth(app.issuer.token("eve"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+        assert_error(res, 405, "method-not-allowed").await;
+    }
+}
