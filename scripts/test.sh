@@ -34,9 +34,9 @@ drop_old_test_databases() {
 }
 
 VENV=target/test-venv
-PY_TOOLS="pyotp==2.* schemathesis==4.*"
+PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.*"
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis" >/dev/null 2>&1; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd" >/dev/null 2>&1; then
     return 0
   fi
   echo "== creating $VENV ($PY_TOOLS)"
@@ -73,9 +73,6 @@ if ! ensure_oidc_provider; then
   fi
   echo "WARNING: node/npm unavailable: the real-provider tests (real_provider::*) will be skipped" >&2
 fi
-
-echo "== test tools: Python venv with aiosmtpd (the mail tests' SMTP server)"
-scripts/test-venv.sh
 
 echo "== unit tests and integration suite on SQLite"
 cargo test --all-targets
