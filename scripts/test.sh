@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh
 #
-# Python tools (pyotp, an independent TOTP implementation for the tests, and schemathesis, run
-# against a live dev server) live in a venv under target/test-venv, made on first use.
+# Python tools (pyotp, an independent TOTP implementation for the tests; schemathesis, run
+# against a live dev server; aiosmtpd, the mail tests' SMTP server) live in a venv under
+# target/test-venv, made on first use.
 #
 # PostgreSQL is taken from OTPD_TEST_PG_URL (default: the local server at 127.0.0.1:5432, database
 # `test`, trust auth); it is started if it is installed but not running. Without PostgreSQL the
