@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 MAX_EXAMPLES="${1:-${OTPD_SCHEMATHESIS_EXAMPLES:-25}}"
 VENV="${OTPD_TEST_VENV:-target/test-venv}"
-OTPD=target/debug/otpd
+OTPD="${CARGO_TARGET_DIR:-target}/debug/otpd"
 work=$(mktemp -d)
 server_pid=""
 cleanup() {

@@ -28,10 +28,12 @@ ensure_postgres() {
   return 1
 }
 
-# Databases left by earlier runs (one per test app) are dropped first.
-drop_old_test_databases() {
-  psql "$PG_URL" -Atq -c "SELECT datname FROM pg_database WHERE datname LIKE 'otpd_t_%'" 2>/dev/null |
-    while read -r db; do psql "$PG_URL" -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+# Every test app gets a database named after this run; only those are dropped, and only once the
+# run is over, so runs of other engineers on the same server are left alone.
+RUN_PREFIX="otpd_t_$(date +%s)_$$"
+drop_test_databases() {
+  psql "$PG_URL" -Atq -c "SELECT datname FROM pg_database WHERE datname LIKE '${RUN_PREFIX}%'" 2>/dev/null |
+    while read -r db; do psql "$PG_URL" -q -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 }
 
 VENV=target/test-venv
@@ -84,10 +86,9 @@ if [ "$have_venv" = 1 ]; then
 fi
 
 if ensure_postgres; then
-  drop_old_test_databases
   echo "== integration suite on PostgreSQL ($PG_URL)"
-  OTPD_TEST_DATABASE_URL="$PG_URL" cargo test --test api
-  drop_old_test_databases
+  trap drop_test_databases EXIT
+  OTPD_TEST_DATABASE_URL="$PG_URL" OTPD_TEST_DB_PREFIX="$RUN_PREFIX" cargo test --test api
 elif [ "${CI:-}" = "true" ]; then
   echo "PostgreSQL is not reachable at 127.0.0.1:5432 and could not be started" >&2
   exit 1

@@ -260,7 +260,10 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match std::env::var("OTPD_TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
             use sqlx::Connection;
-            let name = unique_name("otpd_t");
+            // scripts/test.sh gives each run its own prefix, so it drops only what it created.
+            let prefix =
+                std::env::var("OTPD_TEST_DB_PREFIX").unwrap_or_else(|_| "otpd_t".to_owned());
+            let name = unique_name(&prefix);
             let mut conn = sqlx::PgConnection::connect(&base)
                 .await
                 .expect("test PostgreSQL reachable");
