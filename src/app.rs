@@ -4,6 +4,7 @@
 use crate::config::{Config, Pepper, ServerSettings};
 use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::introspection::IntrospectionSettings;
+use crate::http::rate_limit::RateLimiters;
 use crate::http::token::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
 use crate::mail::SmtpMailer;
@@ -125,6 +126,7 @@ async fn services_with(
         totp_cipher,
         after_login_window: config.after_login_window,
         watch: CredentialWatch::default(),
+        lockout: config.lockout,
     })
 }
 
@@ -180,6 +182,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         services: Arc::new(services),
         tokens: Arc::new(tokens),
         connections: OpenConnections::default(),
+        limits: RateLimiters::start(config.rate_limits),
     };
     let connections = Arc::clone(&state.connections);
     let router = http::router(

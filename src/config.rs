@@ -3,7 +3,9 @@
 
 use crate::domain::otp::{MAX_OTP_DIGITS, MAX_OTP_TTL, MIN_OTP_DIGITS};
 use crate::domain::totp::{MAX_TOTP_DIGITS, MIN_TOTP_DIGITS};
-use crate::domain::{OtpSettings, PinPolicy, TotpAlgorithm, TotpSettings};
+use crate::domain::{
+    LockPolicy, LockoutPolicies, OtpSettings, PinPolicy, TotpAlgorithm, TotpSettings,
+};
 use secrecy::{ExposeSecret, SecretBox};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -95,6 +97,47 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "hash_queue",
         "(2 x hash_concurrency)",
         "requests allowed to wait for a hashing slot; beyond it 503",
+    ),
+    (
+        "pin_lock_from",
+        "4",
+        "the consecutive wrong PIN that starts locking the PIN (0 = never lock); see docs/lockout.md",
+    ),
+    (
+        "pin_disable_after",
+        "10",
+        "consecutive wrong PINs that disable the PIN until a new one is set (0 = never)",
+    ),
+    (
+        "password_lock_from",
+        "5",
+        "the consecutive wrong password that starts locking the password (0 = never lock)",
+    ),
+    (
+        "password_disable_after",
+        "100",
+        "consecutive wrong passwords that disable the password until it is set anew (0 = never)",
+    ),
+    (
+        "otp_revoke_after",
+        "5",
+        "consecutive failed OTP/TOTP redemptions from which each failure revokes the user's live OTPs and locks redemption (0 = never)",
+    ),
+    (
+        "lock_base_seconds",
+        "30",
+        "the first lock of a factor; each further failure doubles it",
+    ),
+    ("lock_max_seconds", "900", "the longest lock of a factor"),
+    (
+        "rate_limit_per_client",
+        "100/s",
+        "requests per token client (`azp`/`client_id`) and replica: N/s, N/min or N/h (burst N), or off",
+    ),
+    (
+        "rate_limit_per_address",
+        "20/s",
+        "requests per source IP address and replica (N/s, N/min, N/h or off); off behind a proxy",
     ),
     ("otp_digits", "6", "digits of an account OTP (6..10)"),
     (
@@ -305,6 +348,56 @@ impl Pepper {
     }
 }
 
+/// A rate limit: `count` requests per `period`, all of them allowed in one burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateQuota {
+    pub count: u32,
+    pub period: Duration,
+}
+
+impl RateQuota {
+    /// `N/s`, `N/min` or `N/h`; `off` (or `0`) is `None`.
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let raw = raw.trim();
+        if raw == "off" || raw == "0" {
+            return Ok(None);
+        }
+        let (count, unit) = raw
+            .split_once('/')
+            .ok_or_else(|| format!("`{raw}` is not N/s, N/min, N/h or off"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| (1..=1_000_000).contains(c))
+            .ok_or_else(|| format!("`{count}` is not a count of 1..1000000"))?;
+        let period = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => return Err(format!("unknown period `{other}` (expected s, min or h)")),
+        };
+        Ok(Some(Self { count, period }))
+    }
+}
+
+impl fmt::Display for RateQuota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_client: Option<RateQuota>,
+    pub per_address: Option<RateQuota>,
+}
+
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
     pub issuer: Option<String>,
@@ -394,6 +487,8 @@ pub struct Config {
     pub hash_queue: usize,
     pub otp: OtpSettings,
     pub pin_policy: PinPolicy,
+    pub lockout: LockoutPolicies,
+    pub rate_limits: RateLimits,
     pub totp: TotpSettings,
     pub totp_key_file: Option<PathBuf>,
     pub after_login_window: Duration,
@@ -605,6 +700,14 @@ impl Config {
         let pin_policy = PinPolicy {
             length: src.in_range("pin_length", 4usize, 4..=12)?,
         };
+        let lockout = lockout_policies(src)?;
+        let quota = |name: &'static str, default: &str| {
+            RateQuota::parse(src.get(name).unwrap_or(default)).map_err(|p| invalid(name, p))
+        };
+        let rate_limits = RateLimits {
+            per_client: quota("rate_limit_per_client", "100/s")?,
+            per_address: quota("rate_limit_per_address", "20/s")?,
+        };
         let totp = TotpSettings {
             period_secs: src.in_range("totp_period_seconds", 30u32, 1..=300)?,
             digits: src.in_range("totp_digits", 6u8, MIN_TOTP_DIGITS..=MAX_TOTP_DIGITS)?,
@@ -684,6 +787,8 @@ impl Config {
             hash_queue,
             otp,
             pin_policy,
+            lockout,
+            rate_limits,
             totp,
             totp_key_file,
             after_login_window,
@@ -832,6 +937,43 @@ impl Config {
             ("otp_ttl_seconds", self.otp.ttl.as_secs().to_string()),
             ("otp_max_live", self.otp.max_live.to_string()),
             ("pin_length", self.pin_policy.length.to_string()),
+            ("pin_lock_from", self.lockout.pin.lock_from.to_string()),
+            (
+                "pin_disable_after",
+                self.lockout.pin.disable_after.unwrap_or(0).to_string(),
+            ),
+            (
+                "password_lock_from",
+                self.lockout.password.lock_from.to_string(),
+            ),
+            (
+                "password_disable_after",
+                self.lockout.password.disable_after.unwrap_or(0).to_string(),
+            ),
+            (
+                "otp_revoke_after",
+                self.lockout.otp.revoke_after.unwrap_or(0).to_string(),
+            ),
+            (
+                "lock_base_seconds",
+                self.lockout.pin.base_lock.as_secs().to_string(),
+            ),
+            (
+                "lock_max_seconds",
+                self.lockout.pin.max_lock.as_secs().to_string(),
+            ),
+            (
+                "rate_limit_per_client",
+                self.rate_limits
+                    .per_client
+                    .map_or("off".into(), |q| q.to_string()),
+            ),
+            (
+                "rate_limit_per_address",
+                self.rate_limits
+                    .per_address
+                    .map_or("off".into(), |q| q.to_string()),
+            ),
             (
                 "totp_key_file",
                 self.totp_key_file
@@ -894,6 +1036,42 @@ impl Config {
         ];
         lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
     }
+}
+
+/// The attempt limits of password, PIN and OTP redemption (docs/lockout.md).
+fn lockout_policies(src: &Source) -> Result<LockoutPolicies, ConfigError> {
+    let base = Duration::from_secs(src.in_range("lock_base_seconds", 30u64, 1..=3600)?);
+    let max = Duration::from_secs(src.in_range("lock_max_seconds", 900u64, 1..=86_400)?);
+    if max < base {
+        return Err(invalid(
+            "lock_max_seconds",
+            "must not be shorter than lock_base_seconds",
+        ));
+    }
+    let nonzero = |n: u32| (n > 0).then_some(n);
+    let policy = |lock_from: u32, disable_after: u32, revoke_after: u32| LockPolicy {
+        lock_from,
+        base_lock: base,
+        max_lock: max,
+        disable_after: nonzero(disable_after),
+        revoke_after: nonzero(revoke_after),
+    };
+    let otp_revoke_after = src.in_range("otp_revoke_after", 5u32, 0..=1000)?;
+    Ok(LockoutPolicies {
+        pin: policy(
+            src.in_range("pin_lock_from", 4u32, 0..=1000)?,
+            src.in_range("pin_disable_after", 10u32, 0..=1000)?,
+            0,
+        ),
+        password: policy(
+            src.in_range("password_lock_from", 5u32, 0..=10_000)?,
+            src.in_range("password_disable_after", 100u32, 0..=10_000)?,
+            0,
+        ),
+        // Redemption locks where it starts revoking: otherwise parallel guesses could race the
+        // revocation (docs/lockout.md).
+        otp: policy(otp_revoke_after, 0, otp_revoke_after),
+    })
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
@@ -1023,6 +1201,39 @@ mod tests {
         );
         let e = Config::load(None, env(&[("OTPD_SMTP_URL", "http://x")]), true).unwrap_err();
         assert!(e.to_string().contains("smtp_url"), "{e}");
+    }
+
+    #[test]
+    fn the_lockout_defaults_are_the_documented_policy() {
+        let c = Config::load(None, env(&[]), true).unwrap();
+        assert_eq!(c.lockout, LockoutPolicies::default());
+        let q = |count, secs| {
+            Some(RateQuota {
+                count,
+                period: Duration::from_secs(secs),
+            })
+        };
+        assert_eq!(c.rate_limits.per_client, q(100, 1));
+        assert_eq!(c.rate_limits.per_address, q(20, 1));
+        let c = Config::load(
+            None,
+            env(&[
+                ("OTPD_PIN_DISABLE_AFTER", "0"),
+                ("OTPD_RATE_LIMIT_PER_CLIENT", "5/min"),
+                ("OTPD_RATE_LIMIT_PER_ADDRESS", "off"),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.lockout.pin.disable_after, None);
+        assert_eq!(c.rate_limits.per_client, q(5, 60));
+        assert_eq!(c.rate_limits.per_address, None);
+        for (k, v) in [
+            ("OTPD_RATE_LIMIT_PER_CLIENT", "5/day"),
+            ("OTPD_LOCK_MAX_SECONDS", "10"),
+        ] {
+            assert!(Config::load(None, env(&[(k, v)]), true).is_err(), "{k}={v}");
+        }
     }
 
     #[test]

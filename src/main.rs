@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use otpd::config::{Config, LogFormat};
-use otpd::domain::{Password, Pin, Subject};
+use otpd::domain::{GuardedFactor, Password, Pin, Subject};
 use otpd::service::SystemClock;
 use otpd::service::credentials::NewCredential;
 use secrecy::SecretString;
@@ -61,6 +61,14 @@ enum UserCommand {
     SetPassword { sub: String },
     /// Set a user's PIN, read from standard input (never from the command line).
     SetPin { sub: String },
+    /// Show which factors a user has set, their failure counts and locks (never a secret).
+    Show { sub: String },
+    /// Clear a user's failure counts, locks and disabling (all factors unless --factor).
+    Unlock {
+        sub: String,
+        #[arg(long, value_parser = ["pin", "password", "otp"])]
+        factor: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,24 +143,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::User(cmd) => {
             otpd::telemetry::init("warn", LogFormat::Text);
-            let (sub, is_pin) = match &cmd {
-                UserCommand::SetPassword { sub } => (sub, false),
-                UserCommand::SetPin { sub } => (sub, true),
-            };
-            let subject =
-                Subject::parse(sub).context("the user id must be 1..255 printable characters")?;
-            let secret = read_secret_from_stdin()?;
-            let new = if is_pin {
-                NewCredential::Pin(Pin::parse(secret, config.pin_policy)?)
-            } else {
-                NewCredential::Password(Password::parse(secret)?)
-            };
-            let services = otpd::app::services(&config, Arc::new(SystemClock)).await?;
-            services.set_credential(&subject, new).await?;
-            eprintln!(
-                "{} set for {subject}",
-                if is_pin { "PIN" } else { "password" }
-            );
+            user_command(cmd, &config).await?;
         }
         Command::Audit { sub, json } => {
             otpd::telemetry::init("warn", LogFormat::Text);
@@ -172,6 +163,52 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn subject(raw: &str) -> anyhow::Result<Subject> {
+    Subject::parse(raw).context("the user id must be 1..255 printable characters")
+}
+
+async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::SetPassword { sub } => {
+            let sub = subject(&sub)?;
+            let secret = read_secret_from_stdin()?;
+            let new = NewCredential::Password(Password::parse(secret)?);
+            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
+            services.set_credential(&sub, new).await?;
+            eprintln!("password set for {sub}");
+            Ok(())
+        }
+        UserCommand::SetPin { sub } => {
+            let sub = subject(&sub)?;
+            let secret = read_secret_from_stdin()?;
+            let new = NewCredential::Pin(Pin::parse(secret, config.pin_policy)?);
+            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
+            services.set_credential(&sub, new).await?;
+            eprintln!("PIN set for {sub}");
+            Ok(())
+        }
+        UserCommand::Show { sub } => {
+            let sub = subject(&sub)?;
+            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
+            print!("{}", services.user_status(&sub).await?);
+            Ok(())
+        }
+        UserCommand::Unlock { sub, factor } => {
+            let sub = subject(&sub)?;
+            let factors = match factor.as_deref().map(GuardedFactor::parse) {
+                None => GuardedFactor::ALL.to_vec(),
+                Some(Some(f)) => vec![f],
+                Some(None) => anyhow::bail!("--factor must be pin, password or otp"),
+            };
+            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
+            services.unlock(&sub, &factors).await?;
+            let names: Vec<&str> = factors.iter().map(|f| f.as_str()).collect();
+            eprintln!("unlocked {} for {sub}", names.join(", "));
+            Ok(())
+        }
+    }
 }
 
 /// The whole of standard input, less one trailing line break.

@@ -1,5 +1,6 @@
 //! Credential events written to the audit table. They name what happened, never a secret.
 
+use super::lockout::GuardedFactor;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,10 +20,19 @@ pub enum AuditEvent {
     DeviceTotpCreated,
     /// Every credential of the user was erased; this row and the earlier ones stay.
     UserDeleted,
+    /// A failure locked the factor for a while (detail: failures and lock end).
+    Locked(GuardedFactor),
+    /// A failure disabled the factor until it is set anew.
+    Disabled(GuardedFactor),
+    /// Too many failed redemptions: every live account OTP of the user was revoked.
+    OtpsRevoked,
+    /// An operator cleared the factor's counters (`otpd user unlock`).
+    Unlocked(GuardedFactor),
 }
 
 impl AuditEvent {
     pub fn as_str(self) -> &'static str {
+        use GuardedFactor as G;
         match self {
             AuditEvent::PasswordSet => "password.set",
             AuditEvent::PinSet => "pin.set",
@@ -35,6 +45,25 @@ impl AuditEvent {
             AuditEvent::PinPolicyRefused => "pin.policy-refused",
             AuditEvent::DeviceTotpCreated => "device-totp.created",
             AuditEvent::UserDeleted => "user.deleted",
+            AuditEvent::Locked(G::Password) => "password.locked",
+            AuditEvent::Locked(G::Pin) => "pin.locked",
+            AuditEvent::Locked(G::Otp) => "otp.locked",
+            AuditEvent::Disabled(G::Password) => "password.disabled",
+            AuditEvent::Disabled(G::Pin) => "pin.disabled",
+            AuditEvent::Disabled(G::Otp) => "otp.disabled",
+            AuditEvent::OtpsRevoked => "otp.revoked",
+            AuditEvent::Unlocked(G::Password) => "password.unlocked",
+            AuditEvent::Unlocked(G::Pin) => "pin.unlocked",
+            AuditEvent::Unlocked(G::Otp) => "otp.unlocked",
+        }
+    }
+
+    /// The event a failed check of `factor` writes.
+    pub fn refused(factor: GuardedFactor) -> Self {
+        match factor {
+            GuardedFactor::Password => AuditEvent::PasswordRefused,
+            GuardedFactor::Pin => AuditEvent::PinRefused,
+            GuardedFactor::Otp => AuditEvent::OtpRefused,
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod credential;
 pub mod email;
+pub mod lockout;
 pub mod otp;
 pub mod subject;
 pub mod totp;
@@ -10,6 +11,7 @@ pub mod totp;
 pub use audit::AuditEvent;
 pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
 pub use email::EmailAddress;
+pub use lockout::{Admission, AttemptState, GuardedFactor, LockPolicy, LockoutPolicies};
 pub use otp::{OtpCode, OtpSettings, OtpTypes};
 pub use subject::Subject;
 pub use totp::{DeviceId, TotpAlgorithm, TotpSecret, TotpSettings};

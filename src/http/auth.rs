@@ -105,6 +105,10 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         tracing::info!("access token refused: unusable sub");
         ApiError::InvalidToken
     })?;
+    // Per-client limit: after the signature, so nobody can spend another client's budget.
+    if let Some(client) = &claims.client_id {
+        state.limits.check_client(client)?;
+    }
     if let (Some(notes), Some(client)) = (
         parts.extensions.get::<Arc<RequestNotes>>(),
         &claims.client_id,

@@ -22,6 +22,15 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("credential not set")]
     CredentialNotSet,
+    /// Too many recent failures of the factor; the secret was not checked.
+    #[error("credential locked")]
+    CredentialLocked { retry_after_secs: u64 },
+    /// Too many failures: the factor must be set anew.
+    #[error("credential disabled")]
+    CredentialDisabled,
+    /// The caller (client or source address) exceeded its request rate; nothing about the user.
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
     #[error("invalid OTP")]
     InvalidOtp,
     #[error("OTP refused")]
@@ -121,6 +130,10 @@ impl ApiError {
             ApiError::MailLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CredentialNotSet | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::CredentialLocked { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::CredentialDisabled => StatusCode::LOCKED,
             ApiError::MissingToken | ApiError::InvalidToken | ApiError::MissingLinkedIdentity => {
                 StatusCode::UNAUTHORIZED
             }
@@ -156,6 +169,23 @@ impl ApiError {
                 "credential-not-set",
                 "Credential not set",
                 "None of the given credentials is set for this user.".into(),
+            ),
+            ApiError::CredentialLocked { retry_after_secs } => (
+                "credential-locked",
+                "Credential locked",
+                format!(
+                    "Too many failed attempts: this credential is locked and was not checked. Retry in {retry_after_secs} s."
+                ),
+            ),
+            ApiError::CredentialDisabled => (
+                "credential-disabled",
+                "Credential disabled",
+                "Too many failed attempts: this credential is disabled until it is set anew.".into(),
+            ),
+            ApiError::RateLimited { retry_after_secs } => (
+                "rate-limited",
+                "Too many requests",
+                format!("This client or address sends too many requests. Retry in {retry_after_secs} s."),
             ),
             ApiError::InvalidOtp | ApiError::OtpForbidden => (
                 "invalid-otp",
@@ -341,6 +371,10 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from((*retry_after_seconds).max(1)),
                 );
+            }
+            ApiError::CredentialLocked { retry_after_secs }
+            | ApiError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}
         }

@@ -15,6 +15,7 @@ pub mod negotiate;
 pub mod openapi;
 pub mod otp;
 pub mod pin;
+pub mod rate_limit;
 pub mod sendmail;
 pub mod token;
 pub mod user;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub tokens: Arc<TokenVerifier>,
     /// Client connections open on this app's listeners.
     pub connections: OpenConnections,
+    pub limits: Arc<rate_limit::RateLimiters>,
 }
 
 pub struct RouterSettings<'a> {
@@ -54,7 +56,12 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     let doc = openapi::finish(doc, settings.base_path)
         .to_json()
         .unwrap_or_default();
-    let api = api.route_layer(from_fn(context::remember_route));
+    let api = api
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_by_address,
+        ))
+        .route_layer(from_fn(context::remember_route));
     let api = if settings.base_path.is_empty() {
         api
     } else {
@@ -112,6 +119,10 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
             ServiceError::CredentialNotSet => ApiError::CredentialNotSet,
+            ServiceError::CredentialLocked { retry_after } => ApiError::CredentialLocked {
+                retry_after_secs: crate::domain::lockout::retry_after_secs(retry_after),
+            },
+            ServiceError::CredentialDisabled => ApiError::CredentialDisabled,
             ServiceError::InvalidOtp => ApiError::InvalidOtp,
             ServiceError::NoValidProof => ApiError::NoValidProof,
             ServiceError::PinRejected(rejection) => ApiError::PinNotSecure(rejection),

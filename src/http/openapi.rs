@@ -67,9 +67,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(user::delete))
 }
 
-/// Statuses every operation can answer with, besides its own: no/bad token, missing scope, our
-/// fault, database down or overloaded.
-const COMMON: &[u16] = &[401, 403, 500, 503];
+/// Statuses every operation can answer with, besides its own: no/bad token, missing scope, rate
+/// limit or locked credential, our fault, database down or overloaded.
+const COMMON: &[u16] = &[401, 403, 429, 500, 503];
 /// Statuses of operations that read a body and answer one.
 const WITH_BODY: &[u16] = &[400, 406, 413, 415, 422];
 
@@ -79,7 +79,9 @@ const BODYLESS: &[&str] = &["/user/otp/sendmail"];
 /// The error statuses of each operation beyond `COMMON`, as SPEC §2 lists them.
 fn error_statuses(method: &str, path: &str) -> Vec<u16> {
     let own: &[u16] = match (method, path) {
-        ("post", "/user/otp") | ("post", "/user/otp/verify") => &[404],
+        ("post", "/user/otp") => &[404, 423],
+        ("post", "/user/otp/verify") => &[404],
+        ("post", "/user/devices/totp") => &[423],
         ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
         ("get", "/user/pin-or-password") => &[406],
         ("post", "/user/otp/sendmail") => &[422, 429],
@@ -114,7 +116,14 @@ fn status_description(status: u16) -> &'static str {
         422 => {
             "Valid JSON that cannot be followed (`source.pointer` names the field); for sendmail, no usable verified `email` claim."
         }
-        429 => "Too many requests for this user; retry after `Retry-After` seconds.",
+        423 => {
+            "The credential is disabled after too many failures (`credential-disabled`) until it is set anew."
+        }
+        429 => {
+            "The credential is locked after consecutive failures and was not checked (`credential-locked`), the \
+             client or address exceeds its rate limit (`rate-limited`), or (sendmail) the user's hourly mail limit \
+             is spent (`mail-limit`); retry after `Retry-After` seconds."
+        }
         500 => "Internal error; the request id identifies it in the logs.",
         503 => {
             "Database unreachable, overloaded, request timeout, or (sendmail) mail not configured or not sent; retry after `Retry-After` seconds."

@@ -59,6 +59,9 @@ impl Services {
             settings,
         };
         let now = to_millis(self.clock.now());
+        // A locked OTP path leaves the password and PIN usable (docs/lockout.md); the lock is
+        // the answer only when nothing else was offered.
+        let mut otp_refusal = None;
         if let Some(code) = &proof.otp {
             match self
                 .redeem_otp_then(sub, code, OtpTypes::ALL, FollowUp::SaveDevice(&stored))
@@ -66,6 +69,9 @@ impl Services {
             {
                 Ok(_) => return Ok(issued),
                 Err(ServiceError::InvalidOtp) => {}
+                Err(
+                    e @ (ServiceError::CredentialLocked { .. } | ServiceError::CredentialDisabled),
+                ) => otp_refusal = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -87,7 +93,7 @@ impl Services {
         {
             "after-login"
         } else {
-            return Err(ServiceError::NoValidProof);
+            return Err(otp_refusal.unwrap_or(ServiceError::NoValidProof));
         };
         let detail = format!("device={} proof={how}", issued.device);
         self.store.save_device(sub, &stored, &detail, now).await?;

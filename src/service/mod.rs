@@ -2,6 +2,7 @@
 //! and the hashing pool; knows nothing of HTTP or SQL.
 
 pub mod account;
+pub mod attempts;
 pub mod clock;
 pub mod credentials;
 pub mod devices;
@@ -13,7 +14,7 @@ pub mod redeem;
 pub mod totp_cipher;
 pub mod watch;
 
-use crate::domain::{OtpSettings, PinPolicy, PinRejection, TotpSettings};
+use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy, PinRejection, TotpSettings};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -38,6 +39,7 @@ pub struct Services {
     /// `None` when no SMTP server is configured.
     pub mailer: Option<Arc<dyn Mailer>>,
     pub mail_per_hour: u32,
+    pub lockout: LockoutPolicies,
     /// Parameters of new device TOTPs (stored devices keep their own).
     pub totp: TotpSettings,
     pub totp_cipher: TotpCipher,
@@ -52,6 +54,12 @@ pub enum ServiceError {
     InvalidCredentials,
     #[error("none of the given credentials is set for the user")]
     CredentialNotSet,
+    /// Too many recent failures: the secret was not checked.
+    #[error("credential locked for {retry_after:?}")]
+    CredentialLocked { retry_after: std::time::Duration },
+    /// Too many failures: the credential must be set anew.
+    #[error("credential disabled")]
+    CredentialDisabled,
     #[error("the one-time password is not valid")]
     InvalidOtp,
     #[error("none of the offered proofs is valid")]

@@ -1,10 +1,12 @@
 //! Issuing account OTPs (`POST /user/otp`): check the password, then the PIN; one valid is enough.
 
+use super::attempts::Checked;
 use super::clock::to_millis;
 use super::{ServiceError, Services};
-use crate::domain::{Attempt, AuditEvent, Factor, OtpCode, Subject};
+use crate::domain::{Attempt, Factor, OtpCode, Subject};
 use crate::store::{NewOtp, OtpInsert, StoredCredentials};
 use anyhow::anyhow;
+use std::time::Duration;
 use time::OffsetDateTime;
 
 /// What the caller offered as proof; either may be absent.
@@ -19,6 +21,29 @@ pub struct IssuedOtp {
     pub code: OtpCode,
     /// Whole seconds: what the client is told is never later than the real expiry.
     pub expires_at: OffsetDateTime,
+}
+
+/// Why no offered factor passed. A wrong secret outweighs a lock (a guess was evaluated), and a
+/// lock outweighs disabling (the locked factor will be usable again).
+#[derive(Default)]
+struct Refusals {
+    failed: bool,
+    locked: Option<Duration>,
+    disabled: bool,
+}
+
+impl Refusals {
+    fn into_error(self) -> ServiceError {
+        match self {
+            Refusals { failed: true, .. } => ServiceError::InvalidCredentials,
+            Refusals {
+                locked: Some(retry_after),
+                ..
+            } => ServiceError::CredentialLocked { retry_after },
+            Refusals { disabled: true, .. } => ServiceError::CredentialDisabled,
+            Refusals { .. } => ServiceError::CredentialNotSet,
+        }
+    }
 }
 
 /// How many times a freshly drawn code may collide with a stored digest before we give up. With a
@@ -37,43 +62,51 @@ impl Services {
     }
 
     /// Checks the offered factors in PACE order (password first, then PIN) and returns the first
-    /// that matches. `CredentialNotSet` only when no offered factor is stored at all.
+    /// that matches. Each check runs under its factor's attempt limit; a locked or disabled factor
+    /// is skipped without being checked, so the other one still can succeed.
     pub(super) async fn check_proof(
         &self,
         sub: &Subject,
         stored: &StoredCredentials,
         proof: &Proof,
     ) -> Result<Factor, ServiceError> {
-        let mut any_set = false;
-        for (factor, attempt) in [
+        let offered: Vec<(Factor, &Attempt, &str)> = [
             (Factor::Password, proof.password.as_ref()),
             (Factor::Pin, proof.pin.as_ref()),
-        ] {
-            let (Some(attempt), Some(phc)) = (attempt, stored.hash(factor)) else {
-                continue;
-            };
-            any_set = true;
-            let verification = self.hasher.verify(attempt.expose(), phc).await?;
-            if verification.matches {
-                if verification.outdated {
-                    self.upgrade_hash(sub, factor, attempt, phc).await;
-                }
-                return Ok(factor);
-            }
-            self.metrics.credential_failure(factor.as_str());
-            let refused = match factor {
-                Factor::Password => AuditEvent::PasswordRefused,
-                Factor::Pin => AuditEvent::PinRefused,
-            };
-            self.store
-                .record_audit(sub, refused, "", to_millis(self.clock.now()))
-                .await?;
+        ]
+        .into_iter()
+        .filter_map(|(factor, attempt)| Some((factor, attempt?, stored.hash(factor)?)))
+        .collect();
+        if offered.is_empty() {
+            return Err(ServiceError::CredentialNotSet);
         }
-        Err(if any_set {
-            ServiceError::InvalidCredentials
-        } else {
-            ServiceError::CredentialNotSet
-        })
+        // A full hashing queue is answered before anything is counted: a 503 is no guess.
+        let permit = self.hasher.admit()?;
+        let mut refusals = Refusals::default();
+        for (factor, attempt, phc) in offered {
+            let checked = self
+                .guarded(sub, factor.into(), || async {
+                    let v = permit.verify(attempt.expose(), phc).await?;
+                    Ok(v.matches.then_some(v))
+                })
+                .await?;
+            match checked {
+                Checked::Passed(v) => {
+                    drop(permit);
+                    if v.outdated {
+                        self.upgrade_hash(sub, factor, attempt, phc).await;
+                    }
+                    return Ok(factor);
+                }
+                Checked::Failed => refusals.failed = true,
+                Checked::Locked { retry_after } => {
+                    refusals.locked =
+                        Some(refusals.locked.map_or(retry_after, |w| w.min(retry_after)));
+                }
+                Checked::Disabled => refusals.disabled = true,
+            }
+        }
+        Err(refusals.into_error())
     }
 
     /// Re-hashes with the current parameters after a successful check. Best effort: a failure

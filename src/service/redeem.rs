@@ -1,11 +1,12 @@
 //! Redeeming one-time passwords: account OTPs and device TOTPs, for every endpoint that takes an
 //! OTP. The one place that decides whether a code is valid, so attempt limits belong here.
 
+use super::attempts::Checked;
 use super::clock::to_millis;
 use super::{ServiceError, Services};
 use crate::domain::totp::matching_steps;
 use crate::domain::{
-    AuditEvent, DeviceId, OtpCode, OtpTypes, Subject, TotpAlgorithm, TotpSettings,
+    DeviceId, GuardedFactor, OtpCode, OtpTypes, Subject, TotpAlgorithm, TotpSettings,
 };
 use crate::store::{FollowUp, Redeemed, Redemption, StoredDevice};
 use secrecy::{ExposeSecret, SecretString};
@@ -25,6 +26,9 @@ impl Services {
 
     /// Consumes `code` and applies `then` in the same transaction; neither happens without the
     /// other. `InvalidOtp` when no candidate is valid (unknown, expired, used, replayed step).
+    /// Every redemption runs under the user's OTP attempt limit (docs/lockout.md): counted before
+    /// the code is looked at, `CredentialLocked` without looking while locked, and from the 5th
+    /// consecutive failure on each failure revokes the user's live account OTPs.
     pub(crate) async fn redeem_otp_then(
         &self,
         sub: &Subject,
@@ -32,9 +36,42 @@ impl Services {
         types: OtpTypes,
         then: FollowUp<'_>,
     ) -> Result<Redeemed, ServiceError> {
+        let checked = self
+            .guarded(sub, GuardedFactor::Otp, || {
+                self.try_redeem(sub, otp, types, then)
+            })
+            .await?;
+        match checked {
+            Checked::Passed(redeemed) => {
+                self.metrics.otp_redeemed();
+                Ok(redeemed)
+            }
+            Checked::Failed => {
+                self.metrics.otp_refused();
+                Err(ServiceError::InvalidOtp)
+            }
+            Checked::Locked { retry_after } => {
+                self.metrics.otp_refused();
+                Err(ServiceError::CredentialLocked { retry_after })
+            }
+            Checked::Disabled => {
+                self.metrics.otp_refused();
+                Err(ServiceError::CredentialDisabled)
+            }
+        }
+    }
+
+    /// One redemption, already admitted by the attempt limit: `None` when no candidate is valid.
+    async fn try_redeem(
+        &self,
+        sub: &Subject,
+        otp: &SecretString,
+        types: OtpTypes,
+        then: FollowUp<'_>,
+    ) -> Result<Option<Redeemed>, ServiceError> {
         let now = self.clock.now();
         let Some(code) = OtpCode::parse(otp.expose_secret()) else {
-            return self.refuse_otp(sub, now).await;
+            return Ok(None);
         };
         let code = &code;
         let mut candidates = Redemption::default();
@@ -55,27 +92,14 @@ impl Services {
             .await?
         {
             Some(redeemed) => {
-                self.metrics.otp_redeemed();
                 if changes_credentials {
                     self.watch.changed(sub);
                 }
-                Ok(redeemed)
+                Ok(Some(redeemed))
             }
-            None => self.refuse_otp(sub, now).await,
+            // The refusal's audit row is written by the attempt limit, with the failure count.
+            None => Ok(None),
         }
-    }
-
-    async fn refuse_otp(
-        &self,
-        sub: &Subject,
-        now: time::OffsetDateTime,
-    ) -> Result<Redeemed, ServiceError> {
-        self.metrics.otp_refused();
-        self.metrics.credential_failure("otp");
-        self.store
-            .record_audit(sub, AuditEvent::OtpRefused, "", to_millis(now))
-            .await?;
-        Err(ServiceError::InvalidOtp)
     }
 
     /// The steps of `device` whose code is `code`. A device whose row cannot be read (wrong key,

@@ -2,12 +2,14 @@
 //! implementation per backend. Every state change that matters is a single statement or a single
 //! transaction, and its audit row is written in the same transaction.
 
+mod attempts;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 
 use crate::domain::{AuditEvent, Factor, Subject};
 use async_trait::async_trait;
+pub use attempts::{AttemptStore, FailedAttempt, Reservation};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -171,7 +173,7 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AttemptStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -42,3 +42,4 @@ impl PgStore {
 }
 
 super::sql::impl_store!(PgStore, sqlx::Postgres, "BEGIN", super::MIGRATOR);
+super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);

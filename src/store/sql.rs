@@ -11,7 +11,7 @@ macro_rules! impl_store {
     ($store:ident, $db:ty, $begin:expr, $migrator:expr) => {
         mod shared_sql {
             use super::$store;
-            use $crate::domain::{AuditEvent, Factor, Subject};
+            use $crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
             use $crate::store::{
                 credential_sql, set_event, AuditRecord, FollowUp, MailQuota, Millis, NewOtp,
                 OtpInsert, Redeemed, Redemption, StoreError, StoredCredentials, StoredDevice,
@@ -19,14 +19,14 @@ macro_rules! impl_store {
             use sqlx::Row;
 
             impl $store {
-                async fn begin_write(
+                pub(super) async fn begin_write(
                     &self,
                 ) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
                     Ok(self.pool.begin_with($begin).await?)
                 }
             }
 
-            async fn insert_audit(
+            pub(super) async fn insert_audit(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sub: &Subject,
                 event: AuditEvent,
@@ -121,6 +121,7 @@ macro_rules! impl_store {
                     "DELETE FROM users WHERE sub = $1",
                     "DELETE FROM otps WHERE sub = $1",
                     "DELETE FROM device_totps WHERE sub = $1",
+                    "DELETE FROM attempts WHERE sub = $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }
@@ -179,6 +180,13 @@ macro_rules! impl_store {
                         .bind(sub.as_str())
                         .bind(phc)
                         .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    // A new secret starts with clean counters: this is what re-enables a
+                    // disabled factor.
+                    sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
+                        .bind(sub.as_str())
+                        .bind(GuardedFactor::from(factor).as_str())
                         .execute(&mut *tx)
                         .await?;
                     insert_audit(&mut tx, sub, set_event(factor), "", now).await?;
@@ -372,6 +380,12 @@ macro_rules! impl_store {
                                 .bind(sub.as_str())
                                 .bind(phc)
                                 .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            // A new PIN starts with clean counters: this re-enables a disabled PIN.
+                            sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
+                                .bind(sub.as_str())
+                                .bind(GuardedFactor::Pin.as_str())
                                 .execute(&mut *tx)
                                 .await?;
                             insert_audit(&mut tx, sub, AuditEvent::PinSet, &detail, now).await?;

@@ -40,3 +40,4 @@ super::sql::impl_store!(
     "BEGIN IMMEDIATE",
     super::MIGRATOR
 );
+super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);

@@ -155,3 +155,63 @@ async fn audit_prints_the_events_of_a_user_without_secrets() {
     assert_eq!(first["event"], "password.set");
     assert!(first["at"].as_str().unwrap().ends_with('Z'));
 }
+
+#[tokio::test]
+async fn user_show_and_unlock_report_and_clear_locks_without_secrets() {
+    let app = TestApp::spawn().await;
+    app.set_pin("rosa", "4378").await;
+    for _ in 0..4 {
+        app.create_otp("rosa", json!({"pin": "1235"})).await;
+    }
+    let out = otpd(&app, &["user", "show", "rosa"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("password  not set  failures=0"), "{text}");
+    assert!(text.contains("pin       set      failures=4"), "{text}");
+    assert!(text.contains("locked for "), "{text}");
+    assert!(!text.contains("argon2") && !text.contains("4378"), "{text}");
+    assert_error(
+        app.create_otp("rosa", json!({"pin": "4378"})).await,
+        429,
+        "credential-locked",
+    )
+    .await;
+
+    let out = otpd(
+        &app,
+        &["user", "unlock", "rosa", "--factor", "password"],
+        "",
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        app.create_otp("rosa", json!({"pin": "4378"}))
+            .await
+            .status(),
+        429,
+        "unlocking another factor leaves the PIN locked"
+    );
+    let out = otpd(&app, &["user", "unlock", "rosa", "--factor", "pin"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text =
+        String::from_utf8_lossy(&otpd(&app, &["user", "show", "rosa"], "").stdout).into_owned();
+    assert!(
+        text.contains("pin       set      failures=0    open"),
+        "{text}"
+    );
+    assert_eq!(
+        app.create_otp("rosa", json!({"pin": "4378"}))
+            .await
+            .status(),
+        201
+    );
+    let out = otpd(&app, &["user", "unlock", "rosa", "--factor", "face"], "");
+    assert!(!out.status.success());
+}

@@ -449,6 +449,9 @@ impl TestAppBuilder {
             ("OTPD_OIDC_ISSUER".into(), issuer.url.clone()),
             ("OTPD_PEPPER_FILE".into(), pepper_file.display().to_string()),
             ("OTPD_ARGON2".into(), TEST_ARGON2.into()),
+            // Every test talks from 127.0.0.1 with one client id; tests about rate limits set them.
+            ("OTPD_RATE_LIMIT_PER_CLIENT".into(), "off".into()),
+            ("OTPD_RATE_LIMIT_PER_ADDRESS".into(), "off".into()),
         ];
         for (k, v) in self.env {
             env.retain(|(key, _)| *key != k);

@@ -1,0 +1,181 @@
+//! Attempt limits around every check of a secret: count before, record after.
+//!
+//! Every entry point that checks a password, PIN, OTP or TOTP goes through `Services::guarded`,
+//! so none can skip the counter. The rules themselves are `domain::lockout`'s.
+
+use super::clock::to_millis;
+use super::{ServiceError, Services};
+use crate::domain::{Admission, AttemptState, GuardedFactor, Subject};
+use crate::store::{FailedAttempt, Reservation};
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// What became of one guarded check.
+#[derive(Debug)]
+pub enum Checked<T> {
+    Passed(T),
+    /// Checked and wrong; counted.
+    Failed,
+    /// Not checked: the factor is locked for `retry_after`.
+    Locked {
+        retry_after: Duration,
+    },
+    /// Not checked: too many failures; the factor must be set anew.
+    Disabled,
+}
+
+impl Services {
+    /// Runs `check` under the attempt limit of `factor`: reserves an attempt first (refused while
+    /// locked or disabled, in which case `check` never runs), then resets the counter on success or
+    /// records the failure (audit rows, OTP revocation). `check` answers `Some` when the secret is
+    /// right. An error from `check` leaves the attempt counted: it may have been evaluated.
+    pub(crate) async fn guarded<T, F, Fut>(
+        &self,
+        sub: &Subject,
+        factor: GuardedFactor,
+        check: F,
+    ) -> Result<Checked<T>, ServiceError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, ServiceError>>,
+    {
+        let policy = self.lockout.of(factor);
+        let now = to_millis(self.clock.now());
+        let state = match self.store.reserve_attempt(sub, factor, policy, now).await? {
+            Reservation::Admitted(state) => state,
+            Reservation::Refused(state) => return Ok(refusal(state, now)),
+        };
+        if let Some(value) = check().await? {
+            // The check's own effect (an OTP consumed, a PIN changed) has happened: a failed reset
+            // must not turn it into an error. The counter then stays high until the next success,
+            // which errs on the safe side.
+            if let Err(e) = self.store.attempt_succeeded(sub, factor).await {
+                tracing::warn!(factor = factor.as_str(), error = %e, "could not reset the attempt counter after a success");
+            }
+            return Ok(Checked::Passed(value));
+        }
+        let failed = FailedAttempt {
+            factor,
+            failures: state.failures,
+            // Disabling supersedes the lock the same failure would start.
+            locked_until: (!state.disabled && !policy.lock_after(state.failures).is_zero())
+                .then_some(state.locked_until),
+            disabled: state.disabled,
+            revoke_otps: policy.revokes_at(state.failures),
+        };
+        self.metrics.credential_failure(factor.as_str());
+        if failed.locked_until.is_some() || failed.disabled {
+            self.metrics.lock(factor.as_str());
+            tracing::info!(
+                factor = factor.as_str(),
+                failures = failed.failures,
+                disabled = failed.disabled,
+                "credential locked after consecutive failures"
+            );
+        }
+        self.store
+            .attempt_failed(sub, failed, to_millis(self.clock.now()))
+            .await?;
+        Ok(Checked::Failed)
+    }
+
+    /// The stored counters of every guarded factor of the user (clean factors included).
+    pub async fn attempt_states(
+        &self,
+        sub: &Subject,
+    ) -> Result<Vec<(GuardedFactor, AttemptState)>, ServiceError> {
+        let stored = self.store.attempt_states(sub).await?;
+        Ok(GuardedFactor::ALL
+            .into_iter()
+            .map(|f| {
+                let state = stored
+                    .iter()
+                    .find(|(g, _)| *g == f)
+                    .map(|(_, s)| *s)
+                    .unwrap_or_default();
+                (f, state)
+            })
+            .collect())
+    }
+
+    /// Operator unlock: clears the counters (locks, disabling) of `factors`.
+    pub async fn unlock(
+        &self,
+        sub: &Subject,
+        factors: &[GuardedFactor],
+    ) -> Result<(), ServiceError> {
+        self.store
+            .unlock(sub, factors, to_millis(self.clock.now()))
+            .await?;
+        Ok(())
+    }
+}
+
+/// What `otpd user show` prints: which factors are set and their counters, never a secret.
+pub struct UserStatus {
+    pub sub: Subject,
+    pub password_set: bool,
+    pub pin_set: bool,
+    pub attempts: Vec<(GuardedFactor, AttemptState)>,
+    pub now: i64,
+}
+
+impl Services {
+    pub async fn user_status(&self, sub: &Subject) -> Result<UserStatus, ServiceError> {
+        let stored = self.store.credentials(sub).await?;
+        Ok(UserStatus {
+            sub: sub.clone(),
+            password_set: stored.password_hash.is_some(),
+            pin_set: stored.pin_hash.is_some(),
+            attempts: self.attempt_states(sub).await?,
+            now: to_millis(self.clock.now()),
+        })
+    }
+}
+
+impl fmt::Display for UserStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "user      {}", self.sub.as_str())?;
+        for (factor, state) in &self.attempts {
+            let set = match factor {
+                GuardedFactor::Password => Some(self.password_set),
+                GuardedFactor::Pin => Some(self.pin_set),
+                GuardedFactor::Otp => None,
+            };
+            let set = match set {
+                Some(true) => "set",
+                Some(false) => "not set",
+                None => "-",
+            };
+            let admission = match state.admission(self.now) {
+                Admission::Open => "open".to_owned(),
+                Admission::Disabled => "disabled".to_owned(),
+                Admission::Locked { retry_after } => format!(
+                    "locked for {} s",
+                    crate::domain::lockout::retry_after_secs(retry_after)
+                ),
+            };
+            writeln!(
+                f,
+                "{:<9} {:<8} failures={:<4} {admission}",
+                factor.as_str(),
+                set,
+                state.failures
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn refusal<T>(state: AttemptState, now: i64) -> Checked<T> {
+    match state.admission(now) {
+        Admission::Disabled => Checked::Disabled,
+        Admission::Locked { retry_after } => Checked::Locked { retry_after },
+        // The row changed between the refused upsert and our read (a success reset it): the
+        // factor is free again, so a retry right away is fine.
+        Admission::Open => Checked::Locked {
+            retry_after: Duration::from_secs(1),
+        },
+    }
+}
