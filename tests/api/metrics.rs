@@ -123,3 +123,26 @@ async fn a_separate_admin_listener_serves_metrics_and_health_and_nothing_else() 
         .unwrap();
     assert_error(res, 404, "not-found").await;
 }
+
+#[tokio::test]
+async fn failures_and_locks_are_counted_by_factor() {
+    let app = TestApp::builder()
+        .env("OTPD_PIN_LOCK_FROM", "3")
+        .spawn()
+        .await;
+    app.set_pin("vic", "4378").await;
+    for pin in ["5821", "5822", "5823"] {
+        let res = app.create_otp("vic", json!({"pin": pin})).await;
+        assert_eq!(res.status(), 422);
+    }
+    let text = scrape(app.root_url("/metrics")).await;
+    for (series, expected) in [
+        ("otpd_credential_failures_total{factor=\"pin\"}", 3.0),
+        ("otpd_credential_failures_total{factor=\"password\"}", 0.0),
+        ("otpd_locks_total{factor=\"pin\"}", 1.0),
+        ("otpd_locks_total{factor=\"password\"}", 0.0),
+        ("otpd_otps_issued_total{via=\"credential\"}", 0.0),
+    ] {
+        assert_eq!(value(&text, series), Some(expected), "{series} in\n{text}");
+    }
+}
