@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh
 #
-# Python tools (pyotp, an independent TOTP implementation for the tests, and schemathesis, run
-# against a live dev server) live in a venv under target/test-venv, made on first use.
+# Python tools (pyotp, an independent TOTP implementation for the tests; schemathesis, run
+# against a live dev server; aiosmtpd, the mail tests' SMTP server) live in a venv under
+# target/test-venv, made on first use.
 #
 # PostgreSQL is taken from OTPD_TEST_PG_URL (default: the local server at 127.0.0.1:5432, database
 # `test`, trust auth); it is started if it is installed but not running. Without PostgreSQL the
@@ -36,9 +37,9 @@ drop_test_databases() {
 }
 
 VENV=target/test-venv
-PY_TOOLS="pyotp==2.* schemathesis==4.*"
+PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.*"
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis" >/dev/null 2>&1; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd" >/dev/null 2>&1; then
     return 0
   fi
   echo "== creating $VENV ($PY_TOOLS)"

@@ -1,13 +1,18 @@
 //! Assembly: turns a `Config` into a running service. Used by `main` and by the tests alike, and
 //! the only module that knows which storage backend runs.
 
-use crate::config::{Config, Pepper};
+use crate::config::{Config, Pepper, ServerSettings};
 use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::introspection::IntrospectionSettings;
 use crate::http::rate_limit::RateLimiters;
 use crate::http::token::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
-use crate::service::{Clock, CredentialWatch, Hasher, OtpKey, Services, SystemClock, TotpCipher};
+use crate::mail::SmtpMailer;
+use crate::metrics::Metrics;
+use crate::server::{self, OpenConnections};
+use crate::service::{
+    Clock, CredentialWatch, Hasher, Mailer, OtpKey, Services, SystemClock, TotpCipher,
+};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PoolSettings, Store};
@@ -16,7 +21,12 @@ use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How often histogram samples are folded into buckets between scrapes.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Things tests replace.
 #[derive(Default)]
@@ -27,6 +37,11 @@ pub struct Overrides {
 pub struct App {
     listener: TcpListener,
     router: Router,
+    /// The separate admin listener for /metrics and /health/*, when `metrics_listen` is set.
+    admin: Option<(TcpListener, Router)>,
+    server: ServerSettings,
+    connections: OpenConnections,
+    metrics: Metrics,
 }
 
 /// Installs the process-wide TLS provider (one for every crate; see docs/decisions.md).
@@ -101,12 +116,18 @@ async fn services_with(
         Some(material) => TotpCipher::derive(&material),
         None => TotpCipher::from_pepper(&pepper),
     };
-    let hasher = Hasher::new(
+    let metrics = Metrics::new();
+    let hasher = Hasher::with_metrics(
         pepper,
         config.argon2,
         config.hash_concurrency,
         config.hash_queue,
+        metrics.clone(),
     );
+    let mailer = match &config.mail {
+        Some(settings) => Some(Arc::new(SmtpMailer::new(settings)?) as Arc<dyn Mailer>),
+        None => None,
+    };
     Ok(Services {
         store: open_store(&config.database_url, config.database_pool).await?,
         hasher,
@@ -114,6 +135,9 @@ async fn services_with(
         otp_key,
         otp: config.otp,
         pin_policy: config.pin_policy,
+        metrics,
+        mailer,
+        mail_per_hour: config.mail_per_hour,
         totp: config.totp,
         totp_cipher,
         after_login_window: config.after_login_window,
@@ -169,22 +193,46 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         );
     }
     tokens.spawn_refresh();
+    let metrics = services.metrics.clone();
     let state = AppState {
         services: Arc::new(services),
         tokens: Arc::new(tokens),
+        connections: OpenConnections::default(),
         limits: RateLimiters::start(config.rate_limits),
     };
+    let connections = Arc::clone(&state.connections);
     let router = http::router(
-        state,
+        state.clone(),
         RouterSettings {
             base_path: &config.base_path,
             max_body_bytes: config.max_body_bytes,
+            request_timeout: config.server.request_timeout,
+            serve_metrics: config.metrics_listen.is_none(),
         },
     );
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    Ok(App { listener, router })
+    let admin = match config.metrics_listen {
+        Some(addr) => {
+            let admin_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
+            Some((
+                admin_listener,
+                http::admin_router(state, config.server.request_timeout),
+            ))
+        }
+        None => None,
+    };
+    Ok(App {
+        listener,
+        router,
+        admin,
+        server: config.server,
+        connections,
+        metrics,
+    })
 }
 
 impl App {
@@ -194,22 +242,66 @@ impl App {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// The admin listener's address, when `metrics_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish within
+    /// `shutdown_grace_seconds` (see `crate::server`).
     pub async fn serve_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let metrics = self.metrics.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                metrics.upkeep();
+            }
+        });
+        let admin = self.admin.map(|(listener, router)| {
+            tokio::spawn(server::serve(
+                listener,
+                router,
+                self.server,
+                Arc::clone(&self.connections),
+                stopped(stop_rx.clone()),
+            ))
+        });
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        server::serve(
+            self.listener,
+            self.router,
+            self.server,
+            self.connections,
+            stopped(stop_rx),
+        )
+        .await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        signal.abort();
+        upkeep.abort();
+        Ok(())
     }
 
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "otpd listening");
+        match self.admin_addr() {
+            Some(admin) => {
+                tracing::info!(addr = %self.local_addr(), %admin, "otpd listening; metrics on the admin address")
+            }
+            None => tracing::info!(addr = %self.local_addr(), "otpd listening"),
+        }
         self.serve_until(shutdown_signal()).await
     }
 }
@@ -230,5 +322,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutdown signal received");
 }

@@ -193,6 +193,51 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "16384",
         "largest request body accepted; larger gets 413",
     ),
+    (
+        "metrics_listen",
+        "",
+        "address for a separate admin listener serving /metrics and /health/*; empty: /metrics on the main listener",
+    ),
+    (
+        "header_read_timeout_seconds",
+        "5",
+        "a client must send a request's headers within this time (also the idle keep-alive limit) (1..300)",
+    ),
+    (
+        "request_timeout_seconds",
+        "30",
+        "longest time to answer a request, plus the wait a long poll asks for (1..600); then 503 request-timeout",
+    ),
+    (
+        "max_requests_per_connection",
+        "1000",
+        "HTTP/1.1 keep-alive connections are closed after this many requests (1..1000000)",
+    ),
+    (
+        "max_connections",
+        "1024",
+        "open client connections; beyond it new connections wait to be accepted (1..100000)",
+    ),
+    (
+        "shutdown_grace_seconds",
+        "20",
+        "on SIGTERM, how long in-flight requests may take before the process exits anyway (0..600)",
+    ),
+    (
+        "smtp_url",
+        "",
+        "SMTP server for POST /user/otp/sendmail: smtp://host:25 (plain), smtp://host:587?tls=required (STARTTLS), smtps://host:465 (TLS); user:password@ for AUTH; empty: mail disabled (503)",
+    ),
+    (
+        "mail_from",
+        "",
+        "From address of OTP mails, e.g. `otpd <noreply@example.com>`; required with smtp_url",
+    ),
+    (
+        "mail_per_hour",
+        "5",
+        "OTP mails one user may request per hour (1..1000); beyond it 429",
+    ),
     ("log", "info", "log filter (tracing EnvFilter syntax)"),
     ("log_format", "text", "text or json"),
 ];
@@ -400,6 +445,46 @@ impl IntrospectionConfig {
     }
 }
 
+/// Timeouts and limits of the HTTP server (see `crate::server`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_requests_per_connection: u64,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_requests_per_connection: 1000,
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Where OTP mails go out. The URL may carry SMTP credentials: never print it unredacted.
+#[derive(Clone)]
+pub struct MailSettings {
+    pub smtp_url: String,
+    pub from: String,
+    pub per_hour: u32,
+}
+
+impl fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp_url", &redact_url_password(&self.smtp_url))
+            .field("from", &self.from)
+            .field("per_hour", &self.per_hour)
+            .finish()
+    }
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -420,6 +505,11 @@ pub struct Config {
     pub totp_key_file: Option<PathBuf>,
     pub after_login_window: Duration,
     pub max_body_bytes: usize,
+    pub metrics_listen: Option<SocketAddr>,
+    pub server: ServerSettings,
+    /// `None` when `smtp_url` is empty: the mail endpoint answers 503.
+    pub mail: Option<MailSettings>,
+    pub mail_per_hour: u32,
     pub log: String,
     pub log_format: LogFormat,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
@@ -655,6 +745,45 @@ impl Config {
         let after_login_window =
             Duration::from_secs(src.in_range("after_login_window_seconds", 300u64, 0..=3600)?);
         let max_body_bytes = src.in_range("max_body_bytes", 16 * 1024usize, 1024..=1024 * 1024)?;
+        let metrics_listen = match src.get("metrics_listen") {
+            None => None,
+            Some(raw) => Some(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| invalid("metrics_listen", format!("`{raw}` is not host:port")))?,
+            ),
+        };
+        let secs = |name, default, range| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(src.in_range(name, default, range)?))
+        };
+        let server = ServerSettings {
+            header_read_timeout: secs("header_read_timeout_seconds", 5, 1..=300)?,
+            request_timeout: secs("request_timeout_seconds", 30, 1..=600)?,
+            max_requests_per_connection: src.in_range(
+                "max_requests_per_connection",
+                1000u64,
+                1..=1_000_000,
+            )?,
+            max_connections: src.in_range("max_connections", 1024usize, 1..=100_000)?,
+            shutdown_grace: secs("shutdown_grace_seconds", 20, 0..=600)?,
+        };
+        let mail_per_hour = src.in_range("mail_per_hour", 5u32, 1..=1000)?;
+        let mail = match src.get("smtp_url") {
+            None => None,
+            Some(url) => {
+                if !["smtp://", "smtps://"].iter().any(|p| url.starts_with(p)) {
+                    return Err(invalid("smtp_url", "must start with smtp:// or smtps://"));
+                }
+                let from = src
+                    .get("mail_from")
+                    .ok_or_else(|| invalid("mail_from", "required when smtp_url is set"))?;
+                Some(MailSettings {
+                    smtp_url: url.to_owned(),
+                    from: from.to_owned(),
+                    per_hour: mail_per_hour,
+                })
+            }
+        };
         let log = src.get("log").unwrap_or("info").to_owned();
         let log_format = match src.get("log_format").unwrap_or("text") {
             "text" => LogFormat::Text,
@@ -685,6 +814,10 @@ impl Config {
             totp_key_file,
             after_login_window,
             max_body_bytes,
+            metrics_listen,
+            server,
+            mail,
+            mail_per_hour,
             log,
             log_format,
             dev,
@@ -886,6 +1019,44 @@ impl Config {
                 self.after_login_window.as_secs().to_string(),
             ),
             ("max_body_bytes", self.max_body_bytes.to_string()),
+            (
+                "metrics_listen",
+                self.metrics_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "header_read_timeout_seconds",
+                self.server.header_read_timeout.as_secs().to_string(),
+            ),
+            (
+                "request_timeout_seconds",
+                self.server.request_timeout.as_secs().to_string(),
+            ),
+            (
+                "max_requests_per_connection",
+                self.server.max_requests_per_connection.to_string(),
+            ),
+            ("max_connections", self.server.max_connections.to_string()),
+            (
+                "shutdown_grace_seconds",
+                self.server.shutdown_grace.as_secs().to_string(),
+            ),
+            (
+                "smtp_url",
+                self.mail
+                    .as_ref()
+                    .map(|m| redact_url_password(&m.smtp_url))
+                    .unwrap_or_default(),
+            ),
+            (
+                "mail_from",
+                self.mail
+                    .as_ref()
+                    .map(|m| m.from.clone())
+                    .unwrap_or_default(),
+            ),
+            ("mail_per_hour", self.mail_per_hour.to_string()),
             ("log", self.log.clone()),
             (
                 "log_format",
@@ -1045,6 +1216,30 @@ mod tests {
         let text = c.describe();
         assert!(!text.contains("hunter2"));
         assert!(text.contains("postgres://u:***@db/otpd"));
+    }
+
+    #[test]
+    fn smtp_credentials_are_redacted_and_mail_needs_a_sender() {
+        let url = "smtp://otpd:s3cr3t-pw@mail.example.com:587?tls=required";
+        let e = Config::load(None, env(&[("OTPD_SMTP_URL", url)]), true).unwrap_err();
+        assert!(e.to_string().contains("mail_from"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("OTPD_SMTP_URL", url),
+                ("OTPD_MAIL_FROM", "otpd@example.com"),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert!(!c.describe().contains("s3cr3t"), "{}", c.describe());
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert!(
+            c.describe()
+                .contains("smtp_url = smtp://otpd:***@mail.example.com:587?tls=required")
+        );
+        let e = Config::load(None, env(&[("OTPD_SMTP_URL", "http://x")]), true).unwrap_err();
+        assert!(e.to_string().contains("smtp_url"), "{e}");
     }
 
     #[test]

@@ -154,6 +154,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if !config.dev {
                 config.read_pepper()?;
             }
+            if let Some(mail) = &config.mail {
+                // Builds the transport without connecting: catches a malformed URL or sender.
+                otpd::mail::SmtpMailer::new(mail)?;
+            }
             print!("{}", config.describe());
         }
         Command::User(cmd) => {

@@ -11,6 +11,8 @@ pub enum AuditEvent {
     OtpRefused,
     PasswordRefused,
     PinRefused,
+    /// An issued OTP withdrawn before anyone could see it (its mail could not be sent).
+    OtpRevoked,
     /// An account OTP or a device TOTP was redeemed (detail: which kind, which device).
     OtpRedeemed,
     /// A new PIN broke the PIN policy (`PUT /user/pin`).
@@ -38,6 +40,7 @@ impl AuditEvent {
             AuditEvent::OtpRefused => "otp.refused",
             AuditEvent::PasswordRefused => "password.refused",
             AuditEvent::PinRefused => "pin.refused",
+            AuditEvent::OtpRevoked => "otp.revoked",
             AuditEvent::OtpRedeemed => "otp.redeemed",
             AuditEvent::PinPolicyRefused => "pin.policy-refused",
             AuditEvent::DeviceTotpCreated => "device-totp.created",

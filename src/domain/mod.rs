@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod credential;
+pub mod email;
 pub mod lockout;
 pub mod otp;
 pub mod subject;
@@ -9,6 +10,7 @@ pub mod totp;
 
 pub use audit::AuditEvent;
 pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
+pub use email::EmailAddress;
 pub use lockout::{Admission, AttemptState, GuardedFactor, LockPolicy, LockoutPolicies};
 pub use otp::{OtpCode, OtpSettings, OtpTypes};
 pub use subject::Subject;

@@ -17,6 +17,8 @@ pub struct Caller {
     pub subject: Subject,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
     /// When the user registered (unix seconds), if the token says so.
     pub registered_at: Option<i64>,
 }
@@ -117,6 +119,8 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         subject,
         scopes: claims.scopes,
         client_id: claims.client_id,
+        email: claims.email,
+        email_verified: claims.email_verified,
         registered_at: claims.registered_at,
     })
 }

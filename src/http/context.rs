@@ -2,8 +2,9 @@
 //! carries that id, and writes the one log line per request.
 
 use super::error::{self, ErrorBody, ErrorCause, JSON_API};
+use crate::metrics::Metrics;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -44,7 +45,11 @@ pub struct RequestNotes {
     pub client_id: OnceLock<String>,
 }
 
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(metrics): State<Metrics>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = RequestId::from_request(&req);
     let notes = Arc::new(RequestNotes::default());
@@ -60,9 +65,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         res.headers_mut().insert(REQUEST_ID, value);
     }
     let status = res.status().as_u16();
-    let route = notes.route.get().map_or("(unmatched)", String::as_str);
+    let matched = notes.route.get().map(String::as_str);
+    let route = matched.unwrap_or("(unmatched)");
     let client_id = notes.client_id.get().map_or("", String::as_str);
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency = started.elapsed();
+    metrics.request(matched, &method, status, latency);
+    let latency_ms = latency.as_secs_f64() * 1000.0;
     let _enter = span.enter();
     if let Some(ErrorCause(cause)) = res.extensions().get::<ErrorCause>() {
         tracing::error!(%method, route, status, latency_ms, client_id, error = format!("{cause:#}"), "request failed");

@@ -68,6 +68,20 @@ pub enum ApiError {
     Unavailable,
     #[error("not ready")]
     NotReady,
+    #[error("request timed out")]
+    RequestTimeout,
+    #[error("the token has no email claim")]
+    EmailMissing,
+    #[error("the token's email is not verified")]
+    EmailNotVerified,
+    #[error("the token's email is not a usable address")]
+    EmailInvalid,
+    #[error("too many OTP mails")]
+    MailLimit { retry_after_seconds: u64 },
+    #[error("mail is not configured")]
+    MailNotConfigured,
+    #[error("mail could not be sent")]
+    MailFailed,
     #[error("identity provider unavailable")]
     IdentityProviderUnavailable,
     #[error("internal error: {0:#}")]
@@ -109,7 +123,11 @@ impl ApiError {
             ApiError::PinNotSecure(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::InvalidField { .. }
             | ApiError::MissingCredential
-            | ApiError::InvalidCredentials => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::InvalidCredentials
+            | ApiError::EmailMissing
+            | ApiError::EmailNotVerified
+            | ApiError::EmailInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MailLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CredentialNotSet | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::CredentialLocked { .. } | ApiError::RateLimited { .. } => {
@@ -125,7 +143,10 @@ impl ApiError {
             ApiError::Overloaded
             | ApiError::Unavailable
             | ApiError::NotReady
-            | ApiError::IdentityProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::IdentityProviderUnavailable
+            | ApiError::RequestTimeout
+            | ApiError::MailNotConfigured
+            | ApiError::MailFailed => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -242,6 +263,41 @@ impl ApiError {
                 "The service cannot check access tokens with its identity provider right now; retry shortly.".into(),
             ),
             ApiError::NotReady => ("not-ready", "Not ready", "The service is not ready to serve requests.".into()),
+            ApiError::RequestTimeout => (
+                "request-timeout",
+                "Request timeout",
+                "The request could not be answered in time; retry shortly.".into(),
+            ),
+            ApiError::EmailMissing => (
+                "email-missing",
+                "No email address",
+                "The access token carries no `email` claim to send the one-time password to.".into(),
+            ),
+            ApiError::EmailNotVerified => (
+                "email-not-verified",
+                "Email address not verified",
+                "The access token says the email address is not verified (`email_verified` is false).".into(),
+            ),
+            ApiError::EmailInvalid => (
+                "email-invalid",
+                "Unusable email address",
+                "The `email` claim of the access token is not a usable email address.".into(),
+            ),
+            ApiError::MailLimit { .. } => (
+                "mail-limit",
+                "Too many mails",
+                "Too many one-time passwords were mailed to this user recently; retry after the time in Retry-After.".into(),
+            ),
+            ApiError::MailNotConfigured => (
+                "mail-not-configured",
+                "Mail not configured",
+                "This service is not configured to send mail.".into(),
+            ),
+            ApiError::MailFailed => (
+                "mail-failed",
+                "Mail could not be sent",
+                "The mail server did not accept the message; no one-time password was issued. Retry shortly.".into(),
+            ),
             ApiError::Internal(_) => (
                 "internal-error",
                 "Internal server error",
@@ -300,10 +356,20 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded
             | ApiError::Unavailable
             | ApiError::NotReady
-            | ApiError::IdentityProviderUnavailable => {
+            | ApiError::IdentityProviderUnavailable
+            | ApiError::RequestTimeout
+            | ApiError::MailFailed => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(RETRY_AFTER_UNAVAILABLE),
+                );
+            }
+            ApiError::MailLimit {
+                retry_after_seconds,
+            } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from((*retry_after_seconds).max(1)),
                 );
             }
             ApiError::CredentialLocked { retry_after_secs }

@@ -89,6 +89,9 @@ struct CacheState {
     /// The last fetch attempt, successful or not (by the injected clock).
     last_attempt: Option<OffsetDateTime>,
     failures: u32,
+    /// Key-set fetches since start, for the metrics scrape.
+    fetches_ok: u64,
+    fetches_failed: u64,
 }
 
 /// Why a refresh is wanted; decides whether it is due.
@@ -153,6 +156,12 @@ impl KeyCache {
     /// Whether signing keys have been loaded at least once.
     pub fn ready(&self) -> bool {
         self.read().loaded
+    }
+
+    /// Key-set fetches so far: (succeeded, failed).
+    pub fn fetch_counts(&self) -> (u64, u64) {
+        let state = self.read();
+        (state.fetches_ok, state.fetches_failed)
     }
 
     /// Fetches the key set now (at start-up).
@@ -253,10 +262,13 @@ impl KeyCache {
         match self.fetch().await {
             Ok((set, ttl)) => {
                 self.install(&set, ttl);
+                self.write().fetches_ok += 1;
                 Ok(())
             }
             Err(e) => {
-                self.write().failures += 1;
+                let mut state = self.write();
+                state.failures += 1;
+                state.fetches_failed += 1;
                 Err(e)
             }
         }

@@ -3,21 +3,25 @@
 
 pub mod auth;
 pub mod context;
+pub mod deadline;
 pub mod devices;
 pub mod error;
 pub mod health;
 pub mod introspection;
 pub mod jwks;
 pub mod jwt;
+pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
 pub mod otp;
 pub mod pin;
 pub mod rate_limit;
+pub mod sendmail;
 pub mod token;
 pub mod user;
 pub mod verify;
 
+use crate::server::OpenConnections;
 use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,6 +30,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use error::ApiError;
 use std::sync::Arc;
+use std::time::Duration;
 use token::TokenVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -33,12 +38,17 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub struct AppState {
     pub services: Arc<Services>,
     pub tokens: Arc<TokenVerifier>,
+    /// Client connections open on this app's listeners.
+    pub connections: OpenConnections,
     pub limits: Arc<rate_limit::RateLimiters>,
 }
 
 pub struct RouterSettings<'a> {
     pub base_path: &'a str,
     pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// Whether `/metrics` is served here (false when a separate admin listener serves it).
+    pub serve_metrics: bool,
 }
 
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
@@ -57,20 +67,51 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     } else {
         Router::new().nest(settings.base_path, api)
     };
-    let health = Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
+    let openapi = Router::new()
         .route(
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
         )
         .route_layer(from_fn(context::remember_route));
-    api.merge(health)
+    api.merge(operations_routes(settings.serve_metrics))
+        .merge(openapi)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(CatchPanicLayer::new())
-        .layer(from_fn(context::request_context))
+        .layer(from_fn_with_state(
+            settings.request_timeout,
+            deadline::limit,
+        ))
+        .layer(from_fn_with_state(
+            state.services.metrics.clone(),
+            context::request_context,
+        ))
         .with_state(state)
+}
+
+/// The admin listener's router: health and metrics only.
+pub fn admin_router(state: AppState, request_timeout: Duration) -> Router {
+    operations_routes(true)
+        .fallback(|| async { ApiError::NotFound })
+        .layer(from_fn_with_state(request_timeout, deadline::limit))
+        .layer(from_fn_with_state(
+            state.services.metrics.clone(),
+            context::request_context,
+        ))
+        .with_state(state)
+}
+
+/// Health (always) and metrics (where configured): unauthenticated, outside the base path.
+fn operations_routes(with_metrics: bool) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready));
+    let routes = if with_metrics {
+        routes.route("/metrics", get(metrics::scrape))
+    } else {
+        routes
+    };
+    routes.route_layer(from_fn(context::remember_route))
 }
 
 impl From<ServiceError> for ApiError {
@@ -86,6 +127,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::NoValidProof => ApiError::NoValidProof,
             ServiceError::PinRejected(rejection) => ApiError::PinNotSecure(rejection),
             ServiceError::Overloaded => ApiError::Overloaded,
+            ServiceError::MailNotConfigured => ApiError::MailNotConfigured,
+            ServiceError::MailLimit { retry_after } => ApiError::MailLimit {
+                retry_after_seconds: retry_after,
+            },
+            ServiceError::MailFailed(cause) => {
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    "OTP mail not sent; the OTP was withdrawn"
+                );
+                ApiError::MailFailed
+            }
             ServiceError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::Unavailable

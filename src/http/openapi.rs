@@ -3,7 +3,7 @@
 //! JSON:API error responses of each operation and the bearer-token scheme.
 
 use super::error::JSON_API;
-use super::{AppState, devices, otp, pin, user, verify};
+use super::{AppState, devices, otp, pin, sendmail, user, verify};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
@@ -59,6 +59,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(otp::create))
         .routes(routes!(verify::verify))
+        .routes(routes!(sendmail::send))
         .routes(routes!(pin::update, pin::check_pin))
         .routes(routes!(pin::check_password))
         .routes(routes!(pin::pin_or_password))
@@ -72,6 +73,9 @@ const COMMON: &[u16] = &[401, 403, 429, 500, 503];
 /// Statuses of operations that read a body and answer one.
 const WITH_BODY: &[u16] = &[400, 406, 413, 415, 422];
 
+/// Operations that take no request body (and answer none).
+const BODYLESS: &[&str] = &["/user/otp/sendmail"];
+
 /// The error statuses of each operation beyond `COMMON`, as SPEC §2 lists them.
 fn error_statuses(method: &str, path: &str) -> Vec<u16> {
     let own: &[u16] = match (method, path) {
@@ -80,9 +84,10 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
         ("post", "/user/devices/totp") => &[423],
         ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
         ("get", "/user/pin-or-password") => &[406],
+        ("post", "/user/otp/sendmail") => &[422, 429],
         _ => &[],
     };
-    let body: &[u16] = if matches!(method, "post" | "put" | "delete") {
+    let body: &[u16] = if matches!(method, "post" | "put" | "delete") && !BODYLESS.contains(&path) {
         WITH_BODY
     } else {
         &[]
@@ -108,16 +113,21 @@ fn status_description(status: u16) -> &'static str {
         }
         413 => "The body exceeds the size limit.",
         415 => "The Content-Type is not the operation's media type.",
-        422 => "Valid JSON that cannot be followed (`source.pointer` names the field).",
+        422 => {
+            "Valid JSON that cannot be followed (`source.pointer` names the field); for sendmail, no usable verified `email` claim."
+        }
         423 => {
             "The credential is disabled after too many failures (`credential-disabled`) until it is set anew."
         }
         429 => {
-            "The credential is locked after consecutive failures and was not checked (`credential-locked`), or the \
-             client or address exceeds its rate limit (`rate-limited`); retry after `Retry-After` seconds."
+            "The credential is locked after consecutive failures and was not checked (`credential-locked`), the \
+             client or address exceeds its rate limit (`rate-limited`), or (sendmail) the user's hourly mail limit \
+             is spent (`mail-limit`); retry after `Retry-After` seconds."
         }
         500 => "Internal error; the request id identifies it in the logs.",
-        503 => "Database unreachable or overloaded; retry after `Retry-After` seconds.",
+        503 => {
+            "Database unreachable, overloaded, request timeout, or (sendmail) mail not configured or not sent; retry after `Retry-After` seconds."
+        }
         _ => "Error.",
     }
 }

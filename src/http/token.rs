@@ -47,6 +47,11 @@ pub struct TokenClaims {
     pub sub: String,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    /// The OpenID `email` claim, when present and a string.
+    pub email: Option<String>,
+    /// The OpenID `email_verified` claim: a boolean, or the strings "true"/"false" some
+    /// providers send. `None` when absent or anything else.
+    pub email_verified: Option<bool>,
     /// When the user registered (unix seconds), from the configured `registration_claim`.
     pub registered_at: Option<i64>,
 }
@@ -125,6 +130,11 @@ impl TokenVerifier {
         self.jwt.keys().load().await
     }
 
+    /// Key-set fetches so far: (succeeded, failed), for the metrics scrape.
+    pub fn refreshes(&self) -> (u64, u64) {
+        self.jwt.keys().fetch_counts()
+    }
+
     /// Starts the background key refresh (retries until loaded, then refreshes on expiry).
     pub fn spawn_refresh(&self) {
         self.jwt.keys().spawn_refresh();
@@ -180,6 +190,16 @@ impl TokenVerifier {
             .iter()
             .find_map(|k| claims.get(*k).and_then(Value::as_str))
             .map(str::to_owned);
+        let email = claims
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let email_verified = match claims.get("email_verified") {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) if s == "true" => Some(true),
+            Some(Value::String(s)) if s == "false" => Some(false),
+            _ => None,
+        };
         let registered_at = claims
             .get(&self.settings.registration_claim)
             .and_then(unix_seconds);
@@ -187,6 +207,8 @@ impl TokenVerifier {
             sub,
             scopes,
             client_id,
+            email,
+            email_verified,
             registered_at,
         })
     }

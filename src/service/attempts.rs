@@ -64,7 +64,9 @@ impl Services {
             disabled: state.disabled,
             revoke_otps: policy.revokes_at(state.failures),
         };
+        self.metrics.credential_failure(factor.as_str());
         if failed.locked_until.is_some() || failed.disabled {
+            self.metrics.lock(factor.as_str());
             tracing::info!(
                 factor = factor.as_str(),
                 failures = failed.failures,

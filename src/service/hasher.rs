@@ -8,12 +8,14 @@
 //! later pepper can be introduced without invalidating stored hashes.
 
 use crate::config::{Argon2Settings, Pepper};
+use crate::metrics::Metrics;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, KeyId, ParamsBuilder, PasswordHasher, Version};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroize;
@@ -46,6 +48,18 @@ struct Inner {
     settings: Argon2Settings,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
+    concurrency: usize,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+/// How busy the pool is right now (for the metrics scrape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLoad {
+    /// Admitted requests not computing a hash at this moment (waiting for a slot, or between
+    /// their hashes).
+    pub waiting: usize,
+    pub running: usize,
 }
 
 const SALT_LEN: usize = 16;
@@ -58,13 +72,37 @@ thread_local! {
 
 impl Hasher {
     pub fn new(pepper: Pepper, settings: Argon2Settings, concurrency: usize, queue: usize) -> Self {
+        Self::with_metrics(pepper, settings, concurrency, queue, Metrics::new())
+    }
+
+    /// A pool that reports its wait times and refusals to `metrics`.
+    pub fn with_metrics(
+        pepper: Pepper,
+        settings: Argon2Settings,
+        concurrency: usize,
+        queue: usize,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pepper,
                 settings,
                 running: Arc::new(Semaphore::new(concurrency)),
                 admitted: Arc::new(Semaphore::new(concurrency + queue)),
+                concurrency,
+                capacity: concurrency + queue,
+                metrics,
             }),
+        }
+    }
+
+    pub fn load(&self) -> HashLoad {
+        let inner = &self.inner;
+        let admitted = inner.capacity - inner.admitted.available_permits();
+        let running = inner.concurrency - inner.running.available_permits();
+        HashLoad {
+            waiting: admitted.saturating_sub(running),
+            running,
         }
     }
 
@@ -73,7 +111,10 @@ impl Hasher {
     pub fn admit(&self) -> Result<HashPermit<'_>, HashError> {
         let admitted = Arc::clone(&self.inner.admitted)
             .try_acquire_owned()
-            .map_err(|_| HashError::Overloaded)?;
+            .map_err(|_| {
+                self.inner.metrics.hash_rejected();
+                HashError::Overloaded
+            })?;
         Ok(HashPermit {
             hasher: self,
             admitted: Arc::new(admitted),
@@ -95,10 +136,12 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
+        let queued_at = Instant::now();
         let running = Arc::clone(&self.inner.running)
             .acquire_owned()
             .await
             .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
+        self.inner.metrics.hash_wait(queued_at.elapsed());
         let inner = Arc::clone(&self.inner);
         // The permits move into the blocking task: if the request is dropped (client gone), the
         // hash still runs to its end and keeps its slot until then, so the bound holds.

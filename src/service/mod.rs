@@ -8,16 +8,19 @@ pub mod credentials;
 pub mod devices;
 pub mod digest;
 pub mod hasher;
+pub mod mail;
 pub mod otp;
 pub mod redeem;
 pub mod totp_cipher;
 pub mod watch;
 
 use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy, PinRejection, TotpSettings};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::OtpKey;
 pub use hasher::{HashError, Hasher};
+pub use mail::Mailer;
 use std::sync::Arc;
 use std::time::Duration;
 pub use totp_cipher::TotpCipher;
@@ -31,6 +34,11 @@ pub struct Services {
     pub otp_key: OtpKey,
     pub otp: OtpSettings,
     pub pin_policy: PinPolicy,
+    /// The app's metrics recorder (see `crate::metrics` for why it is not global).
+    pub metrics: Metrics,
+    /// `None` when no SMTP server is configured.
+    pub mailer: Option<Arc<dyn Mailer>>,
+    pub mail_per_hour: u32,
     pub lockout: LockoutPolicies,
     /// Parameters of new device TOTPs (stored devices keep their own).
     pub totp: TotpSettings,
@@ -60,6 +68,12 @@ pub enum ServiceError {
     PinRejected(PinRejection),
     #[error("too many hashing requests waiting")]
     Overloaded,
+    #[error("mail is not configured")]
+    MailNotConfigured,
+    #[error("too many mails; retry in {retry_after} s")]
+    MailLimit { retry_after: u64 },
+    #[error("the mail could not be sent: {0:#}")]
+    MailFailed(anyhow::Error),
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
     #[error(transparent)]

@@ -54,8 +54,11 @@ impl Services {
     pub async fn issue_otp(&self, sub: &Subject, proof: Proof) -> Result<IssuedOtp, ServiceError> {
         let stored = self.store.credentials(sub).await?;
         let factor = self.check_proof(sub, &stored, &proof).await?;
-        self.create_otp(sub, &format!("factor={}", factor.as_str()))
-            .await
+        let issued = self
+            .create_otp(sub, &format!("factor={}", factor.as_str()))
+            .await?;
+        self.metrics.otp_issued("credential");
+        Ok(issued)
     }
 
     /// Checks the offered factors in PACE order (password first, then PIN) and returns the first

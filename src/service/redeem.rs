@@ -42,10 +42,22 @@ impl Services {
             })
             .await?;
         match checked {
-            Checked::Passed(redeemed) => Ok(redeemed),
-            Checked::Failed => Err(ServiceError::InvalidOtp),
-            Checked::Locked { retry_after } => Err(ServiceError::CredentialLocked { retry_after }),
-            Checked::Disabled => Err(ServiceError::CredentialDisabled),
+            Checked::Passed(redeemed) => {
+                self.metrics.otp_redeemed();
+                Ok(redeemed)
+            }
+            Checked::Failed => {
+                self.metrics.otp_refused();
+                Err(ServiceError::InvalidOtp)
+            }
+            Checked::Locked { retry_after } => {
+                self.metrics.otp_refused();
+                Err(ServiceError::CredentialLocked { retry_after })
+            }
+            Checked::Disabled => {
+                self.metrics.otp_refused();
+                Err(ServiceError::CredentialDisabled)
+            }
         }
     }
 

@@ -125,11 +125,28 @@ pub enum OtpInsert {
     DigestTaken,
 }
 
+/// The answer to "may this user be sent one more mail now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailQuota {
+    /// Counted: the mail may go out.
+    Granted,
+    /// The window is full until `window_ends`.
+    Exhausted { window_ends: Millis },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub at: Millis,
     pub event: String,
     pub detail: String,
+}
+
+/// Connections of the pool, for the metrics scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub idle: u32,
+    pub in_use: u32,
+    pub max: u32,
 }
 
 /// A device TOTP as stored: the secret only as ciphertext.
@@ -206,6 +223,9 @@ pub trait Store: AttemptStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
+    /// How many pool connections are open and busy now.
+    fn pool_usage(&self) -> PoolUsage;
+
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -233,6 +253,27 @@ pub trait Store: AttemptStore + Send + Sync + 'static {
 
     /// Stores an OTP digest, retires expired/used/surplus OTPs of the user, writes the audit row.
     async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError>;
+
+    /// Counts one mail for `sub` if fewer than `limit` were counted in the window of `window`
+    /// milliseconds that started with the first of them; a window older than that starts anew.
+    /// One conditional upsert, so parallel requests can never exceed `limit`.
+    async fn reserve_mail(
+        &self,
+        sub: &Subject,
+        now: Millis,
+        window: Millis,
+        limit: u32,
+    ) -> Result<MailQuota, StoreError>;
+
+    /// Deletes a live OTP by its digest (it was issued but could not be delivered), with an audit
+    /// row. Returns whether it was there.
+    async fn revoke_otp(
+        &self,
+        sub: &Subject,
+        digest: &[u8],
+        reason: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 
     async fn record_audit(
         &self,

@@ -15,8 +15,8 @@ macro_rules! impl_store {
             use super::$store;
             use $crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
             use $crate::store::{
-                credential_sql, set_event, AuditRecord, FollowUp, Millis, NewOtp, OtpInsert,
-                Redeemed, Redemption, StoreError, StoredCredentials, StoredDevice,
+                credential_sql, set_event, AuditRecord, FollowUp, MailQuota, Millis, NewOtp,
+                OtpInsert, Redeemed, Redemption, StoreError, StoredCredentials, StoredDevice,
             };
             use sqlx::Row;
 
@@ -153,6 +153,16 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
+                fn pool_usage(&self) -> $crate::store::PoolUsage {
+                    let size = self.pool.size();
+                    let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+                    $crate::store::PoolUsage {
+                        idle,
+                        in_use: size.saturating_sub(idle),
+                        max: self.pool.options().get_max_connections(),
+                    }
+                }
+
                 async fn ping(&self) -> Result<(), StoreError> {
                     sqlx::query("SELECT 1").execute(&self.pool).await?;
                     Ok(())
@@ -259,6 +269,63 @@ macro_rules! impl_store {
                     .await?;
                     tx.commit().await?;
                     Ok(OtpInsert::Inserted)
+                }
+
+                async fn reserve_mail(
+                    &self,
+                    sub: &Subject,
+                    now: Millis,
+                    window: Millis,
+                    limit: u32,
+                ) -> Result<MailQuota, StoreError> {
+                    // The conflict update takes the row lock (PostgreSQL) or runs under the
+                    // database write lock (SQLite): the check and the increment are one step.
+                    let counted = sqlx::query(
+                        "INSERT INTO mail_quota (sub, window_start, sent) VALUES ($1, $2, 1)
+                         ON CONFLICT (sub) DO UPDATE SET
+                           window_start = CASE WHEN mail_quota.window_start <= $3 THEN excluded.window_start ELSE mail_quota.window_start END,
+                           sent = CASE WHEN mail_quota.window_start <= $3 THEN 1 ELSE mail_quota.sent + 1 END
+                         WHERE mail_quota.window_start <= $3 OR mail_quota.sent < $4
+                         RETURNING sent",
+                    )
+                    .bind(sub.as_str())
+                    .bind(now)
+                    .bind(now - window)
+                    .bind(i64::from(limit))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if counted.is_some() {
+                        return Ok(MailQuota::Granted);
+                    }
+                    let start: Option<Millis> =
+                        sqlx::query_scalar("SELECT window_start FROM mail_quota WHERE sub = $1")
+                            .bind(sub.as_str())
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    Ok(MailQuota::Exhausted {
+                        window_ends: start.unwrap_or(now) + window,
+                    })
+                }
+
+                async fn revoke_otp(
+                    &self,
+                    sub: &Subject,
+                    digest: &[u8],
+                    reason: &str,
+                    now: Millis,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let done = sqlx::query("DELETE FROM otps WHERE sub = $1 AND digest = $2")
+                        .bind(sub.as_str())
+                        .bind(digest)
+                        .execute(&mut *tx)
+                        .await?;
+                    let found = done.rows_affected() == 1;
+                    if found {
+                        insert_audit(&mut tx, sub, AuditEvent::OtpRevoked, reason, now).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(found)
                 }
 
                 async fn record_audit(

@@ -39,6 +39,7 @@ async fn every_operation_documents_its_scope_and_json_api_errors() {
     let expected = [
         ("/user/otp", "post", "201"),
         ("/user/otp/verify", "post", "204"),
+        ("/user/otp/sendmail", "post", "204"),
         ("/user/pin", "put", "200"),
         ("/user/pin", "get", "200"),
         ("/user/password", "get", "200"),

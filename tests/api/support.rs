@@ -287,6 +287,8 @@ pub fn is_sqlite(url: &str) -> bool {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener (/metrics, /health/*) when `OTPD_METRICS_LISTEN` is set.
+    pub admin_addr: Option<SocketAddr>,
     pub base: String,
     pub issuer: Arc<TestIssuer>,
     pub database_url: String,
@@ -467,6 +469,7 @@ impl TestAppBuilder {
             .await
             .expect("app builds");
         let addr = app.local_addr();
+        let admin_addr = app.admin_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let _ = app
@@ -477,6 +480,7 @@ impl TestAppBuilder {
         });
         TestApp {
             addr,
+            admin_addr,
             base,
             issuer,
             database_url,

@@ -1,0 +1,38 @@
+//! `POST /user/otp/sendmail`: mail an account OTP to the address in the caller's token.
+
+use super::AppState;
+use super::auth::{Authorized, OtpCreate};
+use super::error::ApiError;
+use crate::domain::EmailAddress;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+/// No body is read; 204 once the mail server has taken the message.
+#[utoipa::path(
+    post,
+    path = "/user/otp/sendmail",
+    tag = "OTP",
+    operation_id = "SendOTPMail",
+    description = "Issues an account OTP and mails it to the address in the token's `email` claim \
+        (refused with 422 when `email_verified` is false). Per-user hourly limit (429 with `Retry-After`). \
+        If the mail cannot be sent the OTP is withdrawn and the answer is 503 `mail-failed`.",
+    responses((status = 204, description = "The OTP was mailed.")),
+    security(("bearer" = ["user:otp:create"]))
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    Authorized(caller, ..): Authorized<OtpCreate>,
+) -> Result<StatusCode, ApiError> {
+    // Only an address the identity provider has not declared unverified: a code must not go to
+    // an address the user may not own. An absent `email_verified` is taken as the provider's
+    // word that it only issues addresses it trusts.
+    if caller.email_verified == Some(false) {
+        return Err(ApiError::EmailNotVerified);
+    }
+    let raw = caller.email.as_deref().ok_or(ApiError::EmailMissing)?;
+    let to = EmailAddress::parse(raw).ok_or(ApiError::EmailInvalid)?;
+    std::sync::Arc::clone(&state.services)
+        .mail_otp(caller.subject, to)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,58 @@
+//! The SMTP side of OTP mail: `OTPD_SMTP_URL` names the server (plain, STARTTLS or TLS, with
+//! optional AUTH credentials), `OTPD_MAIL_FROM` the sender. TLS uses rustls with ring and the
+//! WebPKI roots, like every other TLS client in otpd.
+
+use crate::config::MailSettings;
+use crate::service::mail::{Mailer, OutgoingMail};
+use anyhow::Context;
+use async_trait::async_trait;
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use std::time::Duration;
+
+/// Longest a single delivery may take (connect, TLS, AUTH, DATA) before it counts as failed.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl SmtpMailer {
+    /// Builds the transport; connects lazily on the first mail.
+    pub fn new(settings: &MailSettings) -> anyhow::Result<Self> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)
+            .context("setting `smtp_url` (OTPD_SMTP_URL) is not a usable SMTP URL")?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        let from = settings
+            .from
+            .parse()
+            .context("setting `mail_from` (OTPD_MAIL_FROM) is not a mail address")?;
+        Ok(Self { transport, from })
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, mail: OutgoingMail) -> anyhow::Result<()> {
+        let to: Mailbox = mail
+            .to
+            .as_str()
+            .parse()
+            .context("the recipient address is not usable")?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body.expose_secret().to_owned())
+            .context("composing the mail")?;
+        self.transport
+            .send(message)
+            .await
+            .context("the SMTP server did not take the mail")?;
+        Ok(())
+    }
+}

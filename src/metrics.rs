@@ -1,0 +1,394 @@
+//! Prometheus metrics: one recorder per app, passed around as a `Metrics` handle.
+//!
+//! The `metrics` crate's macros write to a process-wide recorder that can be installed once, so two
+//! apps in one process (every integration test binary) would share or fight over it. Instead each
+//! app builds its own `PrometheusRecorder` and the code that counts something holds this handle
+//! and registers its series on that recorder directly. No global macro is used anywhere.
+//!
+//! Labels are a closed set: route templates (unknown paths share `unmatched`), status codes,
+//! factor names, outcome words. Never a user id, a token, a code or any other caller-chosen text.
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+const META: Metadata<'static> = Metadata::new("otpd", metrics::Level::INFO, Some(module_path!()));
+
+/// Latency buckets in seconds: from a cached 401 to a long poll.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Every series otpd exports: name, kind, unit, help. `docs/operations.md` lists the same.
+const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
+        "otpd_http_requests_total",
+        Kind::Counter,
+        None,
+        "HTTP requests answered, by matched route, method and status",
+    ),
+    (
+        "otpd_http_request_duration_seconds",
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Time from receiving a request to its response, by matched route, method and status",
+    ),
+    (
+        "otpd_otps_issued_total",
+        Kind::Counter,
+        None,
+        "Account OTPs issued, by how they were earned (credential, mail)",
+    ),
+    (
+        "otpd_otps_redeemed_total",
+        Kind::Counter,
+        None,
+        "Account OTPs and device TOTPs accepted",
+    ),
+    (
+        "otpd_otps_refused_total",
+        Kind::Counter,
+        None,
+        "OTP redemptions refused",
+    ),
+    (
+        "otpd_credential_failures_total",
+        Kind::Counter,
+        None,
+        "Wrong secrets offered, by factor (password, pin, otp)",
+    ),
+    (
+        "otpd_locks_total",
+        Kind::Counter,
+        None,
+        "Factors locked or disabled after repeated failures, by factor",
+    ),
+    (
+        "otpd_mails_total",
+        Kind::Counter,
+        None,
+        "OTP mails, by result (sent, failed, limited)",
+    ),
+    (
+        "otpd_hash_queue_depth",
+        Kind::Gauge,
+        None,
+        "Hashing requests waiting for a slot",
+    ),
+    (
+        "otpd_hash_running",
+        Kind::Gauge,
+        None,
+        "Hashes being computed now",
+    ),
+    (
+        "otpd_hash_wait_seconds",
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Time a hashing request waited for a slot",
+    ),
+    (
+        "otpd_hash_rejected_total",
+        Kind::Counter,
+        None,
+        "Hashing requests refused because the queue was full (answered 503)",
+    ),
+    (
+        "otpd_db_pool_connections",
+        Kind::Gauge,
+        None,
+        "Database pool connections, by state (idle, in_use)",
+    ),
+    (
+        "otpd_db_pool_max_connections",
+        Kind::Gauge,
+        None,
+        "Configured size limit of the database pool",
+    ),
+    (
+        "otpd_jwks_refreshes_total",
+        Kind::Counter,
+        None,
+        "Fetches of the issuer's signing keys, by result (ok, error)",
+    ),
+    (
+        "otpd_http_connections_open",
+        Kind::Gauge,
+        None,
+        "Client connections open now",
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// The handle every counting part of otpd holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+/// Values read at scrape time from the parts that own them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub hash_waiting: usize,
+    pub hash_running: usize,
+    pub db_idle: u32,
+    pub db_in_use: u32,
+    pub db_max: u32,
+    pub jwks_refreshes_ok: u64,
+    pub jwks_refreshes_failed: u64,
+    pub connections_open: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        for (name, kind, unit, help) in DESCRIPTIONS {
+            let key = KeyName::from_const_str(name);
+            match kind {
+                Kind::Counter => recorder.describe_counter(key, *unit, (*help).into()),
+                Kind::Gauge => recorder.describe_gauge(key, *unit, (*help).into()),
+                Kind::Histogram => recorder.describe_histogram(key, *unit, (*help).into()),
+            }
+        }
+        let metrics = Self {
+            inner: Arc::new(Inner { recorder, handle }),
+        };
+        metrics.register_known_series();
+        metrics
+    }
+
+    /// Counters with a fixed label set start at 0, so a rate() over them works from the start
+    /// and a missing series means a missing feature, not "nothing happened yet".
+    fn register_known_series(&self) {
+        for via in ["credential", "mail"] {
+            self.counter("otpd_otps_issued_total", &[("via", via)])
+                .increment(0);
+        }
+        for factor in ["password", "pin", "otp"] {
+            self.counter("otpd_credential_failures_total", &[("factor", factor)])
+                .increment(0);
+            self.counter("otpd_locks_total", &[("factor", factor)])
+                .increment(0);
+        }
+        for result in ["sent", "failed", "limited"] {
+            self.counter("otpd_mails_total", &[("result", result)])
+                .increment(0);
+        }
+        self.counter("otpd_otps_redeemed_total", &[]).increment(0);
+        self.counter("otpd_otps_refused_total", &[]).increment(0);
+        self.counter("otpd_hash_rejected_total", &[]).increment(0);
+    }
+
+    fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.inner
+            .recorder
+            .register_counter(&key(name, labels), &META)
+    }
+
+    fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.inner
+            .recorder
+            .register_gauge(&key(name, labels), &META)
+    }
+
+    fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.inner
+            .recorder
+            .register_histogram(&key(name, labels), &META)
+    }
+
+    /// One answered request. `route` is a route template or `None` for an unknown path.
+    pub fn request(
+        &self,
+        route: Option<&str>,
+        method: &http::Method,
+        status: u16,
+        latency: Duration,
+    ) {
+        let status = status.to_string();
+        let labels = [
+            ("route", route.unwrap_or("unmatched")),
+            ("method", method_label(method)),
+            ("status", status.as_str()),
+        ];
+        self.counter("otpd_http_requests_total", &labels)
+            .increment(1);
+        self.histogram("otpd_http_request_duration_seconds", &labels)
+            .record(latency.as_secs_f64());
+    }
+
+    /// An account OTP was issued; `via` is `credential` or `mail`.
+    pub fn otp_issued(&self, via: &'static str) {
+        self.counter("otpd_otps_issued_total", &[("via", via)])
+            .increment(1);
+    }
+
+    pub fn otp_redeemed(&self) {
+        self.counter("otpd_otps_redeemed_total", &[]).increment(1);
+    }
+
+    pub fn otp_refused(&self) {
+        self.counter("otpd_otps_refused_total", &[]).increment(1);
+    }
+
+    /// A wrong secret; `factor` is `password`, `pin` or `otp`.
+    pub fn credential_failure(&self, factor: &'static str) {
+        self.counter("otpd_credential_failures_total", &[("factor", factor)])
+            .increment(1);
+    }
+
+    /// A factor locked or disabled; `factor` is `password`, `pin` or `otp`.
+    pub fn lock(&self, factor: &'static str) {
+        self.counter("otpd_locks_total", &[("factor", factor)])
+            .increment(1);
+    }
+
+    /// An OTP mail; `result` is `sent`, `failed` or `limited`.
+    pub fn mail(&self, result: &'static str) {
+        self.counter("otpd_mails_total", &[("result", result)])
+            .increment(1);
+    }
+
+    pub fn hash_wait(&self, waited: Duration) {
+        self.histogram("otpd_hash_wait_seconds", &[])
+            .record(waited.as_secs_f64());
+    }
+
+    pub fn hash_rejected(&self) {
+        self.counter("otpd_hash_rejected_total", &[]).increment(1);
+    }
+
+    /// Drains histogram samples into their buckets; run periodically so memory stays bounded
+    /// between scrapes.
+    pub fn upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+
+    /// The Prometheus text exposition, with the scrape-time gauges set first.
+    pub fn render(&self, g: Gauges) -> String {
+        self.gauge("otpd_hash_queue_depth", &[])
+            .set(g.hash_waiting as f64);
+        self.gauge("otpd_hash_running", &[])
+            .set(g.hash_running as f64);
+        self.gauge("otpd_db_pool_connections", &[("state", "idle")])
+            .set(g.db_idle);
+        self.gauge("otpd_db_pool_connections", &[("state", "in_use")])
+            .set(g.db_in_use);
+        self.gauge("otpd_db_pool_max_connections", &[])
+            .set(g.db_max);
+        self.gauge("otpd_http_connections_open", &[])
+            .set(g.connections_open as f64);
+        self.counter("otpd_jwks_refreshes_total", &[("result", "ok")])
+            .absolute(g.jwks_refreshes_ok);
+        self.counter("otpd_jwks_refreshes_total", &[("result", "error")])
+            .absolute(g.jwks_refreshes_failed);
+        self.inner.handle.render()
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+        .collect();
+    Key::from_parts(name, labels)
+}
+
+/// Methods outside the standard set share one label: clients choose the method text.
+fn method_label(m: &http::Method) -> &'static str {
+    use http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_apps_in_one_process_count_separately() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.otp_issued("credential");
+        a.otp_issued("credential");
+        b.otp_issued("mail");
+        let text_a = a.render(Gauges::default());
+        let text_b = b.render(Gauges::default());
+        assert!(
+            text_a.contains("otpd_otps_issued_total{via=\"credential\"} 2"),
+            "{text_a}"
+        );
+        assert!(
+            text_a.contains("otpd_otps_issued_total{via=\"mail\"} 0"),
+            "{text_a}"
+        );
+        assert!(
+            text_b.contains("otpd_otps_issued_total{via=\"mail\"} 1"),
+            "{text_b}"
+        );
+    }
+
+    #[test]
+    fn request_latency_is_a_histogram_with_buckets() {
+        let m = Metrics::new();
+        m.request(
+            Some("/health/live"),
+            &http::Method::GET,
+            200,
+            Duration::from_millis(3),
+        );
+        m.request(
+            None,
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            404,
+            Duration::from_millis(1),
+        );
+        let text = m.render(Gauges::default());
+        assert!(
+            text.contains("# TYPE otpd_http_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "otpd_http_requests_total{route=\"/health/live\",method=\"GET\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("route=\"unmatched\",method=\"other\",status=\"404\""),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! Connection hygiene, on raw TCP: slow headers, silent and idle connections, stalled bodies,
+//! the keep-alive request cap.
+
+use crate::support::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous upper bound for things that should happen within a second or two: a safety net so a
+/// broken server fails the test instead of hanging it, not a timing assertion.
+const SAFETY: Duration = Duration::from_secs(15);
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(SAFETY, stream.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the server kept the connection open; got so far: {}",
+                String::from_utf8_lossy(&out)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&out).into_owned(),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads one response whose body is `Content-Length` long.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(SAFETY, stream.read(&mut buf))
+            .await
+            .expect("a response")
+            .expect("reading");
+        assert!(n > 0, "closed before a full response: {text}");
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_client_dribbling_headers_is_cut_off() {
+    let app = TestApp::builder()
+        .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n")
+        .await
+        .unwrap();
+    // One more header line every 100 ms, never the blank line that ends the headers.
+    let dribble = async {
+        for i in 0.. {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stream
+                .write_all(format!("X-Slow-{i}: x\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut probe = [0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => panic!(
+                    "answered a request whose headers never ended: {}",
+                    String::from_utf8_lossy(&probe[..n])
+                ),
+                Err(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(SAFETY, dribble)
+        .await
+        .expect("the server cut off the slow client");
+    // Others are served as usual.
+    assert_eq!(
+        reqwest::get(app.root_url("/health/live"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed() {
+    let app = TestApp::builder()
+        .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(read_until_closed(&mut stream).await, "");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = TestApp::builder()
+        .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_response(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert_eq!(read_until_closed(&mut stream).await, "");
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stalls_gets_a_json_api_503_at_the_request_timeout() {
+    let app = TestApp::builder()
+        .env("OTPD_REQUEST_TIMEOUT_SECONDS", "1")
+        .spawn()
+        .await;
+    let token = app.issuer.token("nia");
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST {}/user/otp HTTP/1.1\r\nHost: otpd\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"pin\":",
+        app.base
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let res = read_response(&mut stream).await;
+    assert!(res.starts_with("HTTP/1.1 503"), "{res}");
+    assert!(
+        res.to_ascii_lowercase()
+            .contains("content-type: application/vnd.api+json"),
+        "{res}"
+    );
+    assert!(res.to_ascii_lowercase().contains("retry-after: "), "{res}");
+    assert!(res.contains("\"code\":\"request-timeout\""), "{res}");
+}
+
+#[tokio::test]
+async fn keep_alive_connections_close_after_the_request_cap() {
+    let app = TestApp::builder()
+        .env("OTPD_MAX_REQUESTS_PER_CONNECTION", "2")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let request = b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n\r\n";
+    stream.write_all(request).await.unwrap();
+    let first = read_response(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    stream.write_all(request).await.unwrap();
+    let second = read_response(&mut stream).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(
+        second.to_ascii_lowercase().contains("connection: close"),
+        "{second}"
+    );
+    assert_eq!(read_until_closed(&mut stream).await, "");
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = client
+        .get(app.root_url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+}
