@@ -459,3 +459,29 @@ pub fn render(body: &ErrorBody, request_id: &str) -> Vec<u8> {
     };
     serde_json::to_vec(&doc).unwrap_or_else(|_| b"{\"errors\":[{\"status\":\"500\"}]}".to_vec())
 }
+
+#[cfg(test)]
+mod readme_tests {
+    /// Every error code this module can send is documented in the README's one table.
+    #[test]
+    fn the_readme_documents_every_error_code() {
+        let readme = include_str!("../../README.md");
+        let source = include_str!("error.rs");
+        let codes = source.split('"').skip(1).step_by(2).filter(|lit| {
+            let parts: Vec<&str> = lit.split('-').collect();
+            parts.len() > 1
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        });
+        let mut seen = 0;
+        for code in codes {
+            seen += 1;
+            assert!(
+                readme.contains(&format!("| `{code}` |")),
+                "README's error table lacks `{code}`"
+            );
+        }
+        assert!(seen > 20, "found only {seen} codes: the scan is broken");
+    }
+}

@@ -56,7 +56,9 @@ async fn an_insecure_pin_is_406_and_leaves_the_otp_usable() {
     let app = TestApp::spawn().await;
     let otp = app.account_otp("pia").await;
     let overlong = "7".repeat(100);
-    for bad in ["1234", "9012", "0987", "1111", "1122", "12345", "12a5", &overlong] {
+    for bad in [
+        "1234", "9012", "0987", "1111", "1122", "12345", "12a5", &overlong,
+    ] {
         let error = assert_error(app.put_pin("pia", bad, &otp).await, 406, "pin-not-secure").await;
         assert_eq!(error["source"]["pointer"], "/data/attributes/pin");
         assert!(!error.to_string().contains(bad) || bad.len() < 4, "{error}");
