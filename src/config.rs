@@ -485,7 +485,8 @@ impl fmt::Debug for MailSettings {
     }
 }
 
-#[derive(Debug)]
+/// `Debug` prints `describe()`: the effective settings with secrets redacted (a database URL may
+/// carry a password, and a `{:?}` in a panic or a log must not show it).
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
@@ -1103,6 +1104,12 @@ fn lockout_policies(src: &Source) -> Result<LockoutPolicies, ConfigError> {
     })
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 pub fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -1216,6 +1223,7 @@ mod tests {
         let text = c.describe();
         assert!(!text.contains("hunter2"));
         assert!(text.contains("postgres://u:***@db/otpd"));
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug redacts too");
     }
 
     #[test]
