@@ -1,12 +1,11 @@
 //! Assembly: turns a `Config` into a running service. Used by `main` and by the tests alike, and
 //! the only module that knows which storage backend runs.
 
-use crate::config::{Config, Pepper, ServerSettings};
+use crate::config::{Config, ConfigError, Pepper, ServerSettings};
 use crate::dev::{DEV_ISSUER, DevKit};
-use crate::http::introspection::IntrospectionSettings;
 use crate::http::rate_limit::RateLimiters;
-use crate::http::token::TokenVerifier;
 use crate::http::{self, AppState, RouterSettings};
+use crate::identity::{Identity, IntrospectionSettings};
 use crate::mail::SmtpMailer;
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections};
@@ -165,7 +164,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 "DEVELOPMENT MODE: tokens are signed by a local key and the pepper is stored on disk; \
                  never use this mode with real users"
             );
-            TokenVerifier::fixed(
+            Identity::fixed(
                 config.auth.clone(),
                 DEV_ISSUER.to_owned(),
                 &kit.key_set(),
@@ -177,12 +176,14 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 Some(i) => Some(IntrospectionSettings {
                     url: i.url.clone(),
                     client_id: i.client_id.clone(),
-                    client_secret: i.read_secret()?,
+                    client_secret: i.read_secret().map_err(|problem| {
+                        ConfigError::invalid("introspection_client_secret_file", problem)
+                    })?,
                     cache_ttl: i.cache_ttl,
                 }),
                 None => None,
             };
-            TokenVerifier::remote(config.auth.clone(), introspection, Arc::clone(&clock))?
+            Identity::remote(config.auth.clone(), introspection, Arc::clone(&clock))?
         }
     };
     // The provider being down must not stop start-up: we report not-ready and keep trying.
@@ -196,7 +197,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let metrics = services.metrics.clone();
     let state = AppState {
         services: Arc::new(services),
-        tokens: Arc::new(tokens),
+        identity: Arc::new(tokens),
         connections: OpenConnections::default(),
         limits: RateLimiters::start(config.rate_limits),
     };

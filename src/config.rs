@@ -6,6 +6,7 @@ use crate::domain::totp::{MAX_TOTP_DIGITS, MIN_TOTP_DIGITS};
 use crate::domain::{
     LockPolicy, LockoutPolicies, OtpSettings, PinPolicy, TotpAlgorithm, TotpSettings,
 };
+use crate::identity::{AuthSettings, IntrospectionConfig};
 use crate::store::PoolSettings;
 use secrecy::{ExposeSecret, SecretBox};
 use std::collections::BTreeMap;
@@ -254,12 +255,19 @@ pub enum ConfigError {
     File { path: PathBuf, problem: String },
 }
 
-fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        env: name.to_uppercase(),
-        problem: problem.into(),
+impl ConfigError {
+    /// A bad value of setting `name`; the message names its TOML key and environment variable.
+    pub fn invalid(name: &'static str, problem: impl Into<String>) -> Self {
+        Self::Invalid {
+            name,
+            env: name.to_uppercase(),
+            problem: problem.into(),
+        }
     }
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(name, problem)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -407,42 +415,6 @@ impl fmt::Display for RateQuota {
 pub struct RateLimits {
     pub per_client: Option<RateQuota>,
     pub per_address: Option<RateQuota>,
-}
-
-#[derive(Clone, Debug)]
-pub struct AuthSettings {
-    pub issuer: Option<String>,
-    pub jwks_url: Option<String>,
-    pub audience: Option<String>,
-    pub leeway: Duration,
-    pub linked_identity_claim: Option<String>,
-    /// The claim that says when the user registered (see `registration_claim`).
-    pub registration_claim: String,
-    pub introspection: Option<IntrospectionConfig>,
-}
-
-/// RFC 7662 introspection of opaque tokens: where, as which client, and how long answers are kept.
-#[derive(Clone, Debug)]
-pub struct IntrospectionConfig {
-    pub url: String,
-    pub client_id: String,
-    pub client_secret_file: PathBuf,
-    pub cache_ttl: Duration,
-}
-
-impl IntrospectionConfig {
-    /// Reads the client secret (trailing newlines are not part of it).
-    pub fn read_secret(&self) -> Result<secrecy::SecretString, ConfigError> {
-        let name = "introspection_client_secret_file";
-        let path = &self.client_secret_file;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| invalid(name, format!("cannot read {}: {e}", path.display())))?;
-        let secret = text.trim_end_matches(['\n', '\r']);
-        if secret.is_empty() {
-            return Err(invalid(name, format!("{} is empty", path.display())));
-        }
-        Ok(secrecy::SecretString::from(secret.to_owned()))
-    }
 }
 
 /// Timeouts and limits of the HTTP server (see `crate::server`).

@@ -1,33 +1,15 @@
-//! Who is calling: the bearer token, validated, and the scope each endpoint requires.
+//! The extractor that asks `identity` who is calling, and the scope each endpoint requires.
 
 use super::AppState;
 use super::context::RequestNotes;
 use super::error::ApiError;
-use super::token::TokenError;
-use crate::domain::Subject;
+pub use crate::identity::Caller;
+use crate::identity::TokenError;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use std::marker::PhantomData;
 use std::sync::Arc;
-
-/// The authenticated caller of a request.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub subject: Subject,
-    pub scopes: Vec<String>,
-    pub client_id: Option<String>,
-    pub email: Option<String>,
-    pub email_verified: Option<bool>,
-    /// When the user registered (unix seconds), if the token says so.
-    pub registered_at: Option<i64>,
-}
-
-impl Caller {
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
-    }
-}
 
 /// The scopes an endpoint accepts (any one of them is enough).
 pub trait ScopeRule {
@@ -87,7 +69,7 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let token = bearer_token(parts).ok_or(ApiError::MissingToken)?;
-    let claims = state.tokens.verify(token).await.map_err(|e| match e {
+    let caller = state.identity.verify(token).await.map_err(|e| match e {
         TokenError::ProviderUnavailable(_) => {
             tracing::warn!(reason = %e, "access token not checked");
             ApiError::IdentityProviderUnavailable
@@ -101,28 +83,17 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
             ApiError::InvalidToken
         }
     })?;
-    let subject = Subject::parse(&claims.sub).ok_or_else(|| {
-        tracing::info!("access token refused: unusable sub");
-        ApiError::InvalidToken
-    })?;
     // Per-client limit: after the signature, so nobody can spend another client's budget.
-    if let Some(client) = &claims.client_id {
+    if let Some(client) = &caller.client_id {
         state.limits.check_client(client)?;
     }
     if let (Some(notes), Some(client)) = (
         parts.extensions.get::<Arc<RequestNotes>>(),
-        &claims.client_id,
+        &caller.client_id,
     ) {
         let _ = notes.client_id.set(client.chars().take(128).collect());
     }
-    Ok(Caller {
-        subject,
-        scopes: claims.scopes,
-        client_id: claims.client_id,
-        email: claims.email,
-        email_verified: claims.email_verified,
-        registered_at: claims.registered_at,
-    })
+    Ok(caller)
 }
 
 impl<R: ScopeRule + Send + Sync> FromRequestParts<AppState> for Authorized<R> {

@@ -16,7 +16,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         tracing::warn!(error = %e, "not ready: database unreachable");
         return Err(ApiError::NotReady);
     }
-    if !state.tokens.ready() {
+    if !state.identity.ready() {
         tracing::warn!("not ready: no signing keys loaded yet");
         return Err(ApiError::NotReady);
     }

@@ -12,7 +12,7 @@ const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let load = state.services.hasher.load();
     let pool = state.services.store.pool_usage();
-    let (jwks_ok, jwks_failed) = state.tokens.refreshes();
+    let (jwks_ok, jwks_failed) = state.identity.refreshes();
     let text = state.services.metrics.render(Gauges {
         hash_waiting: load.waiting,
         hash_running: load.running,

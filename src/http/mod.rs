@@ -1,5 +1,5 @@
-//! The HTTP face of otpd: routes, extractors, content negotiation, bearer-token checks, and the
-//! mapping of service results to statuses and JSON:API errors.
+//! The HTTP face of otpd: routes, extractors, content negotiation, the extractor that asks
+//! `identity` who is calling, and the mapping of service results to statuses and JSON:API errors.
 
 pub mod auth;
 pub mod context;
@@ -7,9 +7,6 @@ pub mod deadline;
 pub mod devices;
 pub mod error;
 pub mod health;
-pub mod introspection;
-pub mod jwks;
-pub mod jwt;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
@@ -17,10 +14,10 @@ pub mod otp;
 pub mod pin;
 pub mod rate_limit;
 pub mod sendmail;
-pub mod token;
 pub mod user;
 pub mod verify;
 
+use crate::identity::Identity;
 use crate::server::OpenConnections;
 use crate::service::{ServiceError, Services};
 use axum::Router;
@@ -31,13 +28,12 @@ use axum::routing::get;
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
-use token::TokenVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]
 pub struct AppState {
     pub services: Arc<Services>,
-    pub tokens: Arc<TokenVerifier>,
+    pub identity: Arc<Identity>,
     /// Client connections open on this app's listeners.
     pub connections: OpenConnections,
     pub limits: Arc<rate_limit::RateLimiters>,

@@ -3,7 +3,6 @@
 
 pub mod account;
 pub mod attempts;
-pub mod clock;
 pub mod credentials;
 pub mod devices;
 pub mod digest;
@@ -14,10 +13,11 @@ pub mod redeem;
 pub mod totp_cipher;
 pub mod watch;
 
+/// The clock lives at the crate root (identity reads it too); re-exported where use cases find it.
+pub use crate::clock::{self, Clock, ManualClock, SystemClock};
 use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy, PinRejection, TotpSettings};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::OtpKey;
 pub use hasher::{HashError, Hasher};
 pub use mail::Mailer;

@@ -1,9 +1,9 @@
 //! JWT access tokens: the header checks that stop the classic attacks, then the signature against
 //! the issuer's published keys (`jwks::KeyCache`) and the standard claims.
 
+use super::AuthSettings;
+use super::TokenError;
 use super::jwks::KeyCache;
-use super::token::TokenError;
-use crate::config::AuthSettings;
 use jsonwebtoken::{Algorithm, Validation};
 use std::sync::Arc;
 

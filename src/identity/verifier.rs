@@ -5,56 +5,15 @@
 use super::introspection::{IntrospectionSettings, Introspector};
 use super::jwks::KeyCache;
 use super::jwt::{JwtVerifier, looks_like_jwt};
-use crate::config::AuthSettings;
-use crate::service::Clock;
-use jsonwebtoken::Algorithm;
+use super::{AuthSettings, Caller, TokenError};
+use crate::clock::Clock;
+use crate::domain::Subject;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-/// Why a token was refused. Logged, never sent: the client gets a generic 401 (or a 503 for
-/// `ProviderUnavailable`).
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("token larger than {MAX_TOKEN_BYTES} bytes")]
-    Oversized,
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    #[error("algorithm {0:?} is not allowed")]
-    AlgorithmNotAllowed(Algorithm),
-    #[error("header parameter `{0}` is not accepted")]
-    ForbiddenHeader(&'static str),
-    #[error("token type `{0}` is not an access token")]
-    WrongType(String),
-    #[error("no {1:?} key for kid {0:?}")]
-    UnknownKey(Option<String>, Algorithm),
-    #[error("claims rejected: {0}")]
-    Rejected(String),
-    #[error("the provider says the token is not active")]
-    Inactive,
-    #[error("the linked identity claim is missing")]
-    MissingLinkedIdentity,
-    #[error("the identity provider cannot vouch for tokens now: {0}")]
-    ProviderUnavailable(String),
-}
-
-/// What a valid token says about its caller.
-#[derive(Debug, Clone)]
-pub struct TokenClaims {
-    pub sub: String,
-    pub scopes: Vec<String>,
-    pub client_id: Option<String>,
-    /// The OpenID `email` claim, when present and a string.
-    pub email: Option<String>,
-    /// The OpenID `email_verified` claim: a boolean, or the strings "true"/"false" some
-    /// providers send. `None` when absent or anything else.
-    pub email_verified: Option<bool>,
-    /// When the user registered (unix seconds), from the configured `registration_claim`.
-    pub registered_at: Option<i64>,
-}
 
 /// A registration time as identity providers write it: unix seconds, or milliseconds (Keycloak's
 /// `createdTimestamp`), as a number or a numeric string. Values past the year 5138 in seconds are
@@ -68,13 +27,14 @@ fn unix_seconds(value: &Value) -> Option<i64> {
     Some(if n > 99_999_999_999 { n / 1000 } else { n })
 }
 
-pub struct TokenVerifier {
+/// Turns a bearer string into a verified [`Caller`]. Built once per app; cheap to share.
+pub struct Identity {
     settings: AuthSettings,
     jwt: JwtVerifier,
     introspection: Option<Introspector>,
 }
 
-impl TokenVerifier {
+impl Identity {
     /// A verifier for the configured issuer: keys from `jwks_url` or discovery, and introspection
     /// when `introspection` is given.
     pub fn remote(
@@ -140,7 +100,8 @@ impl TokenVerifier {
         self.jwt.keys().spawn_refresh();
     }
 
-    pub async fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
+    /// The one entry point: the caller a bearer token stands for, or why it stands for nobody.
+    pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Oversized);
         }
@@ -157,9 +118,11 @@ impl TokenVerifier {
     }
 
     /// The checks and the reading that both kinds of token share.
-    fn caller(&self, claims: Map<String, Value>) -> Result<TokenClaims, TokenError> {
-        let sub = match claims.get("sub") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+    fn caller(&self, claims: Map<String, Value>) -> Result<Caller, TokenError> {
+        let subject = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => {
+                Subject::parse(s).ok_or_else(|| TokenError::Rejected("unusable `sub`".into()))?
+            }
             _ => return Err(TokenError::Rejected("no `sub`".into())),
         };
         if let Some(name) = &self.settings.linked_identity_claim {
@@ -203,8 +166,8 @@ impl TokenVerifier {
         let registered_at = claims
             .get(&self.settings.registration_claim)
             .and_then(unix_seconds);
-        Ok(TokenClaims {
-            sub,
+        Ok(Caller {
+            subject,
             scopes,
             client_id,
             email,

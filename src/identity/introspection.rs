@@ -6,8 +6,8 @@
 //! provider that cannot answer is not a verdict on the token: that is `ProviderUnavailable` (503),
 //! not 401.
 
-use super::token::TokenError;
-use crate::service::Clock;
+use super::TokenError;
+use crate::clock::Clock;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

@@ -6,7 +6,7 @@
 //! serving (tokens signed by them still expire on their own), and only a successful fetch removes a
 //! key. Until the first successful fetch the service reports not-ready.
 
-use crate::service::Clock;
+use crate::clock::Clock;
 use jsonwebtoken::jwk::PublicKeyUse;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
