@@ -77,6 +77,9 @@ if ! ensure_oidc_provider; then
   echo "WARNING: node/npm unavailable: the real-provider tests (real_provider::*) will be skipped" >&2
 fi
 
+echo "== architecture (docs/architecture.md: the arrows that must never exist)"
+python3 scripts/check-architecture.py
+
 echo "== unit tests and integration suite on SQLite"
 cargo test --all-targets
 
