@@ -33,6 +33,7 @@ mod replicas;
 mod sdk_flows;
 mod secrecy;
 mod sendmail;
+mod settings_validation;
 mod shutdown;
 mod smtp;
 mod store_contract;
