@@ -19,6 +19,7 @@ mod errors;
 mod introspection;
 mod key_cache;
 mod lockout;
+mod lockout_more;
 mod metrics;
 mod openapi;
 mod otp_attempts;
