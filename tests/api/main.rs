@@ -40,6 +40,7 @@ mod smtp;
 mod store_contract;
 mod store_contract_attempts;
 mod store_contract_redeem;
+mod token_edges;
 mod tokens;
 mod totp_interop;
 mod verify_otp;
