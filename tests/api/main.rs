@@ -43,4 +43,5 @@ mod store_contract_redeem;
 mod token_edges;
 mod tokens;
 mod totp_interop;
+mod totp_key;
 mod verify_otp;
