@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod connections;
 mod copy_data;
+mod copy_data_more;
 mod create_otp;
 mod credential_errors;
 mod credential_support;
