@@ -34,6 +34,7 @@ mod real_provider;
 mod replicas;
 mod sdk_flows;
 mod secrecy;
+mod secrets_at_rest;
 mod sendmail;
 mod settings_validation;
 mod shutdown;
