@@ -7,6 +7,8 @@ use otpd::config::{Config, SETTINGS};
 use std::collections::BTreeSet;
 
 type Env = Vec<(String, String)>;
+/// (setting, value) pairs, by TOML name.
+type Settings = &'static [(&'static str, &'static str)];
 
 fn var(setting: &str) -> String {
     format!("OTPD_{}", setting.to_uppercase())
@@ -15,7 +17,7 @@ fn var(setting: &str) -> String {
 /// For every setting whose value is constrained: values it must refuse. The third member lists
 /// settings that must accompany the bad value for it to be looked at at all (an introspection
 /// cache only exists with an introspection endpoint).
-const BAD_VALUES: &[(&str, &[&str], &[(&str, &str)])] = &[
+const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ("listen", &["nowhere", "127.0.0.1", "127.0.0.1:99999"], &[]),
     ("database_url", &["mysql://db/otpd", "otpd.db"], &[]),
     ("database_max_connections", &["0", "1001", "ten"], &[]),
@@ -92,7 +94,7 @@ const BAD_VALUES: &[(&str, &[&str], &[(&str, &str)])] = &[
 
 /// Settings that must be given together, or in a certain relation: the combination that is
 /// refused and the setting the message must name.
-const BAD_COMBINATIONS: &[(&[(&str, &str)], &str)] = &[
+const BAD_COMBINATIONS: &[(Settings, &str)] = &[
     (
         &[("introspection_url", "https://id.example.com/introspect")],
         "introspection_client_id",
