@@ -20,12 +20,8 @@ use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// How often histogram samples are folded into buckets between scrapes.
-const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Things tests replace.
 #[derive(Default)]
@@ -247,14 +243,7 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let metrics = self.metrics.clone();
-        let upkeep = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                metrics.upkeep();
-            }
-        });
+        let upkeep = self.metrics.spawn_upkeep();
         let admin = self.admin.map(|(listener, router)| {
             tokio::spawn(server::serve(
                 listener,
@@ -292,25 +281,6 @@ impl App {
             }
             None => tracing::info!(addr = %self.local_addr(), "otpd listening"),
         }
-        self.serve_until(shutdown_signal()).await
+        self.serve_until(server::shutdown_signal()).await
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received");
 }
