@@ -11,7 +11,7 @@ pub enum LogFormat {
 /// `log` and `log_format`: what `serve` logs, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogSettings {
-    /// A `tracing` EnvFilter; an unparsable one falls back to `info`.
+    /// A `tracing` EnvFilter (checked when the settings are loaded).
     pub filter: String,
     pub format: LogFormat,
 }

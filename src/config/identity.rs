@@ -17,6 +17,9 @@ impl AuthSettings {
                 Some(_) => Err(invalid(name, "must be an http:// or https:// URL")),
             }
         };
+        // Checked even without introspection_url, so a bad value is found before it is used.
+        let cache_ttl =
+            Duration::from_secs(src.in_range("introspection_cache_seconds", 30u64, 0..=300)?);
         Ok(Self {
             issuer: url("oidc_issuer")?,
             jwks_url: url("jwks_url")?,
@@ -29,7 +32,7 @@ impl AuthSettings {
                 .to_owned(),
             introspection: match url("introspection_url")? {
                 None => None,
-                Some(url) => Some(introspection(src, url)?),
+                Some(url) => Some(introspection(src, url, cache_ttl)?),
             },
         })
     }
@@ -75,7 +78,11 @@ impl AuthSettings {
     }
 }
 
-fn introspection(src: &Source, url: String) -> Result<IntrospectionConfig, ConfigError> {
+fn introspection(
+    src: &Source,
+    url: String,
+    cache_ttl: Duration,
+) -> Result<IntrospectionConfig, ConfigError> {
     let required = |name: &'static str| {
         src.get(name)
             .ok_or_else(|| invalid(name, "required with introspection_url"))
@@ -84,11 +91,7 @@ fn introspection(src: &Source, url: String) -> Result<IntrospectionConfig, Confi
         url,
         client_id: required("introspection_client_id")?.to_owned(),
         client_secret_file: PathBuf::from(required("introspection_client_secret_file")?),
-        cache_ttl: Duration::from_secs(src.in_range(
-            "introspection_cache_seconds",
-            30u64,
-            0..=300,
-        )?),
+        cache_ttl,
     })
 }
 

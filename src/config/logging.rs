@@ -15,8 +15,16 @@ impl LogSettings {
                 ));
             }
         };
+        let filter = src.get("log").unwrap_or("info");
+        // Refused here rather than replaced at start-up: a typo must not silently log less.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
+            return Err(invalid(
+                "log",
+                format!("`{filter}` is not a log filter: {e}"),
+            ));
+        }
         Ok(Self {
-            filter: src.get("log").unwrap_or("info").to_owned(),
+            filter: filter.to_owned(),
             format,
         })
     }
@@ -36,5 +44,10 @@ mod tests {
     #[test]
     fn a_bad_log_format_names_itself() {
         assert_refused(&[("OTPD_LOG_FORMAT", "xml", "log_format")]);
+    }
+
+    #[test]
+    fn a_malformed_log_filter_names_itself() {
+        assert_refused(&[("OTPD_LOG", "otpd=verbose", "log")]);
     }
 }

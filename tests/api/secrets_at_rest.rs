@@ -164,7 +164,7 @@ async fn no_password_pin_otp_totp_secret_or_pepper_is_stored_in_postgresql() {
         "the live OTP's row is in the dump:\n{text}"
     );
     // ...and would show a secret kept as bytes: `bytea` prints as hex, as the live OTP's digest.
-    let key = otpd::service::OtpKey::derive(&app.config().read_pepper().unwrap());
+    let key = otpd::service::OtpKey::derive(&app.config().hashing.read_pepper().unwrap());
     let digest = key.digest(sub, &live);
     assert!(
         text.to_ascii_lowercase().contains(&hex(&digest)),
