@@ -125,6 +125,21 @@ impl Services {
         }
     }
 
+    /// Benchmarks only (`otpd dev bench-otps`, development mode): `count` live OTPs for `sub`
+    /// without any proof, as their digits.
+    pub async fn issue_bench_otps(
+        &self,
+        sub: &Subject,
+        count: usize,
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut codes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let issued = self.create_otp(sub, "factor=bench").await?;
+            codes.push(issued.code.expose().to_owned());
+        }
+        Ok(codes)
+    }
+
     /// Draws a code, stores its digest, and returns it with its expiry.
     pub(crate) async fn create_otp(
         &self,
