@@ -70,6 +70,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Factors locked or disabled after repeated failures, by factor",
     ),
     (
+        "otpd_device_totps_revoked_total",
+        Kind::Counter,
+        None,
+        "Device TOTPs revoked after otp_disable_after failed redemptions",
+    ),
+    (
         "otpd_mails_total",
         Kind::Counter,
         None,
@@ -202,6 +208,8 @@ impl Metrics {
                 .increment(0);
         }
         self.counter("otpd_otps_redeemed_total", &[]).increment(0);
+        self.counter("otpd_device_totps_revoked_total", &[])
+            .increment(0);
         self.counter("otpd_otps_refused_total", &[]).increment(0);
         self.counter("otpd_hash_rejected_total", &[]).increment(0);
     }
@@ -268,6 +276,12 @@ impl Metrics {
     pub fn lock(&self, factor: &'static str) {
         self.counter("otpd_locks_total", &[("factor", factor)])
             .increment(1);
+    }
+
+    /// Device TOTPs revoked because their codes failed too often (`otp_disable_after`).
+    pub fn devices_revoked(&self, count: u64) {
+        self.counter("otpd_device_totps_revoked_total", &[])
+            .increment(count);
     }
 
     /// An OTP mail; `result` is `sent`, `failed` or `limited`.

@@ -135,6 +135,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "consecutive failed OTP/TOTP redemptions from which each failure revokes the user's live OTPs and locks redemption (0 = never)",
     ),
     (
+        "otp_disable_after",
+        "20",
+        "failed redemptions that checked a device TOTP, with no success of that device between them, after which the device is revoked (0 = never)",
+    ),
+    (
         "lock_base_seconds",
         "30",
         "the first lock of a factor; each further failure doubles it",

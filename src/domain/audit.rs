@@ -18,6 +18,8 @@ pub enum AuditEvent {
     /// A new PIN broke the PIN policy (`PUT /user/pin`).
     PinPolicyRefused,
     DeviceTotpCreated,
+    /// Too many failed redemptions checked this device's codes: its secret was deleted.
+    DeviceTotpRevoked,
     /// Every credential of the user was erased; this row and the earlier ones stay.
     UserDeleted,
     /// A failure locked the factor for a while (detail: failures and lock end).
@@ -44,6 +46,7 @@ impl AuditEvent {
             AuditEvent::OtpRedeemed => "otp.redeemed",
             AuditEvent::PinPolicyRefused => "pin.policy-refused",
             AuditEvent::DeviceTotpCreated => "device-totp.created",
+            AuditEvent::DeviceTotpRevoked => "device-totp.revoked",
             AuditEvent::UserDeleted => "user.deleted",
             AuditEvent::Locked(G::Password) => "password.locked",
             AuditEvent::Locked(G::Pin) => "pin.locked",

@@ -55,15 +55,22 @@ impl Services {
             }
             return Ok(Checked::Passed(value));
         }
-        let failed = FailedAttempt {
-            factor,
-            failures: state.failures,
-            // Disabling supersedes the lock the same failure would start.
-            locked_until: (!state.disabled && !policy.lock_after(state.failures).is_zero())
-                .then_some(state.locked_until),
-            disabled: state.disabled,
-            revoke_otps: policy.revokes_at(state.failures),
-        };
+        // Every OTP path but /verify accepts device TOTPs, and /verify goes through
+        // `redeem_counted`: a guarded OTP check has compared device codes.
+        let devices_checked = factor == GuardedFactor::Otp;
+        let failed = FailedAttempt::after(factor, policy, state, devices_checked);
+        self.failure_noted(&failed);
+        let revoked = self
+            .store
+            .attempt_failed(sub, failed, to_millis(self.clock.now()))
+            .await?;
+        self.devices_revoked(revoked);
+        Ok(Checked::Failed)
+    }
+
+    /// Metrics and the log line of a counted failure (the audit rows are the store's).
+    pub(super) fn failure_noted(&self, failed: &FailedAttempt) {
+        let factor = failed.factor;
         self.metrics.credential_failure(factor.as_str());
         if failed.locked_until.is_some() || failed.disabled {
             self.metrics.lock(factor.as_str());
@@ -74,10 +81,16 @@ impl Services {
                 "credential locked after consecutive failures"
             );
         }
-        self.store
-            .attempt_failed(sub, failed, to_millis(self.clock.now()))
-            .await?;
-        Ok(Checked::Failed)
+    }
+
+    pub(super) fn devices_revoked(&self, revoked: u64) {
+        if revoked > 0 {
+            self.metrics.devices_revoked(revoked);
+            tracing::warn!(
+                devices = revoked,
+                "device TOTPs revoked after too many failed redemptions"
+            );
+        }
     }
 
     /// The stored counters of every guarded factor of the user (clean factors included).
@@ -168,7 +181,7 @@ impl fmt::Display for UserStatus {
     }
 }
 
-fn refusal<T>(state: AttemptState, now: i64) -> Checked<T> {
+pub(super) fn refusal<T>(state: AttemptState, now: i64) -> Checked<T> {
     match state.admission(now) {
         Admission::Disabled => Checked::Disabled,
         Admission::Locked { retry_after } => Checked::Locked { retry_after },

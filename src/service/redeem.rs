@@ -1,14 +1,14 @@
 //! Redeeming one-time passwords: account OTPs and device TOTPs, for every endpoint that takes an
 //! OTP. The one place that decides whether a code is valid, so attempt limits belong here.
 
-use super::attempts::Checked;
+use super::attempts::{Checked, refusal};
 use super::clock::to_millis;
 use super::{ServiceError, Services};
 use crate::domain::totp::matching_steps;
 use crate::domain::{
     DeviceId, GuardedFactor, OtpCode, OtpTypes, Subject, TotpAlgorithm, TotpSettings,
 };
-use crate::store::{FollowUp, Redeemed, Redemption, StoredDevice};
+use crate::store::{CountedRedemption, FollowUp, Redeemed, Redemption, StoredDevice};
 use secrecy::{ExposeSecret, SecretString};
 
 impl Services {
@@ -26,9 +26,14 @@ impl Services {
 
     /// Consumes `code` and applies `then` in the same transaction; neither happens without the
     /// other. `InvalidOtp` when no candidate is valid (unknown, expired, used, replayed step).
-    /// Every redemption runs under the user's OTP attempt limit (docs/lockout.md): counted before
-    /// the code is looked at, `CredentialLocked` without looking while locked, and from the 5th
-    /// consecutive failure on each failure revokes the user's live account OTPs.
+    /// Every redemption runs under the user's OTP attempt limit (docs/lockout.md), counted in the
+    /// same transaction before the code is looked at: `CredentialLocked` without looking while
+    /// locked; from the 5th consecutive failure each failure revokes the user's live account
+    /// OTPs, and a device whose codes failed `otp_disable_after` times is revoked.
+    ///
+    /// The candidates (HMAC digest, TOTP steps of each device) are computed before the
+    /// transaction, so it holds the user's counter row only for a few statements; for a locked
+    /// user that costs a device read and a few HMACs, no secret is compared.
     pub(crate) async fn redeem_otp_then(
         &self,
         sub: &Subject,
@@ -36,70 +41,81 @@ impl Services {
         types: OtpTypes,
         then: FollowUp<'_>,
     ) -> Result<Redeemed, ServiceError> {
-        let checked = self
-            .guarded(sub, GuardedFactor::Otp, || {
-                self.try_redeem(sub, otp, types, then)
-            })
+        let now = self.clock.now();
+        let (candidates, devices_checked) = self.candidates(sub, otp, types, now).await?;
+        let changes_credentials = !matches!(then, FollowUp::Nothing);
+        let policy = self.lockout.of(GuardedFactor::Otp);
+        let counted = self
+            .store
+            .redeem_counted(
+                sub,
+                &candidates,
+                then,
+                policy,
+                devices_checked,
+                to_millis(now),
+            )
             .await?;
-        match checked {
-            Checked::Passed(redeemed) => {
+        match counted {
+            CountedRedemption::Redeemed(redeemed) => {
+                if changes_credentials {
+                    self.watch.changed(sub);
+                }
                 self.metrics.otp_redeemed();
                 Ok(redeemed)
             }
-            Checked::Failed => {
+            CountedRedemption::Failed {
+                failed,
+                devices_revoked,
+            } => {
                 self.metrics.otp_refused();
+                self.failure_noted(&failed);
+                self.devices_revoked(devices_revoked);
                 Err(ServiceError::InvalidOtp)
             }
-            Checked::Locked { retry_after } => {
+            CountedRedemption::Refused(state) => {
                 self.metrics.otp_refused();
-                Err(ServiceError::CredentialLocked { retry_after })
-            }
-            Checked::Disabled => {
-                self.metrics.otp_refused();
-                Err(ServiceError::CredentialDisabled)
+                Err(match refusal::<()>(state, to_millis(now)) {
+                    Checked::Disabled => ServiceError::CredentialDisabled,
+                    Checked::Locked { retry_after } => {
+                        ServiceError::CredentialLocked { retry_after }
+                    }
+                    Checked::Passed(()) | Checked::Failed => ServiceError::CredentialLocked {
+                        retry_after: std::time::Duration::from_secs(1),
+                    },
+                })
             }
         }
     }
 
-    /// One redemption, already admitted by the attempt limit: `None` when no candidate is valid.
-    async fn try_redeem(
+    /// What `otp` could be for `sub`: the digest of an account OTP, and each device step whose
+    /// code it is; and whether device codes were compared at all (a failure then counts against
+    /// the user's devices). A value that is not 6..10 digits matches nothing.
+    async fn candidates(
         &self,
         sub: &Subject,
         otp: &SecretString,
         types: OtpTypes,
-        then: FollowUp<'_>,
-    ) -> Result<Option<Redeemed>, ServiceError> {
-        let now = self.clock.now();
-        let Some(code) = OtpCode::parse(otp.expose_secret()) else {
-            return Ok(None);
-        };
-        let code = &code;
+        now: time::OffsetDateTime,
+    ) -> Result<(Redemption, bool), ServiceError> {
         let mut candidates = Redemption::default();
+        let devices = if types.device_totp {
+            self.store.devices(sub).await?
+        } else {
+            vec![]
+        };
+        let Some(code) = OtpCode::parse(otp.expose_secret()) else {
+            return Ok((candidates, !devices.is_empty()));
+        };
         if types.account {
             candidates.account_digest = Some(self.otp_key.digest(sub.as_str(), code.expose()));
         }
-        if types.device_totp {
-            for device in self.store.devices(sub).await? {
-                for step in self.device_steps(sub, &device, code, now.unix_timestamp()) {
-                    candidates.device_steps.push((device.clone(), step));
-                }
+        for device in &devices {
+            for step in self.device_steps(sub, device, &code, now.unix_timestamp()) {
+                candidates.device_steps.push((device.clone(), step));
             }
         }
-        let changes_credentials = !matches!(then, FollowUp::Nothing);
-        match self
-            .store
-            .redeem(sub, &candidates, then, to_millis(now))
-            .await?
-        {
-            Some(redeemed) => {
-                if changes_credentials {
-                    self.watch.changed(sub);
-                }
-                Ok(Some(redeemed))
-            }
-            // The refusal's audit row is written by the attempt limit, with the failure count.
-            None => Ok(None),
-        }
+        Ok((candidates, !devices.is_empty()))
     }
 
     /// The steps of `device` whose code is `code`. A device whose row cannot be read (wrong key,

@@ -10,7 +10,7 @@ pub mod sqlite;
 
 use crate::domain::{AuditEvent, Factor, Subject};
 use async_trait::async_trait;
-pub use attempts::{AttemptStore, FailedAttempt, Reservation};
+pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -156,6 +156,28 @@ pub struct PoolUsage {
     pub idle: u32,
     pub in_use: u32,
     pub max: u32,
+}
+
+impl PoolUsage {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+        Self {
+            idle,
+            in_use: pool.size().saturating_sub(idle),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
+impl std::ops::Add for PoolUsage {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            idle: self.idle + o.idle,
+            in_use: self.in_use + o.in_use,
+            max: self.max + o.max,
+        }
+    }
 }
 
 /// A device TOTP as stored: the secret only as ciphertext.

@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: for many replicas sharing one database. Same statements as SQLite (see
 //! `sql.rs`); migrations take PostgreSQL's advisory lock, so replicas starting together are safe.
 
-use super::{PoolSettings, StoreError};
+use super::{PoolSettings, PoolUsage, StoreError};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -10,6 +10,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PgStore {
     pub(super) pool: PgPool,
+    /// The same pool: PostgreSQL runs writers side by side (one user's are serialised by row
+    /// locks and `LOCK_USER`).
+    pub(super) writer: PgPool,
 }
 
 impl PgStore {
@@ -20,7 +23,14 @@ impl PgStore {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
+    }
+
+    fn usage(&self) -> PoolUsage {
+        PoolUsage::of(&self.pool)
     }
 }
 

@@ -1,7 +1,14 @@
-//! The embedded SQLite backend: one file, WAL journal, write transactions that begin IMMEDIATE so a
-//! read-then-write transaction waits for the lock instead of failing with SQLITE_BUSY.
+//! The embedded SQLite backend: one file, WAL journal, one writer connection and a pool of readers.
+//!
+//! SQLite lets one transaction write at a time. Several pooled connections that all want to write
+//! fight for that lock through `busy_timeout`, whose back-off sleeps (up to 100 ms) left the file
+//! idle while requests waited: measured 270–750 redemptions/s with 840 ms tails. So every write
+//! goes through a pool of exactly one connection, where writers queue in order and the lock is never
+//! contended inside the process; reads use their own pool and, in WAL mode, never wait for the
+//! writer. Write transactions still begin IMMEDIATE, for a second process on the same file (an
+//! operator command while the server runs).
 
-use super::{PoolSettings, StoreError};
+use super::{PoolSettings, PoolUsage, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -9,7 +16,10 @@ use std::str::FromStr;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
+    /// Readers: `database_max_connections` of them.
     pub(super) pool: SqlitePool,
+    /// The one writer.
+    pub(super) writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -26,12 +36,22 @@ impl SqliteStore {
             // same "database too busy, 503" bound on both backends.
             .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
+        // The writer first: it creates the file and switches it to WAL before any reader opens it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.create_if_missing(false))
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
+    }
+
+    fn usage(&self) -> PoolUsage {
+        PoolUsage::of(&self.pool) + PoolUsage::of(&self.writer)
     }
 }
 

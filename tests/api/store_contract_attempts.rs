@@ -120,6 +120,7 @@ async fn store_a_failure_that_revokes_deletes_only_live_otps_with_its_audit_rows
                 locked_until: Some(NOW + 30_000),
                 disabled: false,
                 revoke_otps: true,
+                revoke_devices_after: None,
             },
             NOW + 2,
         )
