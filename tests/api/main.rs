@@ -14,6 +14,7 @@ mod create_otp;
 mod credential_errors;
 mod credential_support;
 mod delete_user;
+mod device_revocation;
 mod device_totp;
 mod durability;
 mod errors;
