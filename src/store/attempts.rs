@@ -278,6 +278,39 @@ macro_rules! impl_attempt_store {
                 Ok(())
             }
 
+            /// The body of `redeem_counted`, inside the caller's write transaction (which may
+            /// hold other redemptions of a group commit: nothing here ends the transaction).
+            pub(super) async fn redeem_counted_in(
+                conn: &mut Conn,
+                sub: &Subject,
+                candidates: &Redemption,
+                then: FollowUp<'_>,
+                policy: &LockPolicy,
+                devices_checked: bool,
+                now: Millis,
+            ) -> Result<CountedRedemption, StoreError> {
+                let factor = GuardedFactor::Otp;
+                // Counting first takes the row lock (PostgreSQL) or runs under the file's write
+                // lock (SQLite): the check below is already counted when it runs. A refusal
+                // writes nothing.
+                let state = match count_attempt(&mut *conn, sub, factor, policy, now).await? {
+                    Reservation::Admitted(state) => state,
+                    Reservation::Refused(state) => return Ok(CountedRedemption::Refused(state)),
+                };
+                Ok(match consume(&mut *conn, sub, candidates, now).await? {
+                    Some(redeemed) => {
+                        reset(&mut *conn, sub, factor).await?;
+                        redeemed_with(&mut *conn, sub, &redeemed, then, now).await?;
+                        CountedRedemption::Redeemed(redeemed)
+                    }
+                    None => {
+                        let failed = FailedAttempt::after(factor, policy, state, devices_checked);
+                        let devices_revoked = record_failure(&mut *conn, sub, &failed, now).await?;
+                        CountedRedemption::Failed { failed, devices_revoked }
+                    }
+                })
+            }
+
             #[async_trait::async_trait]
             impl $crate::store::AttemptStore for $store {
                 async fn reserve_attempt(
@@ -323,29 +356,14 @@ macro_rules! impl_attempt_store {
                     devices_checked: bool,
                     now: Millis,
                 ) -> Result<CountedRedemption, StoreError> {
-                    let factor = GuardedFactor::Otp;
+                    if let (FollowUp::Nothing, Some(group)) = (&then, self.group_commit()) {
+                        let job = (sub.clone(), candidates.clone(), *policy, devices_checked, now);
+                        return group.redeem(job).await;
+                    }
                     let mut tx = self.begin_write().await?;
-                    // Counting first takes the row lock (PostgreSQL) or runs under the file's
-                    // write lock (SQLite): the check below is already counted when it runs.
-                    let state = match count_attempt(&mut tx, sub, factor, policy, now).await? {
-                        Reservation::Admitted(state) => state,
-                        Reservation::Refused(state) => {
-                            tx.rollback().await?;
-                            return Ok(CountedRedemption::Refused(state));
-                        }
-                    };
-                    let outcome = match consume(&mut tx, sub, candidates, now).await? {
-                        Some(redeemed) => {
-                            reset(&mut tx, sub, factor).await?;
-                            redeemed_with(&mut tx, sub, &redeemed, then, now).await?;
-                            CountedRedemption::Redeemed(redeemed)
-                        }
-                        None => {
-                            let failed = FailedAttempt::after(factor, policy, state, devices_checked);
-                            let devices_revoked = record_failure(&mut tx, sub, &failed, now).await?;
-                            CountedRedemption::Failed { failed, devices_revoked }
-                        }
-                    };
+                    let outcome =
+                        redeem_counted_in(&mut tx, sub, candidates, then, policy, devices_checked, now)
+                            .await?;
                     tx.commit().await?;
                     Ok(outcome)
                 }

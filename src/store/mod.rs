@@ -4,6 +4,7 @@
 
 mod attempts;
 pub mod copy;
+mod group_commit;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -24,6 +25,18 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// The same kind of error for another caller of a failed group commit (sqlx errors are not
+    /// `Clone`): transient stays transient.
+    fn duplicate(&self) -> Self {
+        let again = sqlx::Error::Protocol(self.to_string());
+        match self {
+            StoreError::Unavailable(_) => StoreError::Unavailable(again),
+            _ => StoreError::Other(again),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

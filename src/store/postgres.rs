@@ -32,6 +32,12 @@ impl PgStore {
     fn usage(&self) -> PoolUsage {
         PoolUsage::of(&self.pool)
     }
+
+    /// PostgreSQL commits concurrent transactions together by itself (one WAL flush for many):
+    /// redemptions run in their own transactions, side by side.
+    fn group_commit(&self) -> Option<&super::group_commit::GroupCommit> {
+        None
+    }
 }
 
 /// Serialises one user's write transactions across every replica (READ COMMITTED alone would let

@@ -8,7 +8,8 @@
 //! writer. Write transactions still begin IMMEDIATE, for a second process on the same file (an
 //! operator command while the server runs).
 
-use super::{PoolSettings, PoolUsage, StoreError};
+use super::group_commit::{GroupCommit, Job};
+use super::{CountedRedemption, FollowUp, PoolSettings, PoolUsage, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -20,6 +21,8 @@ pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     /// The one writer.
     pub(super) writer: SqlitePool,
+    /// Redemptions without a follow-up, written in batches on the writer (`group_commit.rs`).
+    group: GroupCommit,
 }
 
 impl SqliteStore {
@@ -47,12 +50,46 @@ impl SqliteStore {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.create_if_missing(false))
             .await?;
-        Ok(Self { pool, writer })
+        let batch_writer = writer.clone();
+        let group = GroupCommit::start(move |jobs| write_batch(batch_writer.clone(), jobs));
+        Ok(Self {
+            pool,
+            writer,
+            group,
+        })
+    }
+
+    fn group_commit(&self) -> Option<&GroupCommit> {
+        Some(&self.group)
     }
 
     fn usage(&self) -> PoolUsage {
         PoolUsage::of(&self.pool) + PoolUsage::of(&self.writer)
     }
+}
+
+/// One transaction for a batch of redemptions; see `group_commit.rs`.
+async fn write_batch(
+    writer: SqlitePool,
+    jobs: Vec<Job>,
+) -> Result<Vec<CountedRedemption>, StoreError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (sub, candidates, policy, devices_checked, now) in &jobs {
+        let then = FollowUp::Nothing;
+        let outcome = attempt_sql::redeem_counted_in(
+            &mut tx,
+            sub,
+            candidates,
+            then,
+            policy,
+            *devices_checked,
+            *now,
+        );
+        outcomes.push(outcome.await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// `BEGIN IMMEDIATE` already serialises every write transaction of the file: no per-user lock.

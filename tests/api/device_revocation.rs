@@ -40,7 +40,11 @@ async fn guess(app: &TestApp, clock: &ManualClock, sub: &str, device: &DeviceSec
         match res.status().as_u16() {
             404 => return,
             429 => {
-                let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                let wait: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 clock.advance(Duration::from_secs(wait));
             }
             other => panic!("unexpected {other} for a wrong code"),
@@ -104,11 +108,16 @@ async fn an_account_otp_success_does_not_forgive_device_failures_but_a_device_su
     }
     clock.advance(Duration::from_secs(30));
     let otp = app.account_otp("hugo").await;
-    assert_eq!(app.verify("hugo", json!({ "otp": otp })).await.status(), 204);
+    assert_eq!(
+        app.verify("hugo", json!({ "otp": otp })).await.status(),
+        204
+    );
     assert_eq!(count(&events(&app, "hugo").await, "device-totp.revoked"), 0);
     guess(&app, &clock, "hugo", &hugo, 5).await;
     assert_eq!(count(&events(&app, "hugo").await, "device-totp.revoked"), 1);
-    let res = app.verify("hugo", json!({ "otp": code_now(&hugo, &clock) })).await;
+    let res = app
+        .verify("hugo", json!({ "otp": code_now(&hugo, &clock) }))
+        .await;
     assert_eq!(res.status(), 404, "the revoked device's code");
 
     // The same with a success of the device itself: its count starts over.
@@ -117,7 +126,9 @@ async fn an_account_otp_success_does_not_forgive_device_failures_but_a_device_su
         guess(&app, &clock, "ines", &ines, n).await;
     }
     clock.advance(Duration::from_secs(30));
-    let res = app.verify("ines", json!({ "otp": code_now(&ines, &clock) })).await;
+    let res = app
+        .verify("ines", json!({ "otp": code_now(&ines, &clock) }))
+        .await;
     assert_eq!(res.status(), 204);
     for n in 5..10 {
         guess(&app, &clock, "ines", &ines, n).await;
@@ -125,7 +136,9 @@ async fn an_account_otp_success_does_not_forgive_device_failures_but_a_device_su
     assert_eq!(count(&events(&app, "ines").await, "device-totp.revoked"), 0);
     // Wait out the lock and a time step (each step is accepted once): the device still works.
     clock.advance(Duration::from_secs(15 * 60));
-    let res = app.verify("ines", json!({ "otp": code_now(&ines, &clock) })).await;
+    let res = app
+        .verify("ines", json!({ "otp": code_now(&ines, &clock) }))
+        .await;
     assert_eq!(res.status(), 204);
 }
 
@@ -148,6 +161,8 @@ async fn failures_that_did_not_check_device_codes_do_not_count_against_devices()
     }
     assert_eq!(count(&events(&app, "jana").await, "device-totp.revoked"), 0);
     clock.advance(Duration::from_secs(60));
-    let res = app.verify("jana", json!({ "otp": code_now(&jana, &clock) })).await;
+    let res = app
+        .verify("jana", json!({ "otp": code_now(&jana, &clock) }))
+        .await;
     assert_eq!(res.status(), 204);
 }

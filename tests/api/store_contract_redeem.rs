@@ -225,7 +225,14 @@ async fn counted_race(c: &Contract, user: &str, candidates: Redemption) -> Vec<C
         let (store, candidates, u) = (Arc::clone(&c.store), candidates.clone(), sub(user));
         tokio::spawn(async move {
             store
-                .redeem_counted(&u, &candidates, FollowUp::Nothing, &LockPolicy::OTP, false, 2_000)
+                .redeem_counted(
+                    &u,
+                    &candidates,
+                    FollowUp::Nothing,
+                    &LockPolicy::OTP,
+                    false,
+                    2_000,
+                )
                 .await
                 .unwrap()
         })
