@@ -40,6 +40,32 @@ impl Services {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, ServiceError>>,
     {
+        let checked = self.guarded_until_success(sub, factor, check).await?;
+        if let Checked::Passed(_) = checked {
+            // The check's own effect (an OTP consumed, a PIN changed) has happened: a failed reset
+            // must not turn it into an error. The counter then stays high until the next success,
+            // which errs on the safe side.
+            if let Err(e) = self.store.attempt_succeeded(sub, factor).await {
+                tracing::warn!(factor = factor.as_str(), error = %e, "could not reset the attempt counter after a success");
+            }
+        }
+        Ok(checked)
+    }
+
+    /// `guarded` without the reset after a success: the reservation is the only write before the
+    /// check, and the caller resets the counter in the transaction that stores what the success
+    /// earned (`NewOtp::reset_attempts`), so a successful check costs one write transaction
+    /// after the hash instead of two. A caller that stores nothing must use `guarded`.
+    pub(crate) async fn guarded_until_success<T, F, Fut>(
+        &self,
+        sub: &Subject,
+        factor: GuardedFactor,
+        check: F,
+    ) -> Result<Checked<T>, ServiceError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, ServiceError>>,
+    {
         let policy = self.lockout.of(factor);
         let now = to_millis(self.clock.now());
         let state = match self.store.reserve_attempt(sub, factor, policy, now).await? {
@@ -47,12 +73,6 @@ impl Services {
             Reservation::Refused(state) => return Ok(refusal(state, now)),
         };
         if let Some(value) = check().await? {
-            // The check's own effect (an OTP consumed, a PIN changed) has happened: a failed reset
-            // must not turn it into an error. The counter then stays high until the next success,
-            // which errs on the safe side.
-            if let Err(e) = self.store.attempt_succeeded(sub, factor).await {
-                tracing::warn!(factor = factor.as_str(), error = %e, "could not reset the attempt counter after a success");
-            }
             return Ok(Checked::Passed(value));
         }
         // Every OTP path but /verify accepts device TOTPs, and /verify goes through

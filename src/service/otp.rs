@@ -3,11 +3,20 @@
 use super::attempts::Checked;
 use super::clock::to_millis;
 use super::{ServiceError, Services};
-use crate::domain::{Attempt, Factor, OtpCode, Subject};
+use crate::domain::{Attempt, Factor, GuardedFactor, OtpCode, Subject};
 use crate::store::{NewOtp, OtpInsert, StoredCredentials};
 use anyhow::anyhow;
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// Who resets a factor's attempt counter after it passed `check_proof`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ResetAfterSuccess {
+    /// `check_proof` itself, in its own write.
+    Now,
+    /// The caller, in the transaction that stores what the success earned.
+    ByCaller,
+}
 
 /// What the caller offered as proof; either may be absent.
 #[derive(Debug, Default)]
@@ -53,22 +62,27 @@ const MAX_DRAWS: usize = 3;
 impl Services {
     pub async fn issue_otp(&self, sub: &Subject, proof: Proof) -> Result<IssuedOtp, ServiceError> {
         let stored = self.store.credentials(sub).await?;
-        let factor = self.check_proof(sub, &stored, &proof).await?;
-        let issued = self
-            .create_otp(sub, &format!("factor={}", factor.as_str()))
+        let factor = self
+            .check_proof(sub, &stored, &proof, ResetAfterSuccess::ByCaller)
             .await?;
+        // The counter of the factor that passed is reset in the OTP's own transaction.
+        let detail = format!("factor={}", factor.as_str());
+        let issued = self.create_otp(sub, &detail, Some(factor.into())).await?;
         self.metrics.otp_issued("credential");
         Ok(issued)
     }
 
     /// Checks the offered factors in PACE order (password first, then PIN) and returns the first
     /// that matches. Each check runs under its factor's attempt limit; a locked or disabled factor
-    /// is skipped without being checked, so the other one still can succeed.
+    /// is skipped without being checked, so the other one still can succeed. With
+    /// `ResetAfterSuccess::ByCaller` the passing factor's counter is left for the caller to reset
+    /// in its own write.
     pub(super) async fn check_proof(
         &self,
         sub: &Subject,
         stored: &StoredCredentials,
         proof: &Proof,
+        reset: ResetAfterSuccess,
     ) -> Result<Factor, ServiceError> {
         let offered: Vec<(Factor, &Attempt, &str)> = [
             (Factor::Password, proof.password.as_ref()),
@@ -84,12 +98,17 @@ impl Services {
         let permit = self.hasher.admit()?;
         let mut refusals = Refusals::default();
         for (factor, attempt, phc) in offered {
-            let checked = self
-                .guarded(sub, factor.into(), || async {
-                    let v = permit.verify(attempt.expose(), phc).await?;
-                    Ok(v.matches.then_some(v))
-                })
-                .await?;
+            let check = || async {
+                let v = permit.verify(attempt.expose(), phc).await?;
+                Ok(v.matches.then_some(v))
+            };
+            let checked = match reset {
+                ResetAfterSuccess::Now => self.guarded(sub, factor.into(), check).await?,
+                ResetAfterSuccess::ByCaller => {
+                    self.guarded_until_success(sub, factor.into(), check)
+                        .await?
+                }
+            };
             match checked {
                 Checked::Passed(v) => {
                     drop(permit);
@@ -134,17 +153,19 @@ impl Services {
     ) -> Result<Vec<String>, ServiceError> {
         let mut codes = Vec::with_capacity(count);
         for _ in 0..count {
-            let issued = self.create_otp(sub, "factor=bench").await?;
+            let issued = self.create_otp(sub, "factor=bench", None).await?;
             codes.push(issued.code.expose().to_owned());
         }
         Ok(codes)
     }
 
-    /// Draws a code, stores its digest, and returns it with its expiry.
+    /// Draws a code, stores its digest, and returns it with its expiry; resets the attempt
+    /// counter of `reset_attempts` in the same transaction.
     pub(crate) async fn create_otp(
         &self,
         sub: &Subject,
         audit_detail: &str,
+        reset_attempts: Option<GuardedFactor>,
     ) -> Result<IssuedOtp, ServiceError> {
         let now = self.clock.now();
         let expires_at = (now + self.otp.ttl)
@@ -159,6 +180,7 @@ impl Services {
                 expires_at: to_millis(expires_at),
                 max_live: self.otp.max_live,
                 audit_detail,
+                reset_attempts,
             };
             if self.store.insert_otp(sub, new).await? == OtpInsert::Inserted {
                 return Ok(IssuedOtp { code, expires_at });

@@ -9,7 +9,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 
-use crate::domain::{AuditEvent, Factor, Subject};
+use crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
 use async_trait::async_trait;
 pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
 
@@ -138,6 +138,9 @@ pub struct NewOtp<'a> {
     pub max_live: u32,
     /// What the audit row says about how the OTP was earned (e.g. `factor=pin`).
     pub audit_detail: &'a str,
+    /// The check that earned this OTP succeeded: that factor's attempt counter starts over in the
+    /// same transaction (one write after the hash instead of two).
+    pub reset_attempts: Option<GuardedFactor>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

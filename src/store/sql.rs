@@ -267,6 +267,13 @@ macro_rules! impl_store {
                 async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError> {
                     let mut tx = self.begin_write().await?;
                     lock_user(&mut tx, sub).await?;
+                    if let Some(factor) = otp.reset_attempts {
+                        sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
+                            .bind(sub.as_str())
+                            .bind(factor.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     sqlx::query(
                         "DELETE FROM otps WHERE sub = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)",
                     )
