@@ -37,6 +37,7 @@ pub struct App {
     server: ServerSettings,
     connections: OpenConnections,
     metrics: Metrics,
+    services: Arc<Services>,
 }
 
 /// Installs the process-wide TLS provider (one for every crate; see docs/decisions.md).
@@ -136,6 +137,7 @@ async fn services_with(
         after_login_window: config.totp.after_login_window,
         watch: CredentialWatch::default(),
         lockout: config.limits.lockout,
+        retention: config.retention,
     })
 }
 
@@ -180,8 +182,9 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
     }
     tokens.spawn_refresh();
     let metrics = services.metrics.clone();
+    let services = Arc::new(services);
     let state = AppState {
-        services: Arc::new(services),
+        services: Arc::clone(&services),
         identity: Arc::new(tokens),
         connections: OpenConnections::default(),
         limits: RateLimiters::start(config.limits.rate),
@@ -218,6 +221,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         server: config.server,
         connections,
         metrics,
+        services,
     })
 }
 
@@ -244,6 +248,7 @@ impl App {
             let _ = rx.wait_for(|s| *s).await;
         };
         let upkeep = self.metrics.spawn_upkeep();
+        let retention = self.services.spawn_retention();
         let admin = self.admin.map(|(listener, router)| {
             tokio::spawn(server::serve(
                 listener,
@@ -270,6 +275,7 @@ impl App {
         }
         signal.abort();
         upkeep.abort();
+        retention.abort();
         Ok(())
     }
 

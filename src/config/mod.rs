@@ -20,6 +20,7 @@ mod logging;
 mod mail;
 mod server;
 mod settings;
+mod retention;
 mod store;
 mod totp;
 
@@ -31,7 +32,7 @@ use crate::domain::{OtpSettings, PinPolicy};
 use crate::http::HttpSettings;
 use crate::identity::AuthSettings;
 use crate::server::ServerSettings;
-use crate::service::{DeviceTotpSettings, HashingSettings};
+use crate::service::{DeviceTotpSettings, HashingSettings, RetentionSettings};
 use crate::store::StoreSettings;
 use crate::telemetry::LogSettings;
 use std::collections::BTreeMap;
@@ -80,6 +81,7 @@ pub struct Config {
     pub totp: DeviceTotpSettings,
     pub mail: MailSettings,
     pub log: LogSettings,
+    pub retention: RetentionSettings,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
     pub dev: bool,
 }
@@ -203,6 +205,7 @@ impl Config {
             server: ServerSettings::from_source(src)?,
             mail: MailSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
+            retention: RetentionSettings::from_source(src)?,
             dev,
         })
     }
@@ -243,6 +246,7 @@ impl Config {
         self.totp.describe(&mut lines);
         self.mail.describe(&mut lines);
         self.log.describe(&mut lines);
+        self.retention.describe(&mut lines);
         lines.sort_by_key(|(name, _)| SETTINGS.iter().position(|s| s.0 == *name));
         let mode = if self.dev {
             "DEVELOPMENT"

@@ -12,6 +12,7 @@ pub mod mail;
 pub mod otp;
 pub mod pepper;
 pub mod redeem;
+pub mod retention;
 pub mod totp_cipher;
 pub mod watch;
 
@@ -26,6 +27,7 @@ pub use hasher::{HashError, Hasher};
 pub use hashing_settings::{Argon2Settings, HashingSettings};
 pub use mail::Mailer;
 pub use pepper::Pepper;
+pub use retention::RetentionSettings;
 use std::sync::Arc;
 use std::time::Duration;
 pub use totp_cipher::TotpCipher;
@@ -51,6 +53,7 @@ pub struct Services {
     /// How long after registration the after-login grant allows a device TOTP without proof.
     pub after_login_window: Duration,
     pub watch: CredentialWatch,
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 mod attempts;
 pub mod copy;
 mod group_commit;
+pub(crate) mod retention;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -12,6 +13,7 @@ pub mod sqlite;
 use crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
 use async_trait::async_trait;
 pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
+pub use retention::{PruneKind, RetentionLease, RetentionStore};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -266,7 +268,7 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: AttemptStore + Send + Sync + 'static {
+pub trait Store: AttemptStore + RetentionStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -38,7 +38,22 @@ impl PgStore {
     fn group_commit(&self) -> Option<&super::group_commit::GroupCommit> {
         None
     }
+
+    /// One replica at a time: a session advisory lock, tried without waiting, on a connection
+    /// taken out of the pool for as long as the lease lives; dropping the lease closes that
+    /// connection, which releases the lock even if the job stopped half-way.
+    async fn take_retention_lease(&self) -> Result<Option<super::RetentionLease>, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RETENTION_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then(|| super::RetentionLease::held(conn)))
+    }
 }
+
+/// The advisory-lock key of the retention job ("otpd-ret" in ASCII): one replica prunes at a time.
+const RETENTION_LOCK_KEY: i64 = 0x6f74_7064_2d72_6574;
 
 /// Serialises one user's write transactions across every replica (READ COMMITTED alone would let
 /// two concurrent OTP inserts each prune without seeing the other's row). A transaction-scoped
@@ -53,3 +68,4 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);
+super::retention::impl_retention_store!(PgStore);

@@ -63,6 +63,11 @@ impl SqliteStore {
         Some(&self.group)
     }
 
+    /// One process owns the file: it may always prune.
+    async fn take_retention_lease(&self) -> Result<Option<super::RetentionLease>, StoreError> {
+        Ok(Some(super::RetentionLease::local()))
+    }
+
     fn usage(&self) -> PoolUsage {
         PoolUsage::of(&self.pool) + PoolUsage::of(&self.writer)
     }
@@ -103,3 +108,4 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
+super::retention::impl_retention_store!(SqliteStore);

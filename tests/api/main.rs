@@ -33,6 +33,7 @@ mod process;
 mod rate_limits;
 mod real_provider;
 mod replicas;
+mod retention;
 mod sdk_flows;
 mod secrecy;
 mod secrets_at_rest;
