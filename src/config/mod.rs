@@ -18,9 +18,9 @@ mod identity;
 mod limits;
 mod logging;
 mod mail;
+mod retention;
 mod server;
 mod settings;
-mod retention;
 mod store;
 mod totp;
 

@@ -25,10 +25,6 @@ mod tests {
         assert_eq!(load(&[]).unwrap().retention.audit_days, 400);
         let c = load(&[("OTPD_AUDIT_RETENTION_DAYS", "0")]).unwrap();
         assert_eq!(c.retention.audit_days, 0);
-        assert_refused(&[(
-            "OTPD_AUDIT_RETENTION_DAYS",
-            "-1",
-            "audit_retention_days",
-        )]);
+        assert_refused(&[("OTPD_AUDIT_RETENTION_DAYS", "-1", "audit_retention_days")]);
     }
 }

@@ -94,7 +94,10 @@ impl Services {
                 password: proof.password,
                 pin: proof.pin,
             };
-            match self.check_proof(sub, &stored_credentials, &knowledge, ResetAfterSuccess::Now).await {
+            match self
+                .check_proof(sub, &stored_credentials, &knowledge, ResetAfterSuccess::Now)
+                .await
+            {
                 Ok(factor) => factor.as_str(),
                 Err(ServiceError::InvalidCredentials | ServiceError::CredentialNotSet) => {
                     return Err(ServiceError::NoValidProof);

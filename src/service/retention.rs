@@ -55,7 +55,10 @@ impl Services {
             let mut deleted = 0;
             for _ in 0..MAX_BATCHES_PER_RUN {
                 let now = to_millis(self.clock.now());
-                let n = self.store.prune(kind, cutoff, now, self.retention.batch).await?;
+                let n = self
+                    .store
+                    .prune(kind, cutoff, now, self.retention.batch)
+                    .await?;
                 deleted += n;
                 self.metrics.retention_deleted(kind.as_str(), n);
                 if n < u64::from(self.retention.batch) {
@@ -72,7 +75,8 @@ impl Services {
     /// Rows of `kind` older than this (Unix ms) go; `None`: keep them all.
     fn cutoff(&self, kind: PruneKind) -> Option<i64> {
         let now = to_millis(self.clock.now());
-        let ago = |d: Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let ago =
+            |d: Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         match kind {
             PruneKind::ExpiredOtps => Some(now),
             PruneKind::StaleAttempts => Some(ago(STALE_OTP_COUNTER)),

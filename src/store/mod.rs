@@ -5,8 +5,8 @@
 mod attempts;
 pub mod copy;
 mod group_commit;
-pub(crate) mod retention;
 pub mod postgres;
+pub(crate) mod retention;
 mod sql;
 pub mod sqlite;
 

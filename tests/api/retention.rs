@@ -43,23 +43,36 @@ async fn the_job_removes_expired_otps_idle_otp_counters_and_old_audit_events_and
     let audit_before = events(&app, "kai").await.len();
 
     let report = services.prune_once().await.unwrap().expect("the lease");
-    assert!(report.values().all(|n| *n == 0), "nothing is old yet: {report:?}");
+    assert!(
+        report.values().all(|n| *n == 0),
+        "nothing is old yet: {report:?}"
+    );
 
     clock.advance(2 * DAY);
     let report = services.prune_once().await.unwrap().unwrap();
     assert_eq!(report["expired_otps"], 1, "{report:?}");
-    assert_eq!(report["stale_attempts"], 1, "only the OTP counter: {report:?}");
+    assert_eq!(
+        report["stale_attempts"], 1,
+        "only the OTP counter: {report:?}"
+    );
     assert_eq!(report["old_audit_events"], 0, "{report:?}");
     let otps = "SELECT COUNT(*) FROM otps WHERE sub = $1";
     assert_eq!(rows(&app, otps, "kai").await, 0);
     let counters = "SELECT COUNT(*) FROM attempts WHERE sub = $1";
-    assert_eq!(rows(&app, counters, "kai").await, 1, "the PIN counter stays");
+    assert_eq!(
+        rows(&app, counters, "kai").await,
+        1,
+        "the PIN counter stays"
+    );
 
     // A month later the early events go; one written now stays.
     clock.advance(30 * DAY);
     assert_eq!(app.verify("kai", json!({"otp": wrong})).await.status(), 404);
     let report = services.prune_once().await.unwrap().unwrap();
-    assert_eq!(report["old_audit_events"], audit_before as u64, "{report:?}");
+    assert_eq!(
+        report["old_audit_events"], audit_before as u64,
+        "{report:?}"
+    );
     let log = events(&app, "kai").await;
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(count(&log, "otp.refused"), 1);

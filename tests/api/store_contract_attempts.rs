@@ -137,7 +137,11 @@ async fn store_a_failure_that_revokes_deletes_only_live_otps_with_its_audit_rows
 async fn store_an_otp_insert_resets_the_counter_of_the_factor_that_earned_it_and_no_other() {
     let c = contract().await;
     let u = sub("contract-reset-with-otp");
-    for factor in [GuardedFactor::Pin, GuardedFactor::Pin, GuardedFactor::Password] {
+    for factor in [
+        GuardedFactor::Pin,
+        GuardedFactor::Pin,
+        GuardedFactor::Password,
+    ] {
         let policy = LockPolicy::PIN;
         c.store
             .reserve_attempt(&u, factor, &policy, NOW)
