@@ -5,13 +5,15 @@
 //! PostgreSQL server, in which case every test app gets a database of its own there.
 
 mod support;
+// The paths these had before they moved into `support`, for files that still use them.
+use support as credential_support;
+use support::{mail as smtp, process};
 
 mod cli;
 mod connections;
 mod copy_data;
 mod create_otp;
 mod credential_errors;
-mod credential_support;
 mod delete_user;
 mod device_totp;
 mod durability;
@@ -26,7 +28,6 @@ mod outage;
 mod overload;
 mod packaging;
 mod pin_api;
-mod process;
 mod rate_limits;
 mod real_provider;
 mod replicas;
@@ -34,7 +35,6 @@ mod sdk_flows;
 mod secrecy;
 mod sendmail;
 mod shutdown;
-mod smtp;
 mod store_contract;
 mod store_contract_attempts;
 mod store_contract_redeem;

@@ -1,15 +1,68 @@
-//! `otpd serve` as a real child process (the built binary), for replica, crash and outage tests:
-//! started on port 0, its address read from its own "listening" log line, killed with SIGKILL.
+//! The real binary as a child process: `otpd serve` for replica, crash and outage tests (started
+//! on port 0, its address read from its own "listening" log line, killed with SIGKILL), and the
+//! operator commands, each bounded in time so a command that hangs fails its test.
 
-use std::io::{BufRead, BufReader};
+use super::client::User;
+use super::issuer::TestIssuer;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long an operator command may take before its test fails.
+const COMMAND_BOUND: Duration = Duration::from_secs(60);
+
+/// Runs `otpd ARGS` with exactly `env`, `stdin` as its input; killed and failed after a minute.
+pub fn run_otpd(env: &[(String, String)], args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the otpd binary starts");
+    // A command that never reads its input must not block the test on a full pipe.
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_owned();
+    std::thread::spawn(move || input.write_all(stdin.as_bytes()));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = pipe.read_to_end(&mut out);
+            out
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > COMMAND_BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`otpd {}` still running after {COMMAND_BOUND:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
 
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub base: String,
+    pub http: reqwest::Client,
 }
 
 impl Server {
@@ -55,6 +108,7 @@ impl Server {
                 child,
                 addr,
                 base: base_path(env),
+                http: reqwest::Client::new(),
             },
             Ok(Ok(Err(log))) => panic!("otpd serve exited before listening:\n{log}"),
             Ok(Err(_)) | Err(_) => {
@@ -70,6 +124,11 @@ impl Server {
 
     pub fn root_url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `sub` calling this server with a token of `issuer` that has every scope.
+    pub fn as_user<'a>(&'a self, issuer: &'a TestIssuer, sub: &str) -> User<'a> {
+        User::new(&self.http, self.url(""), issuer, sub)
     }
 
     /// SIGKILL: no shutdown hook, no flush, no goodbye.
