@@ -142,7 +142,7 @@ async fn an_oversized_body_is_413() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_api_errors() {
     let app = TestApp::spawn().await;
-    let res = app.http.get(app.root_url("/nowhere")).send().await.unwrap();
+    let res = app.get_root("/nowhere").await;
     assert_error(res, 404, "not-found").await;
     let res = app.request(reqwest::Method::GET, "/user/otp").send().await;
     assert_eq!(res.headers()["allow"], "POST");

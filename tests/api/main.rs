@@ -6,7 +6,9 @@
 
 mod support;
 // The paths these had before they moved into `support`, for files that still use them.
+#[allow(unused_imports)]
 use support as credential_support;
+#[allow(unused_imports)]
 use support::{mail as smtp, process};
 
 mod cli;

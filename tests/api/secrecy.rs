@@ -10,43 +10,6 @@ use serde_json::{Value, json};
 
 const DEVICE: &str = "5d0c3f0e-8a51-4c1e-b1f4-2a9e7c3d6b10";
 
-/// Every stored row as text: the SQLite files' bytes, or each PostgreSQL row as JSON.
-async fn database_text(app: &TestApp) -> Vec<u8> {
-    if is_sqlite(&app.database_url) {
-        let mut bytes = vec![];
-        for entry in std::fs::read_dir(app.dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("otpd.db")
-            {
-                bytes.extend(std::fs::read(path).unwrap());
-            }
-        }
-        return bytes;
-    }
-    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let mut text = String::new();
-    for table in tables {
-        let sql = format!("SELECT row_to_json(t)::text FROM \"{table}\" t");
-        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        text.extend(rows.iter().map(|r| format!("{table} {r}\n")));
-    }
-    pool.close().await;
-    text.into_bytes()
-}
-
 #[tokio::test]
 async fn a_full_flow_leaves_no_secret_in_logs_metrics_or_database() {
     let Some(mut smtp) = SmtpSink::start().await else {
@@ -102,15 +65,10 @@ async fn a_full_flow_leaves_no_secret_in_logs_metrics_or_database() {
         .await;
     assert_eq!(res.status(), 201);
     let device = DeviceSecret::from_response(res).await;
-    let database = database_text(&app).await;
+    let database = stored_bytes(&app.database_url, app.dir.path()).await;
     assert_eq!(user.delete_user(&codes[2]).await.status(), 202);
-    let database_after = database_text(&app).await;
-    let metrics = reqwest::get(app.root_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let database_after = stored_bytes(&app.database_url, app.dir.path()).await;
+    let metrics = app.metrics_text().await;
 
     let logs = captured_logs();
     // The capture works: this flow's request lines are there, as JSON.

@@ -94,12 +94,7 @@ async fn the_mailed_code_verifies_exactly_once_under_parallel_redemption() {
         }
     }
     assert_eq!(accepted, 1);
-    let metrics = reqwest::get(app.root_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for line in [
         "otpd_otps_issued_total{via=\"mail\"} 1",
         "otpd_mails_total{result=\"sent\"} 1",

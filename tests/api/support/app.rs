@@ -77,6 +77,19 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `GET` of a path outside the API's base path (`/health/ready`, `/metrics`, `/openapi.json`).
+    pub async fn get_root(&self, path: &str) -> reqwest::Response {
+        let res = self.http.get(self.root_url(path)).send().await;
+        res.expect("the request reaches the app")
+    }
+
+    /// The `/metrics` text of the main listener.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.get_root("/metrics").await;
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
     pub fn config(&self) -> Config {
         Config::load(None, self.env.clone(), false).expect("test config")
     }
@@ -167,6 +180,12 @@ impl TestAppBuilder {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Drops a setting this builder had (a sibling's, say).
+    pub fn without_env(mut self, key: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
         self
     }
 

@@ -180,6 +180,11 @@ impl Call {
     pub async fn send(self) -> reqwest::Response {
         self.0.send().await.expect("the request reaches the app")
     }
+
+    /// `send` for a test in which the app may be gone (killed on purpose).
+    pub async fn try_send(self) -> reqwest::Result<reqwest::Response> {
+        self.0.send().await
+    }
 }
 
 /// The `otp` of a 201 from `POST /user/otp`.

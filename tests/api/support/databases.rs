@@ -41,6 +41,25 @@ pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
+/// The bytes of a test app's SQLite files (`otpd.db` and its WAL) in `dir`, to search for what
+/// must never be stored.
+pub fn sqlite_file_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = vec![];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("otpd.db") {
+            bytes.extend(std::fs::read(path).unwrap());
+        }
+    }
+    assert!(
+        bytes.len() > 1000,
+        "database files found in {}",
+        dir.display()
+    );
+    bytes
+}
+
 /// Runs `$body` with `$pool` bound to a short-lived pool of the backend `$url` names, so one
 /// piece of test SQL (`$1` placeholders run on both) serves SQLite and PostgreSQL.
 macro_rules! on_database {
@@ -89,6 +108,32 @@ pub async fn stored_otp_digests(url: &str, sub: &str) -> Vec<Vec<u8>> {
         .fetch_all(&pool)
         .await
         .unwrap())
+}
+
+/// Everything a test app stored, to search for what must never be: the bytes of its SQLite
+/// files in `dir`, or every row of its PostgreSQL database as JSON.
+pub async fn stored_bytes(url: &str, dir: &std::path::Path) -> Vec<u8> {
+    if is_sqlite(url) {
+        return sqlite_file_bytes(dir);
+    }
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut text = String::new();
+    for table in tables {
+        let sql = format!("SELECT row_to_json(t)::text FROM \"{table}\" t");
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        text.extend(rows.iter().map(|r| format!("{table} {r}\n")));
+    }
+    pool.close().await;
+    text.into_bytes()
 }
 
 /// Runs one statement with one text parameter; returns the rows it changed.

@@ -21,7 +21,7 @@ pub use client::{Call, DeviceSecret, JSON_API, PASSWORD, User, content_type, otp
 pub(crate) use databases::on_database;
 pub use databases::{
     count_live_digest, execute, fresh_database_url, is_sqlite, postgres_server, scalar,
-    schema_snapshot, stored_otp_digests, unique_name,
+    schema_snapshot, sqlite_file_bytes, stored_bytes, stored_otp_digests, unique_name,
 };
 pub use issuer::{ALL_SCOPES, EC_KID, RSA_KID, TestIssuer, fixture, public_jwk, rsa_key};
 pub use logs::{captured_logs, log_lines_with, request_id};
