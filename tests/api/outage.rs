@@ -14,12 +14,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A TCP forwarder to `upstream` that can be cut and restored. It keeps its listener for its
-/// whole life (freeing the port and binding it again would race anything else on the machine);
-/// while cut, it drops every forwarded connection and closes each new one at once.
+/// whole life (freeing the port and binding it again would race anything else on the machine).
+/// While cut it drops every forwarded connection and leaves each new one unanswered, as a
+/// database host that went away does, until the pool's connect timeout gives up on it.
 struct Forwarder {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
     pipes: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Connections accepted while cut: held open, never forwarded, dropped on restore.
+    held: Arc<Mutex<Vec<TcpStream>>>,
     accept: JoinHandle<()>,
 }
 
@@ -29,11 +32,13 @@ impl Forwarder {
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
         let pipes: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (is_up, all_pipes) = (Arc::clone(&up), Arc::clone(&pipes));
+        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (is_up, all_pipes, all_held) = (Arc::clone(&up), Arc::clone(&pipes), Arc::clone(&held));
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !is_up.load(Ordering::SeqCst) {
-                    continue; // dropped: the database is gone
+                    all_held.lock().unwrap().push(client);
+                    continue;
                 }
                 let pipe = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
@@ -47,11 +52,12 @@ impl Forwarder {
             addr,
             up,
             pipes,
+            held,
             accept,
         }
     }
 
-    /// Drops every forwarded connection and refuses new ones: the database is gone.
+    /// Drops every forwarded connection and answers no new one: the database is gone.
     fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for pipe in self.pipes.lock().unwrap().drain(..) {
@@ -62,6 +68,7 @@ impl Forwarder {
     /// Forwards again: the database is back.
     fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
     }
 }
 

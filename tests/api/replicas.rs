@@ -35,7 +35,11 @@ async fn replicas_with(app: &TestApp, extra: &[(&str, &str)]) -> Replicas {
 impl Replicas {
     /// `user` calling replica `a` (`i` even) or `b` (`i` odd).
     fn user_on(&self, i: usize, user: &str) -> User<'_> {
-        let on = if i % 2 == 0 { &self.a } else { &self.b };
+        let on = if i.is_multiple_of(2) {
+            &self.a
+        } else {
+            &self.b
+        };
         on.as_user(&self.issuer, user)
     }
 

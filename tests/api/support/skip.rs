@@ -50,7 +50,9 @@ pub(crate) use skip;
 /// A Python interpreter that can import `module`: `OTPD_TEST_PYTHON`, else the venv that
 /// scripts/test.sh makes under target/. Never installs anything mid-run.
 pub fn python_with(module: &str) -> Option<PathBuf> {
-    static FOUND: OnceLock<Mutex<Vec<(String, Option<PathBuf>)>>> = OnceLock::new();
+    /// Each module asked for, and the interpreter found for it.
+    type Found = Vec<(String, Option<PathBuf>)>;
+    static FOUND: OnceLock<Mutex<Found>> = OnceLock::new();
     let found = FOUND.get_or_init(Mutex::default);
     if let Some((_, py)) = found.lock().unwrap().iter().find(|(m, _)| m == module) {
         return py.clone();
