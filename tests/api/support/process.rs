@@ -1,13 +1,22 @@
 //! The real binary as a child process: `otpd serve` for replica, crash and outage tests (started
-//! on port 0, its address read from its own "listening" log line, killed with SIGKILL), and the
-//! operator commands, each bounded in time so a command that hangs fails its test.
+//! on port 0, its address read from its own "listening" log line, killed with SIGKILL), `otpd
+//! serve` with every log line kept for the shutdown tests, and the operator commands, each
+//! bounded in time so a command that hangs fails its test.
 
+use super::app::TestApp;
 use super::client::User;
 use super::issuer::TestIssuer;
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+use tokio::net::TcpStream;
+
+/// How long a child process may take to start, stop, or close its listener.
+const SAFETY: Duration = Duration::from_secs(60);
 
 /// How long an operator command may take before its test fails.
 const COMMAND_BOUND: Duration = Duration::from_secs(60);
@@ -164,4 +173,100 @@ pub fn with_env(env: &[(String, String)], key: &str, value: &str) -> Vec<(String
     let mut env: Vec<_> = env.iter().filter(|(k, _)| k != key).cloned().collect();
     env.push((key.to_owned(), value.to_owned()));
     env
+}
+
+/// `otpd serve` as a child process with JSON logs; its stderr lines are collected.
+pub struct Served {
+    child: tokio::process::Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    /// Ends when the child's stderr closes: every line is collected then.
+    collector: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn serve_binary(app: &TestApp, extra: &[(&str, &str)]) -> Served {
+    let mut env = app.env.clone();
+    env.retain(|(k, _)| k != "OTPD_LISTEN");
+    env.push(("OTPD_LISTEN".into(), "127.0.0.1:0".into()));
+    env.push(("OTPD_LOG_FORMAT".into(), "json".into()));
+    env.push(("OTPD_LOG".into(), "debug".into()));
+    for (k, v) in extra {
+        env.push(((*k).into(), (*v).into()));
+    }
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .arg("serve")
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("otpd starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let addr = loop {
+        let line = tokio::time::timeout(SAFETY, lines.next_line())
+            .await
+            .expect("otpd logs its address")
+            .unwrap()
+            .expect("otpd exited before listening");
+        logs.lock().unwrap().push(line.clone());
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "otpd listening"
+        {
+            break v["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    let collected = Arc::clone(&logs);
+    let collector = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    Served {
+        child,
+        addr,
+        logs,
+        collector: Some(collector),
+    }
+}
+
+impl Served {
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until a new connection is refused: the listener is closed.
+    pub async fn wait_until_refusing(&self) {
+        let refused = async {
+            while TcpStream::connect(self.addr).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(SAFETY, refused)
+            .await
+            .expect("the listener closes after SIGTERM");
+    }
+
+    /// Waits for the process to exit and for its last log lines.
+    pub async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let status = tokio::time::timeout(SAFETY, self.child.wait())
+            .await
+            .expect("otpd exits after SIGTERM")
+            .unwrap();
+        if let Some(collector) = self.collector.take() {
+            let _ = tokio::time::timeout(SAFETY, collector).await;
+        }
+        status
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
 }

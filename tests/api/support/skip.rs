@@ -13,18 +13,25 @@ pub fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
-/// Prints the skip line for `test` (a function path as `type_name` gives it).
-pub fn report_skip(test: &str, why: &str) {
-    let mut test = test.strip_prefix("api::").unwrap_or(test);
+/// `module::test` from a function path as `type_name` gives it inside a test.
+fn test_name(path: &str) -> &str {
+    let mut test = path.strip_prefix("api::").unwrap_or(path);
     while let Some(outer) = test.strip_suffix("::{{closure}}") {
         test = outer;
     }
+    test
+}
+
+/// Prints the skip line for `test`.
+pub fn report_skip(test: &str, why: &str) {
+    let test = test_name(test);
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 /// Like `report_skip`, but a failure under CI: for a tool the machine lacks, not for a test that
 /// is about the other database backend.
 pub fn report_missing_tool(test: &str, why: &str) {
+    let test = test_name(test);
     assert!(!in_ci(), "{test}: {why}; CI must run every test");
     report_skip(test, why);
 }
