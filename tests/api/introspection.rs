@@ -118,6 +118,13 @@ fn active(app: &TestApp, sub: &str, scope: &str, exp_in: i64) -> Value {
     active_until(app, sub, scope, now() + exp_in)
 }
 
+/// An app that introspects with `stub`, and kim with a PIN.
+async fn kim_behind(stub: &Stub) -> TestApp {
+    let app = stub.app().spawn().await;
+    app.set_pin("kim", "1235").await;
+    app
+}
+
 /// `POST /user/otp` with kim's PIN and `token`, whatever it is.
 async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
     let kim = app.as_user("kim").with_token(token);
@@ -127,8 +134,7 @@ async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
 #[tokio::test]
 async fn an_active_opaque_token_is_accepted_and_an_inactive_one_refused() {
     let stub = Stub::start().await;
-    let app = stub.app().spawn().await;
-    app.set_pin("kim", "1235").await;
+    let app = kim_behind(&stub).await;
     stub.set("opaque-good", active(&app, "kim", "user:otp:create", 600));
     assert_eq!(post_with(&app, "opaque-good").await.status(), 201);
     stub.set("opaque-dead", json!({"active": false}));
@@ -243,8 +249,7 @@ async fn answers_are_cached_briefly_and_never_past_the_tokens_exp() {
 #[tokio::test]
 async fn a_provider_that_cannot_answer_is_503_not_401() {
     let stub = Stub::start().await;
-    let app = stub.app().spawn().await;
-    app.set_pin("kim", "1235").await;
+    let app = kim_behind(&stub).await;
     stub.set("tok", active(&app, "kim", "user:otp:create", 600));
     stub.down.store(true, Ordering::SeqCst);
     let res = post_with(&app, "tok").await;
@@ -270,13 +275,7 @@ async fn a_provider_that_cannot_answer_is_503_not_401() {
     assert_error(res, 503, "identity-provider-unavailable").await;
     // The stub refused the wrong secret (the client id was right): the request's log says the
     // provider could not answer, and nothing of either secret reaches the logs.
-    assert!(
-        log_lines_with(&id)
-            .iter()
-            .any(|l| l.contains("identity provider cannot vouch")),
-        "{:#?}",
-        log_lines_with(&id)
-    );
+    assert_logged(&id, "identity provider cannot vouch");
     let logs = captured_logs();
     assert!(!logs.contains(CLIENT_SECRET));
     assert!(!logs.contains("not-the-secret"));
@@ -306,10 +305,14 @@ async fn the_secret_is_read_from_its_file_and_sent_with_the_client_id() {
     // The stub answers only for CLIENT_ID:CLIENT_SECRET, the secret file's content without its
     // trailing newline; with another client id and the right secret, it refuses as well.
     let stub = Stub::start().await;
-    let app = stub.app().spawn().await;
-    app.set_pin("kim", "1235").await;
+    let app = kim_behind(&stub).await;
     stub.set("tok", active(&app, "kim", "user:otp:create", 600));
-    assert_eq!(post_with(&app, "tok").await.status(), 201);
+    let res = post_with(&app, "tok").await;
+    assert_eq!(
+        res.status(),
+        201,
+        "the secret file's content, trimmed, was sent"
+    );
     let other_client = stub
         .app()
         .env("OTPD_INTROSPECTION_CLIENT_ID", "not-otpd")

@@ -19,6 +19,15 @@ pub fn log_lines_with(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// Checks that a log line of the request `request_id` contains `text`.
+pub fn assert_logged(request_id: &str, text: &str) {
+    let lines = log_lines_with(request_id);
+    assert!(
+        lines.iter().any(|l| l.contains(text)),
+        "`{text}` not in the log of request {request_id}: {lines:#?}"
+    );
+}
+
 /// The `request-id` header of a response: the key to that request's log lines.
 pub fn request_id(res: &reqwest::Response) -> String {
     res.headers()["request-id"].to_str().unwrap().to_owned()

@@ -24,6 +24,6 @@ pub use databases::{
     schema_snapshot, sqlite_file_bytes, stored_bytes, stored_otp_digests, unique_name,
 };
 pub use issuer::{ALL_SCOPES, EC_KID, RSA_KID, TestIssuer, fixture, public_jwk, rsa_key};
-pub use logs::{captured_logs, log_lines_with, request_id};
+pub use logs::{assert_logged, captured_logs, log_lines_with, request_id};
 pub(crate) use skip::skip;
 pub use skip::{in_ci, python_with, report_missing_tool, report_skip};
