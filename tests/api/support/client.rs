@@ -265,6 +265,15 @@ impl TestApp {
     pub async fn get_check(&self, path: &str, sub: &str) -> reqwest::Response {
         self.as_user(sub).check(path).await
     }
+
+    /// A JSON:API request with every scope and both media-type headers, body still to add.
+    pub fn json_api(&self, method: Method, path: &str, sub: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(self.issuer.token(sub))
+            .header("content-type", JSON_API)
+            .header("accept", JSON_API)
+    }
 }
 
 /// A device TOTP as the device keeps it.
