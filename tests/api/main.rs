@@ -11,6 +11,9 @@ use support as credential_support;
 #[allow(unused_imports)]
 use support::{mail as smtp, process};
 
+mod admin_api;
+mod admin_audit;
+mod backup;
 mod cli;
 mod connections;
 mod copy_data;
