@@ -93,10 +93,12 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
         ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
         ("get", "/user/pin-or-password") => &[406],
         ("post", "/user/otp/sendmail") => &[422, 429],
-        ("get", "/admin/v1/users/{sub}") => &[400, 406],
-        ("get", "/admin/v1/users/{sub}/audit") => &[400, 406],
-        ("post", "/admin/v1/users/{sub}/unlock") | ("delete", "/admin/v1/users/{sub}") => &[400],
-        ("delete", "/admin/v1/users/{sub}/devices/{id}") => &[400, 404],
+        ("get", "/admin/v1/users/{sub}") => &[404, 406],
+        ("get", "/admin/v1/users/{sub}/audit") => &[400, 404, 406],
+        ("post", "/admin/v1/users/{sub}/unlock") => &[400, 404],
+        ("delete", "/admin/v1/users/{sub}") | ("delete", "/admin/v1/users/{sub}/devices/{id}") => {
+            &[404]
+        }
         _ => &[],
     };
     let takes_body = !BODYLESS.contains(&path) && !path.starts_with(ADMIN_PREFIX);
@@ -124,7 +126,7 @@ fn status_description(status: u16) -> &'static str {
         }
         404 => {
             "Not found: the OTP is not valid (`invalid-otp`), the credential is not set, or (admin) the device \
-             does not exist (`device-not-found`)."
+             does not exist (`device-not-found`) or the `sub` is one no token can carry (`not-found`)."
         }
         406 => {
             "The Accept header excludes the response's media type, or the new PIN is not secure (`pin-not-secure`)."

@@ -26,12 +26,12 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 pub struct AuditQuery {
     /// Events per page, 1..200 (default 50).
     #[serde(rename = "page[size]")]
-    #[param(rename = "page[size]")]
+    #[param(rename = "page[size]", value_type = Option<u32>, minimum = 1, maximum = 200)]
     size: Option<String>,
     /// Cursor: only events after the event with this id (the `id` of the last event already
     /// seen, or the `page[after]` of `links.next`). Absent: from the first event.
     #[serde(rename = "page[after]")]
-    #[param(rename = "page[after]")]
+    #[param(rename = "page[after]", value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
 }
 
@@ -71,7 +71,7 @@ impl AuditQuery {
     path = "/admin/v1/users/{sub}/audit",
     tag = "Admin",
     operation_id = "AdminListAuditEvents",
-    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded)"), AuditQuery),
+    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded); one no token can carry (over 255 bytes, control characters) is 404", min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"), AuditQuery),
     responses((status = 200, description = "One page of audit events.", body = AuditPageDocument, content_type = "application/vnd.api+json")),
     security(("bearer" = ["otpd:admin"]))
 )]

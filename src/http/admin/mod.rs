@@ -83,12 +83,10 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
-/// The `{sub}` of an admin path: the user acted on.
+/// The `{sub}` of an admin path: the user acted on. A `sub` that no valid token can carry (over
+/// 255 bytes, control characters) names no user otpd can have: 404.
 fn target(raw: &str) -> Result<Subject, ApiError> {
-    Subject::parse(raw).ok_or_else(|| ApiError::InvalidParameter {
-        parameter: "sub",
-        detail: "The user id must be 1..255 characters without control characters.".into(),
-    })
+    Subject::parse(raw).ok_or(ApiError::NotFound)
 }
 
 /// The admin routes with their documentation (tag `Admin`), at their full paths.

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 /// Show a user
 ///
@@ -24,7 +24,7 @@ use utoipa::IntoParams;
     path = "/admin/v1/users/{sub}",
     tag = "Admin",
     operation_id = "AdminShowUser",
-    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded)")),
+    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded); one no token can carry (over 255 bytes, control characters) is 404", min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")),
     responses((status = 200, description = "The user's credential state.", body = AdminUserDocument, content_type = "application/vnd.api+json")),
     security(("bearer" = ["otpd:admin"]))
 )]
@@ -46,7 +46,18 @@ pub async fn show(
 #[into_params(parameter_in = Query)]
 pub struct UnlockQuery {
     /// `pin`, `password` or `otp`; absent: all three.
+    #[param(value_type = Option<UnlockFactor>)]
     factor: Option<String>,
+}
+
+/// The factors an unlock can name (the schema of `factor`; parsed as `GuardedFactor`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum UnlockFactor {
+    Pin,
+    Password,
+    Otp,
 }
 
 /// Unlock a user
@@ -59,7 +70,7 @@ pub struct UnlockQuery {
     path = "/admin/v1/users/{sub}/unlock",
     tag = "Admin",
     operation_id = "AdminUnlockUser",
-    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded)"), UnlockQuery),
+    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded); one no token can carry (over 255 bytes, control characters) is 404", min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"), UnlockQuery),
     responses((status = 204, description = "Unlocked.")),
     security(("bearer" = ["otpd:admin"]))
 )]
@@ -95,7 +106,7 @@ pub async fn unlock(
     path = "/admin/v1/users/{sub}",
     tag = "Admin",
     operation_id = "AdminEraseUser",
-    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded)")),
+    params(("sub" = String, Path, description = "The user's `sub` (percent-encoded); one no token can carry (over 255 bytes, control characters) is 404", min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")),
     responses((status = 204, description = "Every credential record of the user is erased.")),
     security(("bearer" = ["otpd:admin"]))
 )]
@@ -122,8 +133,8 @@ pub async fn erase(
     tag = "Admin",
     operation_id = "AdminRevokeDevice",
     params(
-        ("sub" = String, Path, description = "The user's `sub` (percent-encoded)"),
-        ("id" = String, Path, description = "The device id (a UUID)")
+        ("sub" = String, Path, description = "The user's `sub` (percent-encoded); one no token can carry (over 255 bytes, control characters) is 404", min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"),
+        ("id" = uuid::Uuid, Path, description = "The device id (a UUID)")
     ),
     responses((status = 204, description = "The device TOTP is revoked.")),
     security(("bearer" = ["otpd:admin"]))
