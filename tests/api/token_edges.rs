@@ -185,17 +185,18 @@ async fn raw_exchange(app: &TestApp, path: &str, raw: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// The documented exception (README, "Errors"): hyper refuses a request it cannot parse before any
+/// of our layers runs, so there is no JSON:API body to give and no handler sees the request.
 #[tokio::test]
-#[ignore = "app bug (or accepted limitation): a request hyper cannot parse (here a non-numeric Content-Length) is answered by hyper itself with a bare 400 and an empty body, not the JSON:API bad-request error every error is promised to have"]
-async fn a_request_that_cannot_be_parsed_gets_a_json_api_bad_request() {
+async fn a_request_the_http_parser_refuses_gets_a_bare_400_before_any_layer_of_ours() {
     let app = TestApp::spawn().await;
     let raw = "POST {path} HTTP/1.1\r\nHost: otpd\r\nContent-Type: application/json\r\nContent-Length: many\r\n\r\n{}";
     let answer = raw_exchange(&app, "/user/otp", raw).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    let lower = answer.to_ascii_lowercase();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(body.is_empty(), "{answer}");
     assert!(
-        lower.contains("content-type: application/vnd.api+json"),
-        "{answer}"
+        !head.to_ascii_lowercase().contains("request-id"),
+        "no layer of ours ran: {answer}"
     );
-    assert!(answer.contains("\"code\":\"bad-request\""), "{answer}");
 }

@@ -252,11 +252,6 @@ impl TestApp {
         assert_eq!(res.status(), 201);
         DeviceSecret::from_response(res).await
     }
-
-    /// The `(sub, …)` form that predates `as_user`, kept for lockout.rs, its last caller.
-    pub async fn put_pin(&self, sub: &str, pin: &str, otp: &str) -> reqwest::Response {
-        self.as_user(sub).put_pin(pin, otp).await
-    }
 }
 
 /// A device TOTP as the device keeps it.
