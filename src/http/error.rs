@@ -39,6 +39,9 @@ pub enum ApiError {
     OtpForbidden,
     #[error("no valid proof")]
     NoValidProof,
+    /// Admin API: the user has no device with this id.
+    #[error("device not found")]
+    DeviceNotFound,
     #[error("PIN not secure")]
     PinNotSecure(crate::domain::PinRejection),
     #[error("invalid parameter {parameter}")]
@@ -130,7 +133,9 @@ impl ApiError {
             | ApiError::EmailNotVerified
             | ApiError::EmailInvalid => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MailLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::CredentialNotSet | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::CredentialNotSet | ApiError::NotFound | ApiError::DeviceNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::CredentialLocked { .. } | ApiError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -244,6 +249,11 @@ impl ApiError {
                 format!("Send the request body as {expected}."),
             ),
             ApiError::NotFound => ("not-found", "Not found", "No such resource.".into()),
+            ApiError::DeviceNotFound => (
+                "device-not-found",
+                "Device not found",
+                "The user has no device TOTP with this id.".into(),
+            ),
             ApiError::PayloadTooLarge => (
                 "payload-too-large",
                 "Payload too large",

@@ -6,6 +6,9 @@
 
 mod support;
 
+mod admin_api;
+mod admin_audit;
+mod backup;
 mod cli;
 mod connections;
 mod copy_data;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+mod admin;
 mod app;
 mod assertions;
 mod client;
@@ -16,6 +17,7 @@ pub mod mail;
 pub mod process;
 mod skip;
 
+pub use admin::{ADMIN_SCOPE, Admin, admin_path};
 pub use app::{TEST_ARGON2, TestApp, TestAppBuilder};
 pub use assertions::{assert_error, assert_refused};
 pub use client::{Call, DeviceSecret, JSON_API, PASSWORD, User, content_type, otp_of};
