@@ -25,10 +25,10 @@ pub async fn send(
 ) -> Result<StatusCode, ApiError> {
     // Only an address the identity provider vouches for: a code must not go to an address the
     // user may not own. A provider that says nothing has not vouched.
+    let raw = caller.email.as_deref().ok_or(ApiError::EmailMissing)?;
     if caller.email_verified != Some(true) {
         return Err(ApiError::EmailNotVerified);
     }
-    let raw = caller.email.as_deref().ok_or(ApiError::EmailMissing)?;
     let to = EmailAddress::parse(raw).ok_or(ApiError::EmailInvalid)?;
     std::sync::Arc::clone(&state.services)
         .mail_otp(caller.subject, to)
