@@ -207,6 +207,8 @@ fn serve_refusal(dir: &Path, extra: &[(&str, &str)]) -> (std::process::ExitStatu
         .env("OTPD_LISTEN", "127.0.0.1:0")
         .env("OTPD_DATABASE_URL", &db)
         .env("OTPD_OIDC_ISSUER", "http://127.0.0.1:9")
+        .env("OTPD_ALLOW_INSECURE_IDP_URLS", "true")
+        .env("OTPD_AUDIENCE", "any")
         .env("OTPD_PEPPER_FILE", &pepper)
         .env("OTPD_ARGON2", TEST_ARGON2)
         .envs(extra.iter().map(|(k, v)| (*k, *v)))
