@@ -6,6 +6,7 @@ pub mod context;
 pub mod deadline;
 pub mod devices;
 pub mod error;
+mod error_document;
 pub mod health;
 pub mod metrics;
 pub mod negotiate;

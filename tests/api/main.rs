@@ -5,11 +5,6 @@
 //! PostgreSQL server, in which case every test app gets a database of its own there.
 
 mod support;
-// The paths these had before they moved into `support`, for files that still use them.
-#[allow(unused_imports)]
-use support as credential_support;
-#[allow(unused_imports)]
-use support::{mail as smtp, process};
 
 mod cli;
 mod connections;
@@ -25,7 +20,8 @@ mod introspection;
 mod introspection_limits;
 mod key_cache;
 mod lockout;
-mod lockout_more;
+mod lockout_refusals;
+mod lockout_reset;
 mod log_forging;
 mod metrics;
 mod openapi;
