@@ -73,6 +73,10 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
         .merge(openapi)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(from_fn_with_state(
+            settings.max_body_bytes,
+            negotiate::refuse_declared_oversize,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(from_fn_with_state(
             settings.request_timeout,

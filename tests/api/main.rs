@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod client_mistakes;
 mod connections;
 mod copy_data;
 mod create_otp;
