@@ -201,17 +201,19 @@ impl AuditRecord {
     /// One line of `otpd audit`: `2026-11-25T20:31:00.123Z  otp.issued  factor=pin`, or a JSON
     /// object with `at`, `event` and `detail`.
     pub fn to_line(&self, json: bool) -> String {
+        // Always three fraction digits (RFC 3339 formatting drops trailing zeros), so the
+        // columns of the text form line up.
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
         let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at) * 1_000_000)
             .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .and_then(|t| t.format(format).ok())
             .unwrap_or_else(|| self.at.to_string());
         if json {
             serde_json::json!({"at": at, "event": self.event, "detail": self.detail}).to_string()
         } else {
-            format!("{at}  {:<20}  {}", self.event, self.detail)
+            format!("{at:<24}  {:<20}  {}", self.event, self.detail)
                 .trim_end()
                 .to_owned()
         }
@@ -343,6 +345,31 @@ fn set_event(factor: Factor) -> AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_lines_have_fixed_width_columns() {
+        let line = |at: Millis, event: &str| {
+            AuditRecord {
+                at,
+                event: event.to_owned(),
+                detail: "factor=pin".to_owned(),
+            }
+            .to_line(false)
+        };
+        let lines = [
+            line(1_764_102_660_000, "otp.issued"),
+            line(1_764_102_660_100, "device-totp.created"),
+            line(1_764_102_660_123, "pin.set"),
+        ];
+        assert_eq!(
+            lines[0],
+            format!("2025-11-25T20:31:00.000Z  {:<20}  factor=pin", "otp.issued")
+        );
+        assert!(lines[1].starts_with("2025-11-25T20:31:00.100Z  device-totp.created "));
+        for l in &lines {
+            assert_eq!(l.find("factor="), Some(48), "{l}");
+        }
+    }
 
     #[test]
     fn unreachable_or_busy_databases_are_unavailable_and_other_errors_are_not() {
