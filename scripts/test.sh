@@ -77,24 +77,56 @@ if ! ensure_oidc_provider; then
   echo "WARNING: node/npm unavailable: the real-provider tests (real_provider::*) will be skipped" >&2
 fi
 
+# Every part runs even when an earlier one failed; its output is kept for the closing summary.
+LOGS=$(mktemp -d)
+failed_parts=()
+part=0
+run_part() { # run_part NAME COMMAND...
+  local name=$1; shift
+  part=$((part + 1))
+  local log="$LOGS/$(printf %02d "$part")-$name.log"
+  if ! "$@" 2>&1 | tee "$log"; then
+    failed_parts+=("$name")
+    echo "$name" > "$log.failed"
+  fi
+}
+extra_skips=0
+
 echo "== architecture (docs/architecture.md: the arrows that must never exist)"
-python3 scripts/check-architecture.py
+run_part architecture python3 scripts/check-architecture.py
 
 echo "== unit tests and integration suite on SQLite"
-cargo test --all-targets
+run_part cargo-sqlite cargo test --all-targets
 
+cargo build --bin otpd
 if [ "$have_venv" = 1 ]; then
-  cargo build --bin otpd
-  scripts/schemathesis.sh "${OTPD_SCHEMATHESIS_EXAMPLES:-25}"
+  run_part schemathesis scripts/schemathesis.sh "${OTPD_SCHEMATHESIS_EXAMPLES:-25}"
+else
+  extra_skips=$((extra_skips + 1))
 fi
+
+echo "== the Debian package (scripts/test-deb.sh)"
+run_part deb scripts/test-deb.sh
 
 if ensure_postgres; then
   echo "== integration suite on PostgreSQL ($PG_URL)"
   trap drop_test_databases EXIT
-  OTPD_TEST_DATABASE_URL="$PG_URL" OTPD_TEST_DB_PREFIX="$RUN_PREFIX" cargo test --test api
+  OTPD_TEST_DATABASE_URL="$PG_URL" OTPD_TEST_DB_PREFIX="$RUN_PREFIX" run_part cargo-postgres cargo test --test api
 elif [ "${CI:-}" = "true" ]; then
   echo "PostgreSQL is not reachable at 127.0.0.1:5432 and could not be started" >&2
-  exit 1
+  failed_parts+=(postgres-unreachable)
 else
   echo "WARNING: PostgreSQL not reachable: the PostgreSQL half of the suite was skipped" >&2
+  extra_skips=$((extra_skips + 1))
 fi
+
+# One closing line over every part: cargo's `test result:` lines (ignored tests and tests that
+# printed `SKIPPED <name>: <why>` count as skipped), schemathesis's test cases, the package
+# checks, and one each for the architecture check and any part that failed without counting.
+summary=$(python3 scripts/test-summary.py "$LOGS" "$extra_skips")
+rm -rf "$LOGS"
+if [ "${#failed_parts[@]}" -gt 0 ]; then
+  echo "failed parts: ${failed_parts[*]}" >&2
+fi
+echo "$summary"
+[ "${#failed_parts[@]}" = 0 ]
