@@ -105,6 +105,9 @@ else
   extra_skips=$((extra_skips + 1))
 fi
 
+echo "== the README's examples against a fresh dev server (scripts/readme-examples.sh)"
+run_part readme scripts/readme-examples.sh
+
 echo "== the Debian package (scripts/test-deb.sh)"
 run_part deb scripts/test-deb.sh
 

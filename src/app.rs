@@ -6,7 +6,7 @@ use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::rate_limit::RateLimiters;
 use crate::http::{self, AppState, RouterSettings};
 use crate::identity::{Identity, IntrospectionSettings};
-use crate::mail::SmtpMailer;
+use crate::mail::{ConsoleMailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections};
 use crate::service::{
@@ -125,6 +125,7 @@ async fn services_with(
     );
     let mailer = match &config.mail {
         Some(settings) => Some(Arc::new(SmtpMailer::new(settings)?) as Arc<dyn Mailer>),
+        None if dev.is_some() => Some(Arc::new(ConsoleMailer) as Arc<dyn Mailer>),
         None => None,
     };
     Ok(Services {
