@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod devices;
 pub mod error;
 pub mod health;
+pub mod json_body;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
@@ -75,7 +76,7 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(from_fn_with_state(
             settings.max_body_bytes,
-            negotiate::refuse_declared_oversize,
+            json_body::refuse_declared_oversize,
         ))
         .layer(CatchPanicLayer::new())
         .layer(from_fn_with_state(

@@ -4,7 +4,8 @@
 use super::AppState;
 use super::auth::{Authorized, PasswordCheck, PinCheck, PinUpdate};
 use super::error::ApiError;
-use super::negotiate::{AcceptsJsonApi, AcceptsJsonLeniently, JsonApiContentType, JsonBody};
+use super::json_body::JsonBody;
+use super::negotiate::{AcceptsJsonApi, AcceptsJsonLeniently, JsonApiContentType};
 use super::user::forbidden_on_bad_otp;
 use crate::domain::Factor;
 use axum::Json;
