@@ -1,16 +1,16 @@
 //! Assembly: turns a `Config` into a running service. Used by `main` and by the tests alike, and
 //! the only module that knows which storage backend runs.
 
-use crate::config::{Config, ConfigError, Pepper, ServerSettings};
+use crate::config::Config;
 use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::rate_limit::RateLimiters;
 use crate::http::{self, AppState, RouterSettings};
-use crate::identity::{Identity, IntrospectionSettings};
+use crate::identity::Identity;
 use crate::mail::{ConsoleMailer, SmtpMailer};
 use crate::metrics::Metrics;
-use crate::server::{self, OpenConnections};
+use crate::server::{self, OpenConnections, ServerSettings};
 use crate::service::{
-    Clock, CredentialWatch, Hasher, Mailer, OtpKey, Services, SystemClock, TotpCipher,
+    Clock, CredentialWatch, Hasher, Mailer, OtpKey, Pepper, Services, SystemClock,
 };
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -20,12 +20,8 @@ use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// How often histogram samples are folded into buckets between scrapes.
-const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Things tests replace.
 #[derive(Default)]
@@ -89,8 +85,8 @@ pub async fn copy_data(
 /// The pepper: from the dev kit in dev mode, from `pepper_file` otherwise.
 fn pepper(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<Pepper> {
     match dev {
-        Some(kit) => kit.pepper(&config.pepper_id),
-        None => Ok(config.read_pepper()?),
+        Some(kit) => kit.pepper(&config.hashing.pepper_id),
+        None => Ok(config.hashing.read_pepper()?),
     }
 }
 
@@ -111,38 +107,36 @@ async fn services_with(
     install_crypto_provider();
     let pepper = pepper(config, dev)?;
     let otp_key = OtpKey::derive(&pepper);
-    let totp_cipher = match config.read_totp_key()? {
-        Some(material) => TotpCipher::derive(&material),
-        None => TotpCipher::from_pepper(&pepper),
-    };
+    let totp_cipher = config.totp.cipher(&pepper)?;
     let metrics = Metrics::new();
+    let hashing = &config.hashing;
     let hasher = Hasher::with_metrics(
         pepper,
-        config.argon2,
-        config.hash_concurrency,
-        config.hash_queue,
+        hashing.argon2,
+        hashing.concurrency,
+        hashing.queue,
         metrics.clone(),
     );
-    let mailer = match &config.mail {
+    let mailer = match &config.mail.smtp {
         Some(settings) => Some(Arc::new(SmtpMailer::new(settings)?) as Arc<dyn Mailer>),
         None if dev.is_some() => Some(Arc::new(ConsoleMailer) as Arc<dyn Mailer>),
         None => None,
     };
     Ok(Services {
-        store: open_store(&config.database_url, config.database_pool).await?,
+        store: open_store(&config.store.url, config.store.pool).await?,
         hasher,
         clock,
         otp_key,
         otp: config.otp,
-        pin_policy: config.pin_policy,
+        pin_policy: config.pin,
         metrics,
         mailer,
-        mail_per_hour: config.mail_per_hour,
-        totp: config.totp,
+        mail_per_hour: config.mail.per_hour,
+        totp: config.totp.new_devices,
         totp_cipher,
-        after_login_window: config.after_login_window,
+        after_login_window: config.totp.after_login_window,
         watch: CredentialWatch::default(),
-        lockout: config.lockout,
+        lockout: config.limits.lockout,
     })
 }
 
@@ -166,26 +160,17 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
                  never use this mode with real users"
             );
             Identity::fixed(
-                config.auth.clone(),
+                config.identity.clone(),
                 DEV_ISSUER.to_owned(),
                 &kit.key_set(),
                 Arc::clone(&clock),
             )?
         }
-        None => {
-            let introspection = match &config.auth.introspection {
-                Some(i) => Some(IntrospectionSettings {
-                    url: i.url.clone(),
-                    client_id: i.client_id.clone(),
-                    client_secret: i.read_secret().map_err(|problem| {
-                        ConfigError::invalid("introspection_client_secret_file", problem)
-                    })?,
-                    cache_ttl: i.cache_ttl,
-                }),
-                None => None,
-            };
-            Identity::remote(config.auth.clone(), introspection, Arc::clone(&clock))?
-        }
+        None => Identity::remote(
+            config.identity.clone(),
+            config.identity.introspection_settings()?,
+            Arc::clone(&clock),
+        )?,
     };
     // The provider being down must not stop start-up: we report not-ready and keep trying.
     if let Err(e) = tokens.load().await {
@@ -200,22 +185,22 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         services: Arc::new(services),
         identity: Arc::new(tokens),
         connections: OpenConnections::default(),
-        limits: RateLimiters::start(config.rate_limits),
+        limits: RateLimiters::start(config.limits.rate),
     };
     let connections = Arc::clone(&state.connections);
     let router = http::router(
         state.clone(),
         RouterSettings {
-            base_path: &config.base_path,
-            max_body_bytes: config.max_body_bytes,
+            base_path: &config.http.base_path,
+            max_body_bytes: config.http.max_body_bytes,
             request_timeout: config.server.request_timeout,
-            serve_metrics: config.metrics_listen.is_none(),
+            serve_metrics: config.server.metrics_listen.is_none(),
         },
     );
-    let listener = TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let admin = match config.metrics_listen {
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let admin = match config.server.metrics_listen {
         Some(addr) => {
             let admin_listener = TcpListener::bind(addr)
                 .await
@@ -259,14 +244,7 @@ impl App {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let metrics = self.metrics.clone();
-        let upkeep = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                metrics.upkeep();
-            }
-        });
+        let upkeep = self.metrics.spawn_upkeep();
         let admin = self.admin.map(|(listener, router)| {
             tokio::spawn(server::serve(
                 listener,
@@ -304,25 +282,6 @@ impl App {
             }
             None => tracing::info!(addr = %self.local_addr(), "otpd listening"),
         }
-        self.serve_until(shutdown_signal()).await
+        self.serve_until(server::shutdown_signal()).await
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received");
 }

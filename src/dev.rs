@@ -2,7 +2,8 @@
 //! so `otpd serve --dev` needs no identity provider and `otpd dev token` can mint tokens for it.
 //! Never for production: the key files sit unencrypted on disk and every scope is one command away.
 
-use crate::config::{Config, Pepper};
+use crate::config::Config;
+use crate::service::Pepper;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
@@ -33,7 +34,7 @@ pub struct DevKit {
 /// Where dev-mode secrets live: a `.otpd-dev` folder beside the SQLite file (or the working
 /// directory for other databases).
 pub fn dir_for(config: &Config) -> PathBuf {
-    let url = &config.database_url;
+    let url = &config.store.url;
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))

@@ -2,17 +2,34 @@
 //! optional AUTH credentials), `OTPD_MAIL_FROM` the sender. TLS uses rustls with ring and the
 //! WebPKI roots, like every other TLS client in otpd.
 
-use crate::config::MailSettings;
+use crate::config::redact_url_password;
 use crate::service::mail::{Mailer, OutgoingMail};
 use anyhow::Context;
 use async_trait::async_trait;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
+use std::fmt;
 use std::time::Duration;
 
 /// Longest a single delivery may take (connect, TLS, AUTH, DATA) before it counts as failed.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where OTP mails go out. The URL may carry SMTP credentials: never print it unredacted.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub from: String,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("from", &self.from)
+            .finish()
+    }
+}
 
 pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -21,8 +38,8 @@ pub struct SmtpMailer {
 
 impl SmtpMailer {
     /// Builds the transport; connects lazily on the first mail.
-    pub fn new(settings: &MailSettings) -> anyhow::Result<Self> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)
+    pub fn new(settings: &SmtpSettings) -> anyhow::Result<Self> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url)
             .context("setting `smtp_url` (OTPD_SMTP_URL) is not a usable SMTP URL")?
             .timeout(Some(SMTP_TIMEOUT))
             .build();

@@ -2,10 +2,11 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use otpd::config::{Config, LogFormat};
+use otpd::config::Config;
 use otpd::domain::{GuardedFactor, Password, Pin, Subject};
 use otpd::service::SystemClock;
 use otpd::service::credentials::NewCredential;
+use otpd::telemetry::LogFormat;
 use secrecy::SecretString;
 use std::io::Read;
 use std::path::PathBuf;
@@ -126,7 +127,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             config.require_serving_settings()?;
-            otpd::telemetry::init(&config.log, config.log_format);
+            otpd::telemetry::init(&config.log.filter, config.log.format);
             if config.dev {
                 eprintln!(
                     "\n  *** otpd DEVELOPMENT MODE: local signing key, pepper on disk. Never use with real users. ***\n"
@@ -136,14 +137,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.run().await?;
         }
         Command::Migrate => {
-            otpd::telemetry::init(&config.log, LogFormat::Text);
-            otpd::app::open_store(&config.database_url, config.database_pool).await?;
+            otpd::telemetry::init(&config.log.filter, LogFormat::Text);
+            otpd::app::open_store(&config.store.url, config.store.pool).await?;
             eprintln!("database is up to date");
         }
         Command::CopyData { from, to } => {
             otpd::telemetry::init("warn", LogFormat::Text);
-            let to = to.unwrap_or_else(|| config.database_url.clone());
-            let report = otpd::app::copy_data(&from, &to, config.database_pool).await?;
+            let to = to.unwrap_or_else(|| config.store.url.clone());
+            let report = otpd::app::copy_data(&from, &to, config.store.pool).await?;
             for (table, rows) in report {
                 println!("{table}: {rows} rows");
             }
@@ -152,9 +153,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::CheckConfig => {
             config.require_serving_settings()?;
             if !config.dev {
-                config.read_pepper()?;
+                config.hashing.read_pepper()?;
             }
-            if let Some(mail) = &config.mail {
+            if let Some(mail) = &config.mail.smtp {
                 // Builds the transport without connecting: catches a malformed URL or sender.
                 otpd::mail::SmtpMailer::new(mail)?;
             }
@@ -168,13 +169,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             otpd::telemetry::init("warn", LogFormat::Text);
             let subject =
                 Subject::parse(&sub).context("the user id must be 1..255 printable characters")?;
-            let store = otpd::app::open_store(&config.database_url, config.database_pool).await?;
+            let store = otpd::app::open_store(&config.store.url, config.store.pool).await?;
             for event in store.audit_events(&subject).await? {
                 println!("{}", event.to_line(json));
             }
         }
         Command::Openapi => {
-            println!("{}", otpd::http::openapi::document_json(&config.base_path));
+            println!(
+                "{}",
+                otpd::http::openapi::document_json(&config.http.base_path)
+            );
         }
         Command::Dev(DevCommand::Token { sub, scope, ttl }) => {
             let kit = otpd::dev::DevKit::load_or_create(&config)?;
@@ -202,7 +206,7 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
         UserCommand::SetPin { sub } => {
             let sub = subject(&sub)?;
             let secret = read_secret_from_stdin()?;
-            let new = NewCredential::Pin(Pin::parse(secret, config.pin_policy)?);
+            let new = NewCredential::Pin(Pin::parse(secret, config.pin)?);
             let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
             services.set_credential(&sub, new).await?;
             eprintln!("PIN set for {sub}");

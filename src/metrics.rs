@@ -15,6 +15,9 @@ use metrics_exporter_prometheus::{
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often histogram samples are folded into buckets between scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 const META: Metadata<'static> = Metadata::new("otpd", metrics::Level::INFO, Some(module_path!()));
 
 /// Latency buckets in seconds: from a cached 401 to a long poll.
@@ -286,6 +289,18 @@ impl Metrics {
     /// between scrapes.
     pub fn upkeep(&self) {
         self.inner.handle.run_upkeep();
+    }
+
+    /// Runs `upkeep` every few seconds until the returned task is aborted.
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let metrics = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                metrics.upkeep();
+            }
+        })
     }
 
     /// The Prometheus text exposition, with the scrape-time gauges set first.

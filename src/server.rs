@@ -9,7 +9,6 @@
 //! - on shutdown the listener closes at once, idle connections are closed, in-flight requests may
 //!   finish, and after `shutdown_grace` the loop returns whatever is still running.
 
-use crate::config::ServerSettings;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use http::{HeaderValue, Request, Version, header};
@@ -32,6 +31,34 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const H2_MAX_STREAMS: u32 = 128;
+
+/// Where the server listens, and its timeouts and limits (`listen`, `metrics_listen`,
+/// `header_read_timeout_seconds`, … in the settings table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// A separate admin listener for /metrics and /health/*; `None`: /metrics on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_requests_per_connection: u64,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_requests_per_connection: 1000,
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
 
 /// Open client connections, shared by every listener of one app (read by the metrics scrape).
 pub type OpenConnections = Arc<AtomicUsize>;
@@ -170,4 +197,24 @@ fn connection_service(
             Ok(res)
         }
     })
+}
+
+/// Completes on SIGTERM or Ctrl-C: what ends `otpd serve`.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
 }

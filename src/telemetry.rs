@@ -1,7 +1,20 @@
 //! Logging set-up for the binary: structured lines, JSON or text, filtered by `OTPD_LOG`.
 
-use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `log` and `log_format`: what `serve` logs, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A `tracing` EnvFilter (checked when the settings are loaded).
+    pub filter: String,
+    pub format: LogFormat,
+}
 
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));

@@ -40,6 +40,15 @@ pub struct AppState {
     pub limits: Arc<rate_limit::RateLimiters>,
 }
 
+/// The HTTP API's own settings: where its routes sit and how large a body may be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Path prefix of the API routes, without a trailing `/` (empty: at the root).
+    pub base_path: String,
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
 pub struct RouterSettings<'a> {
     pub base_path: &'a str,
     pub max_body_bytes: usize,

@@ -8,7 +8,6 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::{RateLimits, RateQuota};
 use crate::domain::lockout::retry_after_secs;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -17,6 +16,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
+use std::fmt;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -30,6 +30,57 @@ const MAX_CLIENT_KEY: usize = 128;
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// The limits of one replica (`rate_limit_per_client`, `rate_limit_per_address`); `None`: off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_client: Option<RateQuota>,
+    pub per_address: Option<RateQuota>,
+}
+
+/// A rate limit: `count` requests per `period`, all of them allowed in one burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateQuota {
+    pub count: u32,
+    pub period: Duration,
+}
+
+impl RateQuota {
+    /// `N/s`, `N/min` or `N/h`; `off` (or `0`) is `None`.
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let raw = raw.trim();
+        if raw == "off" || raw == "0" {
+            return Ok(None);
+        }
+        let (count, unit) = raw
+            .split_once('/')
+            .ok_or_else(|| format!("`{raw}` is not N/s, N/min, N/h or off"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| (1..=1_000_000).contains(c))
+            .ok_or_else(|| format!("`{count}` is not a count of 1..1000000"))?;
+        let period = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => return Err(format!("unknown period `{other}` (expected s, min or h)")),
+        };
+        Ok(Some(Self { count, period }))
+    }
+}
+
+impl fmt::Display for RateQuota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
 
 /// One keyed limiter.
 struct Limit<K: Hash + Eq + Clone, C: Clock> {

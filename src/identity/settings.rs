@@ -1,6 +1,7 @@
 //! The settings of the identity client: which issuer to trust, where its keys are, how tokens are
 //! read, and (optionally) where opaque tokens are introspected.
 
+use super::IntrospectionSettings;
 use secrecy::SecretString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +28,16 @@ pub struct IntrospectionConfig {
 }
 
 impl IntrospectionConfig {
+    /// What the introspector needs, the client secret read from its file.
+    pub fn load(&self) -> Result<IntrospectionSettings, String> {
+        Ok(IntrospectionSettings {
+            url: self.url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.read_secret()?,
+            cache_ttl: self.cache_ttl,
+        })
+    }
+
     /// Reads the client secret (trailing newlines are not part of it). The error names the file,
     /// never its contents.
     pub fn read_secret(&self) -> Result<SecretString, String> {

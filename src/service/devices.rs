@@ -8,7 +8,20 @@ use crate::domain::{Attempt, DeviceId, OtpTypes, Subject, TotpSecret, TotpSettin
 use crate::store::{FollowUp, StoredDevice};
 use anyhow::anyhow;
 use secrecy::SecretString;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// The settings of device TOTPs: what a new one looks like, the key that seals the stored secrets,
+/// and how long the after-login grant lasts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceTotpSettings {
+    /// Parameters of new device TOTPs (stored devices keep their own).
+    pub new_devices: TotpSettings,
+    /// Key material for sealing device secrets (`TotpCipher::from_key_file`); `None`: derived
+    /// from the pepper.
+    pub key_file: Option<PathBuf>,
+    pub after_login_window: Duration,
+}
 
 /// What the caller offered for a new device secret; any may be absent.
 #[derive(Debug, Default)]

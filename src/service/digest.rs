@@ -3,7 +3,7 @@
 //! The key is derived from the pepper, so a copy of the database alone cannot test guesses, and
 //! binding the subject into the input means one user's code is worthless for another user.
 
-use crate::config::Pepper;
+use super::pepper::Pepper;
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;

@@ -7,7 +7,8 @@
 //! The pepper is Argon2's secret input; its id goes into the PHC string's `keyid` parameter so a
 //! later pepper can be introduced without invalidating stored hashes.
 
-use crate::config::{Argon2Settings, Pepper};
+use super::hashing_settings::Argon2Settings;
+use super::pepper::Pepper;
 use crate::metrics::Metrics;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, KeyId, ParamsBuilder, PasswordHasher, Version};

@@ -4,7 +4,7 @@
 //! it never lives in the database. The associated data binds each ciphertext to its user, device
 //! and TOTP parameters, so a row copied to another user or edited to weaker parameters fails to open.
 
-use crate::config::Pepper;
+use super::pepper::{Pepper, read_key_file};
 use crate::domain::{DeviceId, Subject, TotpSecret, TotpSettings};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
+use std::path::Path;
 
 /// First byte of every ciphertext: lets a later format or key coexist with this one.
 const FORMAT_V1: u8 = 1;
@@ -40,6 +41,16 @@ impl TotpCipher {
 
     pub fn from_pepper(pepper: &Pepper) -> Self {
         Self::derive(pepper.bytes())
+    }
+
+    /// A key derived from the contents of `totp_key_file` (at least 32 bytes, less trailing line
+    /// breaks). The error names the file, never its contents.
+    pub fn from_key_file(path: &Path) -> Result<Self, String> {
+        let material = read_key_file(path)?;
+        if material.len() < 32 {
+            return Err("must hold at least 32 bytes".into());
+        }
+        Ok(Self::derive(&material))
     }
 
     fn cipher(&self) -> Aes256Gcm {

@@ -70,7 +70,16 @@ fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Connection-pool settings, the same for both backends (see `database_*` in config.rs).
+/// Which database, and how its pool behaves. No `Debug`: the URL may carry a password (the
+/// configuration's description redacts it).
+#[derive(Clone)]
+pub struct StoreSettings {
+    /// `sqlite:…`, `postgres://…` or `postgresql://…`.
+    pub url: String,
+    pub pool: PoolSettings,
+}
+
+/// Connection-pool settings, the same for both backends (`database_*` settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSettings {
     /// Connections this process keeps at most. With N replicas on one PostgreSQL server, N times

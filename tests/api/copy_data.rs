@@ -40,7 +40,7 @@ async fn copy_data_moves_a_sqlite_deployment_into_postgresql() {
         .unwrap();
     let mover = Subject::parse("mover").unwrap();
     let audit_before = old_store.audit_events(&mover).await.unwrap();
-    let pepper = old.config().read_pepper().unwrap();
+    let pepper = old.config().hashing.read_pepper().unwrap();
     let new = old.sibling();
     old.stop().await;
 

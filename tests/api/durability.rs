@@ -19,7 +19,7 @@ const CLIENTS: usize = 4;
 
 pub async fn set_pins(app: &TestApp, prefix: &str, count: usize, pin: &str) {
     let services = app.services().await;
-    let policy = app.config().pin_policy;
+    let policy = app.config().pin;
     for i in 0..count {
         let new = NewCredential::Pin(Pin::parse(SecretString::from(pin), policy).unwrap());
         services

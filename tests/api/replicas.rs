@@ -159,7 +159,7 @@ async fn otps_issued_on_both_replicas_at_once_stay_within_max_live() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let key = otpd::service::OtpKey::derive(&app.config().read_pepper().unwrap());
+    let key = otpd::service::OtpKey::derive(&app.config().hashing.read_pepper().unwrap());
     let mut live = 0;
     for otp in &otps {
         live +=

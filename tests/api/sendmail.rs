@@ -96,7 +96,7 @@ async fn the_mailed_code_is_a_live_otp_of_the_user_and_states_its_expiry() {
     assert_eq!(code.len(), 6, "{}", mail.data);
 
     // The code in the mail is exactly the OTP the service stored for this user.
-    let key = OtpKey::derive(&app.config().read_pepper().unwrap());
+    let key = OtpKey::derive(&app.config().hashing.read_pepper().unwrap());
     let digests = stored_otp_digests(&app, "mia").await;
     assert_eq!(digests, vec![key.digest("mia", &code)]);
 }

@@ -364,8 +364,7 @@ impl TestApp {
 
     pub async fn set_pin(&self, sub: &str, pin: &str) {
         let config = self.config();
-        let new =
-            NewCredential::Pin(Pin::parse(SecretString::from(pin), config.pin_policy).unwrap());
+        let new = NewCredential::Pin(Pin::parse(SecretString::from(pin), config.pin).unwrap());
         self.services()
             .await
             .set_credential(&Subject::parse(sub).unwrap(), new)
@@ -464,7 +463,7 @@ impl TestAppBuilder {
             env.push((k, v));
         }
         let config = Config::load(None, env.clone(), false).expect("test config");
-        let base = config.base_path.clone();
+        let base = config.http.base_path.clone();
         let app = app::build_with(config, Overrides { clock: self.clock })
             .await
             .expect("app builds");

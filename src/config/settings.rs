@@ -1,0 +1,231 @@
+//! The table of every setting: its name, its default and one line of help. The README and the
+//! packaging sample config are checked against it, and `otpd check-config` lists the settings in
+//! its order.
+
+/// Every setting: its name (the TOML key; the environment variable is `OTPD_` + upper case), its
+/// default, and one line of help. A name not in here is refused in the file and ignored in the
+/// environment. In the order `otpd check-config` prints them (a test keeps the two in step).
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "listen",
+        "127.0.0.1:8080",
+        "address and port to serve HTTP on",
+    ),
+    (
+        "database_url",
+        "sqlite://otpd.db",
+        "sqlite://PATH (created on first start) or postgres://…",
+    ),
+    (
+        "database_max_connections",
+        "10",
+        "connections each replica keeps open at most (1..1000); size it so replicas x this fits the server",
+    ),
+    (
+        "database_acquire_timeout_ms",
+        "2000",
+        "how long a request waits for a database connection (connecting included) before it gets 503 (50..60000)",
+    ),
+    ("base_path", "/user/2022-1", "path prefix of the API routes"),
+    (
+        "oidc_issuer",
+        "",
+        "expected `iss` of access tokens; JWKS discovered from it unless jwks_url is set",
+    ),
+    (
+        "jwks_url",
+        "",
+        "fetch signing keys from this URL instead of discovering them",
+    ),
+    (
+        "audience",
+        "",
+        "expected `aud` of access tokens (not checked when empty)",
+    ),
+    (
+        "token_leeway_seconds",
+        "30",
+        "clock skew allowed on `exp` and `nbf`",
+    ),
+    (
+        "linked_identity_claim",
+        "",
+        "when set, tokens without a non-empty claim of this name get 401 missing-linked-identity",
+    ),
+    (
+        "introspection_url",
+        "",
+        "RFC 7662 endpoint for opaque (non-JWT) access tokens; not used when empty",
+    ),
+    (
+        "introspection_client_id",
+        "",
+        "client id otpd authenticates with at the introspection endpoint (HTTP Basic)",
+    ),
+    (
+        "introspection_client_secret_file",
+        "",
+        "file holding that client's secret (never logged)",
+    ),
+    (
+        "introspection_cache_seconds",
+        "30",
+        "how long an introspection answer is reused (0..300), never past the token's exp",
+    ),
+    (
+        "pepper_file",
+        "",
+        "file holding the secret pepper (at least 32 bytes); required outside dev mode",
+    ),
+    (
+        "pepper_id",
+        "p1",
+        "key id stored with each hash so the pepper can be rotated (1..8 characters)",
+    ),
+    (
+        "argon2",
+        "m=19456,t=2,p=1",
+        "Argon2id memory (KiB), iterations, parallelism for new hashes",
+    ),
+    (
+        "hash_concurrency",
+        "(number of cores)",
+        "hashes computed at the same time",
+    ),
+    (
+        "hash_queue",
+        "(2 x hash_concurrency)",
+        "requests allowed to wait for a hashing slot; beyond it 503",
+    ),
+    ("otp_digits", "6", "digits of an account OTP (6..10)"),
+    (
+        "otp_ttl_seconds",
+        "300",
+        "lifetime of an account OTP (1..600)",
+    ),
+    (
+        "otp_max_live",
+        "3",
+        "unused OTPs a user may hold; a new one retires the oldest (1..10)",
+    ),
+    ("pin_length", "4", "digits of a PIN (4..12)"),
+    (
+        "pin_lock_from",
+        "4",
+        "the consecutive wrong PIN that starts locking the PIN (0 = never lock); see docs/lockout.md",
+    ),
+    (
+        "pin_disable_after",
+        "10",
+        "consecutive wrong PINs that disable the PIN until a new one is set (0 = never)",
+    ),
+    (
+        "password_lock_from",
+        "5",
+        "the consecutive wrong password that starts locking the password (0 = never lock)",
+    ),
+    (
+        "password_disable_after",
+        "100",
+        "consecutive wrong passwords that disable the password until it is set anew (0 = never)",
+    ),
+    (
+        "otp_revoke_after",
+        "5",
+        "consecutive failed OTP/TOTP redemptions from which each failure revokes the user's live OTPs and locks redemption (0 = never)",
+    ),
+    (
+        "lock_base_seconds",
+        "30",
+        "the first lock of a factor; each further failure doubles it",
+    ),
+    ("lock_max_seconds", "900", "the longest lock of a factor"),
+    (
+        "rate_limit_per_client",
+        "100/s",
+        "requests per token client (`azp`/`client_id`) and replica: N/s, N/min or N/h (burst N), or off",
+    ),
+    (
+        "rate_limit_per_address",
+        "20/s",
+        "requests per source IP address and replica (N/s, N/min, N/h or off); off behind a proxy",
+    ),
+    (
+        "totp_key_file",
+        "",
+        "file with at least 32 bytes of key material for encrypting device TOTP secrets; derived from the pepper when empty",
+    ),
+    ("totp_digits", "6", "digits of new device TOTPs (6..8)"),
+    (
+        "totp_period_seconds",
+        "30",
+        "time step of new device TOTPs (1..300)",
+    ),
+    (
+        "totp_algorithm",
+        "SHA1",
+        "HMAC of new device TOTPs: SHA1, SHA256 or SHA512 (never MD5)",
+    ),
+    (
+        "registration_claim",
+        "created_at",
+        "access-token claim with the user's registration time (unix seconds or milliseconds), for the after-login grant",
+    ),
+    (
+        "after_login_window_seconds",
+        "300",
+        "how long after registration `user:device-totps:create-after-login` creates a device TOTP without proof (0..3600)",
+    ),
+    (
+        "max_body_bytes",
+        "16384",
+        "largest request body accepted; larger gets 413",
+    ),
+    (
+        "metrics_listen",
+        "",
+        "address for a separate admin listener serving /metrics and /health/*; empty: /metrics on the main listener",
+    ),
+    (
+        "header_read_timeout_seconds",
+        "5",
+        "a client must send a request's headers within this time (also the idle keep-alive limit) (1..300)",
+    ),
+    (
+        "request_timeout_seconds",
+        "30",
+        "longest time to answer a request, plus the wait a long poll asks for (1..600); then 503 request-timeout",
+    ),
+    (
+        "max_requests_per_connection",
+        "1000",
+        "HTTP/1.1 keep-alive connections are closed after this many requests (1..1000000)",
+    ),
+    (
+        "max_connections",
+        "1024",
+        "open client connections; beyond it new connections wait to be accepted (1..100000)",
+    ),
+    (
+        "shutdown_grace_seconds",
+        "20",
+        "on SIGTERM, how long in-flight requests may take before the process exits anyway (0..600)",
+    ),
+    (
+        "smtp_url",
+        "",
+        "SMTP server for POST /user/otp/sendmail: smtp://host:25 (plain), smtp://host:587?tls=required (STARTTLS), smtps://host:465 (TLS); user:password@ for AUTH; empty: mail disabled (503)",
+    ),
+    (
+        "mail_from",
+        "",
+        "From address of OTP mails, e.g. `otpd <noreply@example.com>`; required with smtp_url",
+    ),
+    (
+        "mail_per_hour",
+        "5",
+        "OTP mails one user may request per hour (1..1000); beyond it 429",
+    ),
+    ("log", "info", "log filter (tracing EnvFilter syntax)"),
+    ("log_format", "text", "text or json"),
+];
