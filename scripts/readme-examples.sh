@@ -31,7 +31,7 @@ print("set -euo pipefail")
 for i, block in enumerate(blocks, 1):
     print(f"echo '--- README block {i}/{len(blocks)}'")
     print(block.replace("127.0.0.1:8080", f"127.0.0.1:{sys.argv[2]}"))
-    print(f"echo 'README-BLOCK-OK {i}'")
+    print(f"printf '\\nREADME-BLOCK-OK {i}\\n'")
 print(f"# blocks: {len(blocks)}")
 PY
 total=$(sed -n 's/^# blocks: //p' "$work/examples.sh")

@@ -216,13 +216,13 @@ impl Config {
         if self.identity.issuer.is_none() {
             return Err(invalid(
                 "oidc_issuer",
-                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
+                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL, or add --dev for development mode (`otpd serve --dev`, `otpd --dev check-config`)",
             ));
         }
         if self.hashing.pepper_file.is_none() {
             return Err(invalid(
                 "pepper_file",
-                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path",
+                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path, or add --dev for development mode (`otpd serve --dev`, `otpd --dev check-config`)",
             ));
         }
         Ok(())

@@ -15,6 +15,7 @@ mod create_otp;
 mod credential_errors;
 mod credential_support;
 mod delete_user;
+mod dev_cli;
 mod device_totp;
 mod durability;
 mod errors;
