@@ -44,7 +44,7 @@ sub=schemathesis password='correct horse battery' pin=4378
 "$OTPD" --dev migrate 2>/dev/null
 printf '%s' "$password" | "$OTPD" --dev user set-password "$sub" >/dev/null 2>&1
 printf '%s' "$pin" | "$OTPD" --dev user set-pin "$sub" >/dev/null 2>&1
-token=$("$OTPD" --dev dev token --sub "$sub")
+token=$("$OTPD" --dev dev token --sub "$sub" --email schemathesis@example.com --email-verified true)
 export SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 export OTPD_ST_BASE="http://127.0.0.1:$port/user/2022-1" OTPD_ST_TOKEN="$token" OTPD_ST_SUB="$sub" \
   OTPD_ST_PASSWORD="$password" OTPD_ST_PIN="$pin" OTPD_ST_BIN="$OTPD"
