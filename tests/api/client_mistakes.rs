@@ -47,25 +47,14 @@ async fn a_declared_length_over_the_limit_is_413_at_once_without_reading_the_bod
 #[tokio::test]
 async fn a_long_poll_timeout_given_twice_is_named_as_a_duplicate() {
     let app = TestApp::spawn().await;
-    let res = app
-        .http
-        .get(app.url("/user/pin?timeout=1&timeout=60"))
-        .bearer_auth(app.issuer.token("u1"))
-        .send()
-        .await
-        .unwrap();
+    let alice = app.as_user("alice");
+    let res = alice.check("/user/pin?timeout=1&timeout=60").await;
     let err = assert_error(res, 400, "invalid-parameter").await;
     assert_eq!(err["source"]["parameter"], "timeout");
     let detail = err["detail"].as_str().unwrap();
     assert!(detail.contains("more than once"), "{detail}");
     // One value out of range keeps its own message.
-    let res = app
-        .http
-        .get(app.url("/user/password?timeout=61"))
-        .bearer_auth(app.issuer.token("u1"))
-        .send()
-        .await
-        .unwrap();
+    let res = alice.check("/user/password?timeout=61").await;
     let err = assert_error(res, 400, "invalid-parameter").await;
     assert!(err["detail"].as_str().unwrap().contains("1 to 60"), "{err}");
 }
@@ -73,15 +62,13 @@ async fn a_long_poll_timeout_given_twice_is_named_as_a_duplicate() {
 #[tokio::test]
 async fn a_key_given_twice_is_422_naming_the_key() {
     let app = TestApp::spawn().await;
-    let res = app
-        .http
-        .post(app.url("/user/otp"))
-        .bearer_auth(app.issuer.token("u1"))
+    let alice = app.as_user("alice");
+    let res = alice
+        .post("/user/otp")
         .header("content-type", "application/json")
         .body(r#"{"pin":"8299","pin":"1357"}"#)
         .send()
-        .await
-        .unwrap();
+        .await;
     let err = assert_error(res, 422, "invalid-field").await;
     assert_eq!(err["source"]["pointer"], "/pin");
     let detail = err["detail"].as_str().unwrap();
@@ -92,16 +79,11 @@ async fn a_key_given_twice_is_422_naming_the_key() {
     assert!(!err.to_string().contains("8299") && !err.to_string().contains("1357"));
 
     // Nested, in a JSON:API document, and for keys otpd would otherwise ignore.
-    let res = app
-        .http
-        .put(app.url("/user/pin"))
-        .bearer_auth(app.issuer.token("u1"))
-        .header("content-type", "application/vnd.api+json")
-        .header("accept", "application/vnd.api+json")
-        .body(r#"{"data":{"type":"pin","attributes":{"pin":"5621","otp":"123456","note":1,"note":2}}}"#)
+    let res = alice
+        .put("/user/pin")
+        .json_api(r#"{"data":{"type":"pin","attributes":{"pin":"5621","otp":"123456","note":1,"note":2}}}"#)
         .send()
-        .await
-        .unwrap();
+        .await;
     let err = assert_error(res, 422, "invalid-field").await;
     assert_eq!(err["source"]["pointer"], "/data/attributes/note");
 }
@@ -109,6 +91,7 @@ async fn a_key_given_twice_is_422_naming_the_key() {
 #[tokio::test]
 async fn a_bearer_token_with_non_ascii_characters_is_an_invalid_token_not_a_missing_one() {
     let app = TestApp::spawn().await;
+    // reqwest's header API takes the raw bytes (obs-text) a client can send.
     let res = app
         .http
         .post(app.url("/user/otp"))
@@ -126,13 +109,7 @@ async fn a_bearer_token_with_non_ascii_characters_is_an_invalid_token_not_a_miss
     );
     assert_error(res, 401, "invalid-token").await;
     // No token at all stays `missing-token`.
-    let res = app
-        .http
-        .post(app.url("/user/otp"))
-        .json(&json!({"pin": "8299"}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.anonymous().create_otp(json!({"pin": "8299"})).await;
     assert_error(res, 401, "missing-token").await;
 }
 
@@ -140,7 +117,9 @@ async fn a_bearer_token_with_non_ascii_characters_is_an_invalid_token_not_a_miss
 async fn an_array_as_the_whole_body_is_422_at_the_document_saying_an_object_is_expected() {
     let app = TestApp::spawn().await;
     let err = assert_error(
-        app.create_otp("u1", json!([{"pin": "8299"}])).await,
+        app.as_user("alice")
+            .create_otp(json!([{"pin": "8299"}]))
+            .await,
         422,
         "invalid-field",
     )
