@@ -88,7 +88,10 @@ fn read_only_commands_need_no_pepper_and_hashing_ones_say_how_to_get_one() {
     }
     let out = otpd(d, &["audit", "alice"], "");
     let text = stdout(&out);
-    assert!(text.contains("password.set") && text.contains("pin.set"), "{text}");
+    assert!(
+        text.contains("password.set") && text.contains("pin.set"),
+        "{text}"
+    );
 }
 
 #[test]
