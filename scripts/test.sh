@@ -43,7 +43,7 @@ summary() {
   for f in "$LOG_DIR"/*.log; do
     [ -e "$f" ] || continue
     # Anywhere in a line: the harness may print a test's name on the same line first.
-    n=$(grep -oE 'SKIPPED [A-Za-z0-9_:]+: .*' "$f" | sort -u | tee "$f.skipped" | wc -l)
+    n=$({ grep -oE 'SKIPPED [A-Za-z0-9_:]+: .*' "$f" || true; } | sort -u | tee "$f.skipped" | wc -l)
     total=$((total + n))
     echo "$(basename "$f" .log): $n skipped"
     sed 's/^/  /' "$f.skipped"
@@ -116,6 +116,7 @@ fi
 used_postgres=0
 on_exit() {
   local rc=$?
+  set +e  # the summary must be printed whatever happened
   [ "$used_postgres" = 1 ] && drop_test_databases
   summary "$rc"
   rm -rf "$LOG_DIR"
