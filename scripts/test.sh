@@ -13,6 +13,9 @@
 #
 # A test that cannot run here prints `SKIPPED <test>: <why>`; the summary at the end counts those
 # lines per half of the suite. Under CI a missing tool (Python, Node) fails its tests instead.
+#
+# Every part runs even when an earlier one failed, and the run ends with one line over all of
+# them (scripts/test-summary.py): `otpd: N passed, N failed, N skipped`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,12 +23,18 @@ PG_URL="${OTPD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 pg_up() { pg_isready -q -d "$PG_URL" >/dev/null 2>&1; }
 
-# Each cargo run's output is kept here, for the skip summary.
+# Each part's output is kept here, for the skip summary and the closing line. A part that fails is
+# recorded (`<name>.failed`) and the run goes on; the exit status says whether any failed.
 LOG_DIR="$(mktemp -d)"
+failed_parts=()
+skipped_parts=0
 logged() {
   local name=$1
   shift
-  "$@" 2>&1 | tee "$LOG_DIR/$name.log"
+  if ! "$@" 2>&1 | tee "$LOG_DIR/$name.log"; then
+    failed_parts+=("$name")
+    touch "$LOG_DIR/$name.failed"
+  fi
 }
 
 summary() {
@@ -34,12 +43,14 @@ summary() {
   for f in "$LOG_DIR"/*.log; do
     [ -e "$f" ] || continue
     # Anywhere in a line: the harness may print a test's name on the same line first.
-    n=$(grep -oE 'SKIPPED [A-Za-z0-9_:]+: .*' "$f" | sort -u | tee "$f.skipped" | wc -l)
+    n=$({ grep -oE 'SKIPPED [A-Za-z0-9_:]+: .*' "$f" || true; } | sort -u | tee "$f.skipped" | wc -l)
     total=$((total + n))
     echo "$(basename "$f" .log): $n skipped"
     sed 's/^/  /' "$f.skipped"
   done
   echo "== $total skipped in all"
+  [ "${#failed_parts[@]}" = 0 ] || echo "== failed parts: ${failed_parts[*]}"
+  python3 scripts/test-summary.py "$LOG_DIR" "$skipped_parts" "$1"
 }
 
 ensure_postgres() {
@@ -105,23 +116,32 @@ fi
 used_postgres=0
 on_exit() {
   local rc=$?
+  set +e  # the summary must be printed whatever happened
   [ "$used_postgres" = 1 ] && drop_test_databases
-  summary
+  summary "$rc"
   rm -rf "$LOG_DIR"
   return $rc
 }
 trap on_exit EXIT
 
 echo "== architecture (docs/architecture.md: the arrows that must never exist)"
-python3 scripts/check-architecture.py
+logged architecture python3 scripts/check-architecture.py
 
 echo "== unit tests and integration suite on SQLite"
 logged sqlite cargo test --all-targets
 
+cargo build --bin otpd
 if [ "$have_venv" = 1 ]; then
-  cargo build --bin otpd
-  scripts/schemathesis.sh "${OTPD_SCHEMATHESIS_EXAMPLES:-25}"
+  logged schemathesis scripts/schemathesis.sh "${OTPD_SCHEMATHESIS_EXAMPLES:-25}"
+else
+  skipped_parts=$((skipped_parts + 1))
 fi
+
+echo "== the README's examples against a fresh dev server (scripts/readme-examples.sh)"
+logged readme scripts/readme-examples.sh
+
+echo "== the Debian package (scripts/test-deb.sh)"
+logged deb scripts/test-deb.sh
 
 if ensure_postgres; then
   echo "== integration suite on PostgreSQL ($PG_URL)"
@@ -132,4 +152,7 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 else
   echo "WARNING: PostgreSQL not reachable: the PostgreSQL half of the suite was skipped" >&2
+  skipped_parts=$((skipped_parts + 1))
 fi
+
+[ "${#failed_parts[@]}" = 0 ]

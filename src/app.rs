@@ -7,7 +7,7 @@ use crate::http::admin::AdminExposure;
 use crate::http::rate_limit::RateLimiters;
 use crate::http::{self, AppState, RouterSettings};
 use crate::identity::Identity;
-use crate::mail::SmtpMailer;
+use crate::mail::{ConsoleMailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections, ServerSettings};
 use crate::service::{
@@ -18,6 +18,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{PoolSettings, Store};
 use anyhow::Context;
 use axum::Router;
+use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,13 +117,45 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     services_with(config, clock, dev.as_ref()).await
 }
 
+/// The use cases for commands that only read or clear a user's state and never check or set a
+/// secret (`otpd user show`, `otpd user unlock`), so an operator can run them with database access
+/// alone, in or out of dev mode. Where no pepper can be had they get a random one, which nothing
+/// these commands do ever uses.
+pub async fn services_for_inspection(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Services> {
+    let dev = config
+        .dev
+        .then(|| DevKit::load_or_create(config))
+        .transpose()?;
+    let pepper = match pepper(config, dev.as_ref()) {
+        Ok(pepper) => pepper,
+        Err(_) => {
+            let mut key = vec![0u8; 48];
+            rand::rng().fill_bytes(&mut key);
+            Pepper::new(config.hashing.pepper_id.clone(), key).map_err(anyhow::Error::msg)?
+        }
+    };
+    services_with_pepper(config, clock, dev.as_ref(), pepper).await
+}
+
 async fn services_with(
     config: &Config,
     clock: Arc<dyn Clock>,
     dev: Option<&DevKit>,
 ) -> anyhow::Result<Services> {
-    install_crypto_provider();
     let pepper = pepper(config, dev)?;
+    services_with_pepper(config, clock, dev, pepper).await
+}
+
+async fn services_with_pepper(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    dev: Option<&DevKit>,
+    pepper: Pepper,
+) -> anyhow::Result<Services> {
+    install_crypto_provider();
     let otp_key = OtpKey::derive(&pepper);
     let totp_cipher = config.totp.cipher(&pepper)?;
     let metrics = Metrics::new();
@@ -136,6 +169,7 @@ async fn services_with(
     );
     let mailer = match &config.mail.smtp {
         Some(settings) => Some(Arc::new(SmtpMailer::new(settings)?) as Arc<dyn Mailer>),
+        None if dev.is_some() => Some(Arc::new(ConsoleMailer) as Arc<dyn Mailer>),
         None => None,
     };
     Ok(Services {

@@ -96,9 +96,15 @@ enum DevCommand {
         /// Space-separated scopes (default: all scopes otpd knows).
         #[arg(long, default_value = otpd::dev::ALL_SCOPES)]
         scope: String,
-        /// Lifetime in seconds.
+        /// Lifetime in seconds (1 to 30 days' worth).
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// An `email` claim: where `POST /user/otp/sendmail` mails the OTP.
+        #[arg(long)]
+        email: Option<String>,
+        /// An `email_verified` claim (`true` or `false`; absent when not given). Needs --email.
+        #[arg(long)]
+        email_verified: Option<bool>,
     },
 }
 
@@ -167,7 +173,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 // Builds the transport without connecting: catches a malformed URL or sender.
                 otpd::mail::SmtpMailer::new(mail)?;
             }
-            print!("{}", config.describe());
+            if config.dev {
+                print!("{}", otpd::dev::describe_effective(&config));
+            } else {
+                print!("{}", config.describe());
+            }
             // On stderr, so the settings on stdout stay `name = value` lines.
             for warning in config.warnings() {
                 eprintln!("warning: {warning}");
@@ -204,9 +214,25 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 otpd::http::openapi::document_json(&config.http.base_path)
             );
         }
-        Command::Dev(DevCommand::Token { sub, scope, ttl }) => {
+        Command::Dev(DevCommand::Token {
+            sub,
+            scope,
+            ttl,
+            email,
+            email_verified,
+        }) => {
+            let request = otpd::dev::TokenRequest {
+                sub: &sub,
+                scope: &scope,
+                ttl: Duration::from_secs(ttl),
+                email: email.as_deref(),
+                email_verified,
+                admin_scope: &config.admin.scope,
+            };
+            // Checked before the key files are made: a refused token leaves nothing behind.
+            request.check()?;
             let kit = otpd::dev::DevKit::load_or_create(&config)?;
-            println!("{}", kit.mint(&sub, &scope, Duration::from_secs(ttl))?);
+            println!("{}", kit.mint(&request)?);
         }
     }
     Ok(())
@@ -238,7 +264,8 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
         }
         UserCommand::Show { sub } => {
             let sub = subject(&sub)?;
-            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
+            let services =
+                otpd::app::services_for_inspection(config, Arc::new(SystemClock)).await?;
             print!("{}", services.user_status(&sub, &Actor::Operator).await?);
             Ok(())
         }
@@ -249,7 +276,8 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
                 Some(Some(f)) => vec![f],
                 Some(None) => anyhow::bail!("--factor must be pin, password or otp"),
             };
-            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
+            let services =
+                otpd::app::services_for_inspection(config, Arc::new(SystemClock)).await?;
             services.unlock(&sub, &factors, &Actor::Operator).await?;
             let names: Vec<&str> = factors.iter().map(|f| f.as_str()).collect();
             eprintln!("unlocked {} for {sub}", names.join(", "));

@@ -36,7 +36,14 @@ impl HashingSettings {
         let path = self
             .pepper_file
             .as_ref()
-            .ok_or_else(|| invalid("pepper_file", "not set"))?;
+            .ok_or_else(|| {
+                invalid(
+                    "pepper_file",
+                    "not set: set OTPD_PEPPER_FILE to the pepper file of the server this database belongs to \
+                     (another pepper makes every stored hash useless), or add --dev to use the \
+                     development pepper of `otpd serve --dev`",
+                )
+            })?;
         Pepper::read_file(&self.pepper_id, path).map_err(|p| invalid("pepper_file", p))
     }
 

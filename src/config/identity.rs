@@ -64,7 +64,7 @@ impl AuthSettings {
         if self.issuer.is_none() {
             return Err(invalid(
                 "oidc_issuer",
-                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
+                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL, or add --dev for development mode (`otpd serve --dev`, `otpd --dev check-config`)",
             ));
         }
         if !self.allow_insecure_urls

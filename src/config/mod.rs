@@ -222,7 +222,7 @@ impl Config {
         if self.hashing.pepper_file.is_none() {
             return Err(invalid(
                 "pepper_file",
-                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path",
+                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path, or add --dev for development mode (`otpd serve --dev`, `otpd --dev check-config`)",
             ));
         }
         Ok(())

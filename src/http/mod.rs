@@ -9,6 +9,7 @@ pub mod devices;
 pub mod error;
 mod error_document;
 pub mod health;
+pub mod json_body;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
@@ -102,6 +103,10 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
         .merge(openapi)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(from_fn_with_state(
+            settings.max_body_bytes,
+            json_body::refuse_declared_oversize,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(from_fn_with_state(
             settings.request_timeout,

@@ -3,7 +3,8 @@
 use super::AppState;
 use super::auth::{Authorized, UserDelete};
 use super::error::ApiError;
-use super::negotiate::{AcceptsJson, JsonBody, JsonContentType};
+use super::json_body::JsonBody;
+use super::negotiate::{AcceptsJson, JsonContentType};
 use crate::service::ServiceError;
 use crate::service::account::Erasure;
 use axum::extract::State;

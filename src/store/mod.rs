@@ -219,7 +219,7 @@ impl AuditRecord {
         if json {
             serde_json::json!({"at": at, "event": self.event, "detail": self.detail}).to_string()
         } else {
-            format!("{at}  {:<20}  {}", self.event, self.detail)
+            format!("{at:<24}  {:<20}  {}", self.event, self.detail)
                 .trim_end()
                 .to_owned()
         }
@@ -351,6 +351,32 @@ fn set_event(factor: Factor) -> AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_lines_have_fixed_width_columns() {
+        let line = |at: Millis, event: &str| {
+            AuditRecord {
+                id: 1,
+                at,
+                event: event.to_owned(),
+                detail: "factor=pin".to_owned(),
+            }
+            .to_line(false)
+        };
+        let lines = [
+            line(1_764_102_660_000, "otp.issued"),
+            line(1_764_102_660_100, "device-totp.created"),
+            line(1_764_102_660_123, "pin.set"),
+        ];
+        assert_eq!(
+            lines[0],
+            format!("2025-11-25T20:31:00.000Z  {:<20}  factor=pin", "otp.issued")
+        );
+        assert!(lines[1].starts_with("2025-11-25T20:31:00.100Z  device-totp.created "));
+        for l in &lines {
+            assert_eq!(l.find("factor="), Some(48), "{l}");
+        }
+    }
 
     #[test]
     fn unreachable_or_busy_databases_are_unavailable_and_other_errors_are_not() {
