@@ -134,7 +134,7 @@ async fn services_with(
         totp: config.totp.new_devices,
         totp_cipher,
         after_login_window: config.totp.after_login_window,
-        watch: CredentialWatch::default(),
+        watch: CredentialWatch::new(config.limits.long_polls),
         lockout: config.limits.lockout,
     })
 }
@@ -250,6 +250,7 @@ impl App {
                 router,
                 self.server,
                 Arc::clone(&self.connections),
+                self.metrics.clone(),
                 stopped(stop_rx.clone()),
             ))
         });
@@ -262,6 +263,7 @@ impl App {
             self.router,
             self.server,
             self.connections,
+            self.metrics.clone(),
             stopped(stop_rx),
         )
         .await;
