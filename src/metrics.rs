@@ -130,6 +130,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Client connections closed or refused by the server to keep its slots for requests, by reason (address-limit, evicted, first-request-timeout, idle-timeout)",
     ),
     (
+        "otpd_long_polls_waiting",
+        Kind::Gauge,
+        None,
+        "Long polls waiting now",
+    ),
+    (
         "otpd_long_polls_cut_short_total",
         Kind::Counter,
         None,
@@ -181,6 +187,7 @@ pub struct Gauges {
     pub jwks_refreshes_ok: u64,
     pub jwks_refreshes_failed: u64,
     pub connections_open: usize,
+    pub long_polls_waiting: usize,
 }
 
 impl Default for Metrics {
@@ -372,6 +379,8 @@ impl Metrics {
             .set(g.db_max);
         self.gauge("otpd_http_connections_open", &[])
             .set(g.connections_open as f64);
+        self.gauge("otpd_long_polls_waiting", &[])
+            .set(g.long_polls_waiting as f64);
         self.counter("otpd_jwks_refreshes_total", &[("result", "ok")])
             .absolute(g.jwks_refreshes_ok);
         self.counter("otpd_jwks_refreshes_total", &[("result", "error")])

@@ -62,8 +62,8 @@ pub enum Admission {
 pub struct Slots {
     limits: SlotLimits,
     state: Mutex<State>,
-    /// Signalled whenever a slot is released.
-    freed: Notify,
+    /// Signalled whenever a slot is released or a connection becomes idle (and so may give way).
+    freed: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -80,6 +80,8 @@ pub struct Connection {
     activity: Mutex<Activity>,
     /// Wakes the connection's watchdog: a request started or ended, or it was asked to close.
     changed: Notify,
+    /// The slots' `freed`: a connection that turns idle may be what a waiting newcomer needs.
+    became_idle: Arc<Notify>,
 }
 
 struct Activity {
@@ -103,7 +105,7 @@ impl Slots {
         Arc::new(Self {
             limits,
             state: Mutex::default(),
-            freed: Notify::new(),
+            freed: Arc::new(Notify::new()),
         })
     }
 
@@ -141,6 +143,7 @@ impl Slots {
                 close: state.draining.then_some(Close::Shutdown),
             }),
             changed: Notify::new(),
+            became_idle: Arc::clone(&self.freed),
         });
         state.open.insert(id, Arc::clone(&connection));
         *state.per_address.entry(address).or_default() += 1;
@@ -152,7 +155,8 @@ impl Slots {
         })
     }
 
-    /// Completes when a slot may have been released since the returned future was created.
+    /// Completes when a slot may have been released, or a connection may have become able to
+    /// give way, since the returned future was created.
     pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
     }
@@ -314,11 +318,15 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let mut a = self.0.activity();
         a.in_flight -= 1;
-        if a.in_flight == 0 {
+        let idle = a.in_flight == 0;
+        if idle {
             a.idle_since = Instant::now();
         }
         drop(a);
         self.0.changed.notify_one();
+        if idle {
+            self.0.became_idle.notify_waiters();
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use support as credential_support;
 use support::{mail as smtp, process};
 
 mod cli;
+mod connection_slots;
 mod connections;
 mod copy_data;
 mod copy_data_more;
