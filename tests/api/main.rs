@@ -18,6 +18,7 @@ mod copy_data;
 mod copy_data_more;
 mod create_otp;
 mod credential_errors;
+mod delete_race;
 mod delete_user;
 mod device_totp;
 mod durability;
