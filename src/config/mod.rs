@@ -12,6 +12,7 @@
 //! To add a setting: a row in `settings.rs`, a field in the subsystem's type, and its parsing and
 //! description in the group's file below (tests fail until all three agree).
 
+mod admin;
 mod credentials;
 mod hashing;
 mod identity;
@@ -29,6 +30,7 @@ pub use settings::SETTINGS;
 
 use crate::domain::{OtpSettings, PinPolicy};
 use crate::http::HttpSettings;
+use crate::http::admin::AdminSettings;
 use crate::identity::AuthSettings;
 use crate::server::ServerSettings;
 use crate::service::{DeviceTotpSettings, HashingSettings};
@@ -71,6 +73,7 @@ fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub server: ServerSettings,
     pub http: HttpSettings,
+    pub admin: AdminSettings,
     pub store: StoreSettings,
     pub identity: AuthSettings,
     pub hashing: HashingSettings,
@@ -201,6 +204,7 @@ impl Config {
             totp: DeviceTotpSettings::from_source(src)?,
             http: HttpSettings::from_source(src)?,
             server: ServerSettings::from_source(src)?,
+            admin: AdminSettings::from_source(src)?,
             mail: MailSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
             dev,
@@ -234,6 +238,7 @@ impl Config {
         let mut lines = Lines::new();
         self.server.describe(&mut lines);
         self.http.describe(&mut lines);
+        self.admin.describe(&mut lines);
         self.store.describe(&mut lines);
         self.identity.describe(&mut lines);
         self.hashing.describe(&mut lines);

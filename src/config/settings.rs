@@ -187,6 +187,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "address for a separate admin listener serving /metrics and /health/*; empty: /metrics on the main listener",
     ),
     (
+        "admin_api",
+        "on",
+        "where the admin API (/admin/v1) is served: on (main listener, and the admin listener if set), admin-listener (only on metrics_listen) or off",
+    ),
+    (
+        "admin_scope",
+        "otpd:admin",
+        "scope an access token needs for the admin API; one user tokens never carry",
+    ),
+    (
         "header_read_timeout_seconds",
         "5",
         "a client must send a request's headers within this time (also the idle keep-alive limit) (1..300)",

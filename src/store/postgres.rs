@@ -37,3 +37,4 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);
+super::admin::impl_admin_store!(PgStore);

@@ -46,3 +46,4 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
+super::admin::impl_admin_store!(SqliteStore);

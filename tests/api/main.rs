@@ -5,12 +5,10 @@
 //! PostgreSQL server, in which case every test app gets a database of its own there.
 
 mod support;
-// The paths these had before they moved into `support`, for files that still use them.
-#[allow(unused_imports)]
-use support as credential_support;
-#[allow(unused_imports)]
-use support::{mail as smtp, process};
 
+mod admin_api;
+mod admin_audit;
+mod backup;
 mod cli;
 mod connection_slots;
 mod connections;
@@ -26,7 +24,8 @@ mod errors;
 mod introspection;
 mod key_cache;
 mod lockout;
-mod lockout_more;
+mod lockout_refusals;
+mod lockout_reset;
 mod long_polls;
 mod metrics;
 mod openapi;

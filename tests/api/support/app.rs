@@ -144,6 +144,35 @@ impl TestApp {
             .collect()
     }
 
+    /// (factor, consecutive failures, locked at `now`, disabled) of every guarded factor of
+    /// `sub`, in the order the service lists them.
+    pub async fn attempt_counters_at(
+        &self,
+        sub: &str,
+        now: time::OffsetDateTime,
+    ) -> Vec<(String, u32, bool, bool)> {
+        let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap();
+        let sub = Subject::parse(sub).unwrap();
+        let states = self.services().await.attempt_states(&sub).await.unwrap();
+        states
+            .into_iter()
+            .map(|(f, s)| {
+                (
+                    f.as_str().to_owned(),
+                    s.failures,
+                    s.locked_until > now_ms,
+                    s.disabled,
+                )
+            })
+            .collect()
+    }
+
+    /// `attempt_counters_at` the wall clock's now (an app on the system clock).
+    pub async fn attempt_counters(&self, sub: &str) -> Vec<(String, u32, bool, bool)> {
+        self.attempt_counters_at(sub, time::OffsetDateTime::now_utc())
+            .await
+    }
+
     /// Stops the server, finishing in-flight requests; a panic of the server task is the test's.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
