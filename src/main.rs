@@ -133,6 +133,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => {
             config.require_serving_settings()?;
             otpd::telemetry::init(&config.log.filter, config.log.format);
+            for warning in config.warnings() {
+                tracing::warn!(%warning, "risky setting");
+            }
             if config.dev {
                 eprintln!(
                     "\n  *** otpd DEVELOPMENT MODE: local signing key, pepper on disk. Never use with real users. ***\n"
@@ -165,6 +168,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 otpd::mail::SmtpMailer::new(mail)?;
             }
             print!("{}", config.describe());
+            // On stderr, so the settings on stdout stay `name = value` lines.
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
         }
         Command::User(cmd) => {
             otpd::telemetry::init("warn", LogFormat::Text);

@@ -211,18 +211,14 @@ impl Config {
         })
     }
 
-    /// What `serve` needs beyond well-formed values: an issuer and a pepper, unless in dev mode.
-    /// (Operator commands such as `migrate` run without them.)
+    /// What `serve` needs beyond well-formed values, unless in dev mode: an issuer reached over
+    /// https (or explicitly allowed otherwise), an audience decision, and a pepper. (Operator
+    /// commands such as `migrate` run without them.)
     pub fn require_serving_settings(&self) -> Result<(), ConfigError> {
         if self.dev {
             return Ok(());
         }
-        if self.identity.issuer.is_none() {
-            return Err(invalid(
-                "oidc_issuer",
-                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
-            ));
-        }
+        self.identity.require_serving()?;
         if self.hashing.pepper_file.is_none() {
             return Err(invalid(
                 "pepper_file",
@@ -230,6 +226,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The risky choices this configuration still makes, one sentence each: `check-config`
+    /// prints them and `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dev {
+            out.push("development mode: tokens signed by a local key are accepted".into());
+            return out;
+        }
+        self.identity.warnings(&mut out);
+        out
     }
 
     /// The effective configuration as `name = value` lines, secrets redacted, in the order of
@@ -329,7 +337,9 @@ mod tests {
         let c = Config::load(None, env("OTPD_PEPPER_FILE", "/p"), false).unwrap();
         let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("oidc_issuer"), "{e}");
-        let c = Config::load(None, env("OTPD_OIDC_ISSUER", "https://id.example"), false).unwrap();
+        let mut with_issuer = env("OTPD_OIDC_ISSUER", "https://id.example");
+        with_issuer.extend(env("OTPD_AUDIENCE", "otpd"));
+        let c = Config::load(None, with_issuer, false).unwrap();
         let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("OTPD_PEPPER_FILE"), "{e}");
     }

@@ -288,7 +288,7 @@ impl ApiError {
             ApiError::EmailNotVerified => (
                 "email-not-verified",
                 "Email address not verified",
-                "The access token says the email address is not verified (`email_verified` is false).".into(),
+                "The access token does not say the email address is verified (`email_verified` is not true).".into(),
             ),
             ApiError::EmailInvalid => (
                 "email-invalid",

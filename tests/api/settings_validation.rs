@@ -30,6 +30,8 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
         &[],
     ),
     ("jwks_url", &["file:///etc/jwks.json"], &[]),
+    ("allow_insecure_idp_urls", &["yes", "1", "TRUE "], &[]),
+    ("introspection_max_per_second", &["0", "100001", "-1"], &[]),
     ("token_leeway_seconds", &["301", "-1", "30s"], &[]),
     ("introspection_url", &["id.example.com/introspect"], &[]),
     (
@@ -246,6 +248,9 @@ fn the_edges_of_every_range_are_accepted() {
         ("database_acquire_timeout_ms", "60000"),
         ("token_leeway_seconds", "0"),
         ("token_leeway_seconds", "300"),
+        ("introspection_max_per_second", "1"),
+        ("introspection_max_per_second", "100000"),
+        ("allow_insecure_idp_urls", "true"),
         ("hash_concurrency", "256"),
         ("hash_queue", "0"),
         ("pin_lock_from", "0"),

@@ -129,6 +129,8 @@ fn serve_refusal(dir: &Path, extra: &[(&str, &str)]) -> (std::process::ExitStatu
             format!("sqlite://{}/refused.db", dir.display()),
         ),
         ("OTPD_OIDC_ISSUER", "http://127.0.0.1:9".to_owned()),
+        ("OTPD_ALLOW_INSECURE_IDP_URLS", "true".to_owned()),
+        ("OTPD_AUDIENCE", "any".to_owned()),
         ("OTPD_PEPPER_FILE", pepper),
         ("OTPD_ARGON2", TEST_ARGON2.to_owned()),
     ]

@@ -268,6 +268,10 @@ impl TestAppBuilder {
             ("OTPD_LISTEN".into(), "127.0.0.1:0".into()),
             ("OTPD_DATABASE_URL".into(), database_url.clone()),
             ("OTPD_OIDC_ISSUER".into(), issuer.url.clone()),
+            // The test issuer serves plain http on loopback, and its tokens name no audience;
+            // tests about either setting override these.
+            ("OTPD_ALLOW_INSECURE_IDP_URLS".into(), "true".into()),
+            ("OTPD_AUDIENCE".into(), "any".into()),
             ("OTPD_PEPPER_FILE".into(), pepper_file.display().to_string()),
             ("OTPD_ARGON2".into(), TEST_ARGON2.into()),
             // Every test talks from 127.0.0.1 with one client id; tests about rate limits set them.
