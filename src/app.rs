@@ -185,7 +185,7 @@ async fn services_with_pepper(
         totp: config.totp.new_devices,
         totp_cipher,
         after_login_window: config.totp.after_login_window,
-        watch: CredentialWatch::default(),
+        watch: CredentialWatch::new(config.limits.long_polls),
         lockout: config.limits.lockout,
     })
 }
@@ -310,6 +310,7 @@ impl App {
                 router,
                 self.server,
                 Arc::clone(&self.connections),
+                self.metrics.clone(),
                 stopped(stop_rx.clone()),
             ))
         });
@@ -322,6 +323,7 @@ impl App {
             self.router,
             self.server,
             self.connections,
+            self.metrics.clone(),
             stopped(stop_rx),
         )
         .await;

@@ -212,6 +212,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "a client must send a request's headers within this time (also the idle keep-alive limit) (1..300)",
     ),
     (
+        "first_request_timeout_seconds",
+        "3",
+        "a new connection must send its first request within this time, HTTP/1 and HTTP/2 (1..300)",
+    ),
+    (
+        "idle_timeout_seconds",
+        "30",
+        "a connection with no request in flight is closed after this, HTTP/1 and HTTP/2 (1..3600)",
+    ),
+    (
         "request_timeout_seconds",
         "30",
         "longest time to answer a request, plus the wait a long poll asks for (1..600); then 503 request-timeout",
@@ -225,6 +235,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "max_connections",
         "1024",
         "open client connections; beyond it new connections wait to be accepted (1..100000)",
+    ),
+    (
+        "max_connections_per_address",
+        "64",
+        "open connections from one source address (1..100000), or off; set off behind a proxy or load balancer",
+    ),
+    (
+        "long_poll_max_per_user",
+        "4",
+        "long polls (GET /user/pin, /user/password with timeout) one user may have waiting per replica (0..1000); beyond it answered at once",
+    ),
+    (
+        "long_poll_max_total",
+        "256",
+        "long polls waiting per replica, all users (0..100000); beyond it answered at once",
     ),
     (
         "shutdown_grace_seconds",

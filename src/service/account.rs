@@ -3,15 +3,31 @@
 
 use super::clock::to_millis;
 use super::{ServiceError, Services};
-use crate::domain::{Actor, AuditEvent, OtpTypes, Pin, Subject};
-use crate::store::FollowUp;
-use secrecy::SecretString;
+use crate::domain::{Actor, AuditEvent, Factor, GuardedFactor, OtpCode, OtpTypes, Pin, Subject};
+use crate::store::{FollowUp, StoredCredentials};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Which knowledge factors a user has set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FactorsSet {
     pub pin: bool,
     pub password: bool,
+}
+
+impl FactorsSet {
+    pub(crate) fn of(stored: &StoredCredentials) -> Self {
+        Self {
+            pin: stored.pin_hash.is_some(),
+            password: stored.password_hash.is_some(),
+        }
+    }
+
+    pub fn has(self, factor: Factor) -> bool {
+        match factor {
+            Factor::Pin => self.pin,
+            Factor::Password => self.password,
+        }
+    }
 }
 
 /// What entitles an erasure.
@@ -25,8 +41,8 @@ pub enum Erasure<'a> {
 
 impl Services {
     /// Sets the PIN if it meets the policy and `code` is a valid OTP. The policy is checked first,
-    /// so a refused PIN leaves the OTP usable; the OTP is consumed in the transaction that stores
-    /// the PIN.
+    /// so a refused PIN leaves the OTP usable; then the OTP attempt is reserved, then the PIN is
+    /// hashed, and the OTP is consumed in the transaction that stores the PIN.
     pub async fn change_pin(
         &self,
         sub: &Subject,
@@ -47,9 +63,22 @@ impl Services {
                 return Err(ServiceError::PinRejected(rejection));
             }
         };
-        let phc = self.hasher.hash(pin.expose()).await?;
-        self.redeem_otp_then(sub, otp, OtpTypes::ALL, FollowUp::SetPin { phc: &phc })
+        // The new PIN is hashed only once the OTP attempt is counted (and refused while the OTP
+        // factor is locked), so a locked factor or a stream of bad OTPs costs no Argon2 time. A
+        // full hashing queue is answered before anything is counted: a 503 is no guess.
+        let permit = self.hasher.admit()?;
+        let checked = self
+            .guarded(sub, GuardedFactor::Otp, || async {
+                if OtpCode::parse(otp.expose_secret()).is_none() {
+                    return Ok(None);
+                }
+                let phc = permit.hash(pin.expose()).await?;
+                self.try_redeem(sub, otp, OtpTypes::ALL, FollowUp::SetPin { phc: &phc })
+                    .await
+            })
             .await?;
+        drop(permit);
+        self.settle_redemption(checked)?;
         Ok(())
     }
 
@@ -79,10 +108,6 @@ impl Services {
     }
 
     pub async fn factors_set(&self, sub: &Subject) -> Result<FactorsSet, ServiceError> {
-        let stored = self.store.credentials(sub).await?;
-        Ok(FactorsSet {
-            pin: stored.pin_hash.is_some(),
-            password: stored.password_hash.is_some(),
-        })
+        Ok(FactorsSet::of(&self.store.credentials(sub).await?))
     }
 }

@@ -88,14 +88,14 @@ impl Services {
                 Err(e) => return Err(e),
             }
         }
-        let how = if proof.password.is_some() || proof.pin.is_some() {
+        let (how, requires) = if proof.password.is_some() || proof.pin.is_some() {
             let stored_credentials = self.store.credentials(sub).await?;
             let knowledge = Proof {
                 password: proof.password,
                 pin: proof.pin,
             };
             match self.check_proof(sub, &stored_credentials, &knowledge).await {
-                Ok(factor) => factor.as_str(),
+                Ok(factor) => (factor.as_str(), Some(factor)),
                 Err(ServiceError::InvalidCredentials | ServiceError::CredentialNotSet) => {
                     return Err(ServiceError::NoValidProof);
                 }
@@ -104,12 +104,20 @@ impl Services {
         } else if proof.otp.is_none()
             && after_login.is_some_and(|grant| self.within_after_login_window(grant))
         {
-            "after-login"
+            // Not tied to a credential: a grant right after registration stands on its own.
+            ("after-login", None)
         } else {
             return Err(otp_refusal.unwrap_or(ServiceError::NoValidProof));
         };
         let detail = format!("device={} proof={how}", issued.device);
-        self.store.save_device(sub, &stored, &detail, now).await?;
+        if !self
+            .store
+            .save_device(sub, &stored, &detail, requires, now)
+            .await?
+        {
+            // The PIN or password just checked was erased or reset meanwhile (DELETE /user).
+            return Err(ServiceError::NoValidProof);
+        }
         Ok(issued)
     }
 

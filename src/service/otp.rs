@@ -55,7 +55,7 @@ impl Services {
         let stored = self.store.credentials(sub).await?;
         let factor = self.check_proof(sub, &stored, &proof).await?;
         let issued = self
-            .create_otp(sub, &format!("factor={}", factor.as_str()))
+            .create_otp(sub, &format!("factor={}", factor.as_str()), Some(factor))
             .await?;
         self.metrics.otp_issued("credential");
         Ok(issued)
@@ -125,11 +125,13 @@ impl Services {
         }
     }
 
-    /// Draws a code, stores its digest, and returns it with its expiry.
+    /// Draws a code, stores its digest, and returns it with its expiry; with `requires`, only while
+    /// that factor is still set.
     pub(crate) async fn create_otp(
         &self,
         sub: &Subject,
         audit_detail: &str,
+        requires: Option<Factor>,
     ) -> Result<IssuedOtp, ServiceError> {
         let now = self.clock.now();
         let expires_at = (now + self.otp.ttl)
@@ -144,9 +146,13 @@ impl Services {
                 expires_at: to_millis(expires_at),
                 max_live: self.otp.max_live,
                 audit_detail,
+                requires,
             };
-            if self.store.insert_otp(sub, new).await? == OtpInsert::Inserted {
-                return Ok(IssuedOtp { code, expires_at });
+            match self.store.insert_otp(sub, new).await? {
+                OtpInsert::Inserted => return Ok(IssuedOtp { code, expires_at }),
+                OtpInsert::DigestTaken => {}
+                // Erased (DELETE /user) or reset since it was checked: as if it had not been set.
+                OtpInsert::CredentialGone => return Err(ServiceError::CredentialNotSet),
             }
         }
         Err(anyhow!("{MAX_DRAWS} OTP draws in a row collided with stored digests").into())

@@ -41,6 +41,14 @@ impl Services {
                 self.try_redeem(sub, otp, types, then)
             })
             .await?;
+        self.settle_redemption(checked)
+    }
+
+    /// The answer to a guarded redemption, counted in the metrics.
+    pub(super) fn settle_redemption(
+        &self,
+        checked: Checked<Redeemed>,
+    ) -> Result<Redeemed, ServiceError> {
         match checked {
             Checked::Passed(redeemed) => {
                 self.metrics.otp_redeemed();
@@ -62,7 +70,7 @@ impl Services {
     }
 
     /// One redemption, already admitted by the attempt limit: `None` when no candidate is valid.
-    async fn try_redeem(
+    pub(super) async fn try_redeem(
         &self,
         sub: &Subject,
         otp: &SecretString,

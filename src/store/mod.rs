@@ -128,6 +128,9 @@ pub struct NewOtp<'a> {
     pub max_live: u32,
     /// What the audit row says about how the OTP was earned (e.g. `factor=pin`).
     pub audit_detail: &'a str,
+    /// The factor that earned the OTP, which must still be set when it is stored: a PIN checked
+    /// just before a concurrent `DELETE /user` must not leave an OTP behind. `None` for mail.
+    pub requires: Option<Factor>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +138,8 @@ pub enum OtpInsert {
     Inserted,
     /// Another live or retired OTP already has this digest: draw a new code.
     DigestTaken,
+    /// The factor in `requires` is no longer set (erased or replaced meanwhile): nothing stored.
+    CredentialGone,
 }
 
 /// The answer to "may this user be sent one more mail now?".
@@ -295,14 +300,16 @@ pub trait Store: AttemptStore + AdminStore + Send + Sync + 'static {
     async fn devices(&self, sub: &Subject) -> Result<Vec<StoredDevice>, StoreError>;
 
     /// Creates a device TOTP or replaces the secret of an existing device id (resetting its last
-    /// accepted step), with its audit row.
+    /// accepted step), with its audit row. With `requires`, only while that factor (the proof
+    /// just checked) is still set; answers whether the device was saved.
     async fn save_device(
         &self,
         sub: &Subject,
         device: &StoredDevice,
         audit_detail: &str,
+        requires: Option<Factor>,
         now: Millis,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Consumes one of the candidates by a conditional update and applies `then`, in one
     /// transaction with the audit rows. `None` (and nothing changed) when no candidate was still
@@ -324,6 +331,8 @@ pub trait Store: AttemptStore + AdminStore + Send + Sync + 'static {
 struct CredentialSql {
     upsert: &'static str,
     upgrade: &'static str,
+    /// One row when the factor is set.
+    is_set: &'static str,
 }
 
 fn credential_sql(factor: Factor) -> CredentialSql {
@@ -332,11 +341,13 @@ fn credential_sql(factor: Factor) -> CredentialSql {
             upsert: "INSERT INTO users (sub, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $3)
                      ON CONFLICT (sub) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
             upgrade: "UPDATE users SET password_hash = $1, updated_at = $2 WHERE sub = $3 AND password_hash = $4",
+            is_set: "SELECT 1 FROM users WHERE sub = $1 AND password_hash IS NOT NULL",
         },
         Factor::Pin => CredentialSql {
             upsert: "INSERT INTO users (sub, pin_hash, created_at, updated_at) VALUES ($1, $2, $3, $3)
                      ON CONFLICT (sub) DO UPDATE SET pin_hash = excluded.pin_hash, updated_at = excluded.updated_at",
             upgrade: "UPDATE users SET pin_hash = $1, updated_at = $2 WHERE sub = $3 AND pin_hash = $4",
+            is_set: "SELECT 1 FROM users WHERE sub = $1 AND pin_hash IS NOT NULL",
         },
     }
 }

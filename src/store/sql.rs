@@ -126,7 +126,21 @@ macro_rules! impl_store {
                 Ok(None)
             }
 
-            /// Every credential record of a user; the audit rows are kept on purpose.
+            /// Whether `factor` is set; under `lock_user`, it stays so until the commit.
+            async fn factor_set(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                factor: Factor,
+            ) -> Result<bool, StoreError> {
+                let row = sqlx::query(credential_sql(factor).is_set)
+                    .bind(sub.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            /// Every record of a user (credentials, OTPs, devices, counters, mail quota); the
+            /// audit rows are kept on purpose.
             pub(super) async fn erase_user(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sub: &Subject,
@@ -136,6 +150,7 @@ macro_rules! impl_store {
                     "DELETE FROM otps WHERE sub = $1",
                     "DELETE FROM device_totps WHERE sub = $1",
                     "DELETE FROM attempts WHERE sub = $1",
+                    "DELETE FROM mail_quota WHERE sub = $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }
@@ -190,6 +205,7 @@ macro_rules! impl_store {
                     now: Millis,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.begin_write().await?;
+                    lock_user(&mut tx, sub).await?;
                     sqlx::query(credential_sql(factor).upsert)
                         .bind(sub.as_str())
                         .bind(phc)
@@ -229,6 +245,12 @@ macro_rules! impl_store {
                 async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError> {
                     let mut tx = self.begin_write().await?;
                     lock_user(&mut tx, sub).await?;
+                    if let Some(factor) = otp.requires {
+                        if !factor_set(&mut tx, sub, factor).await? {
+                            tx.rollback().await?;
+                            return Ok(OtpInsert::CredentialGone);
+                        }
+                    }
                     sqlx::query(
                         "DELETE FROM otps WHERE sub = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)",
                     )
@@ -365,13 +387,21 @@ macro_rules! impl_store {
                     sub: &Subject,
                     device: &StoredDevice,
                     audit_detail: &str,
+                    requires: Option<Factor>,
                     now: Millis,
-                ) -> Result<(), StoreError> {
+                ) -> Result<bool, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    lock_user(&mut tx, sub).await?;
+                    if let Some(factor) = requires {
+                        if !factor_set(&mut tx, sub, factor).await? {
+                            tx.rollback().await?;
+                            return Ok(false);
+                        }
+                    }
                     upsert_device(&mut tx, sub, device, now).await?;
                     insert_audit(&mut tx, sub, AuditEvent::DeviceTotpCreated, audit_detail, now).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(true)
                 }
 
                 async fn redeem(
@@ -382,6 +412,12 @@ macro_rules! impl_store {
                     now: Millis,
                 ) -> Result<Option<Redeemed>, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    // A redemption that changes the user's rows is ordered against the user's
+                    // other writes (an erase must not miss a PIN or device committed beside it).
+                    // A plain verification only consumes, which the conditional update orders.
+                    if !matches!(then, FollowUp::Nothing) {
+                        lock_user(&mut tx, sub).await?;
+                    }
                     let Some(redeemed) = consume(&mut tx, sub, candidates, now).await? else {
                         tx.rollback().await?;
                         return Ok(None);

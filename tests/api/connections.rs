@@ -8,10 +8,10 @@ use tokio::net::TcpStream;
 
 /// Generous upper bound for things that should happen within a second or two: a safety net so a
 /// broken server fails the test instead of hanging it, not a timing assertion.
-const SAFETY: Duration = Duration::from_secs(15);
+pub(crate) const SAFETY: Duration = Duration::from_secs(15);
 
 /// Reads until the server closes the connection; returns what it sent.
-async fn read_until_closed(stream: &mut TcpStream) -> String {
+pub(crate) async fn read_until_closed(stream: &mut TcpStream) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

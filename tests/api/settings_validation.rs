@@ -87,6 +87,11 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ("request_timeout_seconds", &["0", "601"], &[]),
     ("max_requests_per_connection", &["0", "1000001"], &[]),
     ("max_connections", &["0", "100001"], &[]),
+    ("first_request_timeout_seconds", &["0", "301", "3s"], &[]),
+    ("idle_timeout_seconds", &["0", "3601"], &[]),
+    ("max_connections_per_address", &["0", "100001", "none"], &[]),
+    ("long_poll_max_per_user", &["1001", "-1"], &[]),
+    ("long_poll_max_total", &["100001", "-1"], &[]),
     ("shutdown_grace_seconds", &["601"], &[]),
     (
         "smtp_url",

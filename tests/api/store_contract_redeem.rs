@@ -77,15 +77,15 @@ async fn store_devices_are_saved_listed_and_replaced() {
     let u = sub("contract-devices");
     assert!(c.store.devices(&u).await.unwrap().is_empty());
     c.store
-        .save_device(&u, &device("phone", b"ct-1"), "device=phone", 1)
+        .save_device(&u, &device("phone", b"ct-1"), "device=phone", None, 1)
         .await
         .unwrap();
     c.store
-        .save_device(&u, &device("phone", b"ct-2"), "device=phone", 2)
+        .save_device(&u, &device("phone", b"ct-2"), "device=phone", None, 2)
         .await
         .unwrap();
     c.store
-        .save_device(&u, &device("tablet", b"ct-3"), "device=tablet", 3)
+        .save_device(&u, &device("tablet", b"ct-3"), "device=tablet", None, 3)
         .await
         .unwrap();
     let saved = c.store.devices(&u).await.unwrap();
@@ -143,7 +143,7 @@ async fn store_a_totp_step_is_accepted_once_and_never_an_older_one() {
     let c = contract().await;
     let u = sub("contract-totp");
     let phone = device("phone", b"ct-1");
-    c.store.save_device(&u, &phone, "", 1).await.unwrap();
+    c.store.save_device(&u, &phone, "", None, 1).await.unwrap();
     assert_eq!(race(&c, "contract-totp", step(&phone, 100), 3_000).await, 1);
     let user = "contract-totp";
     let replay = |p: &StoredDevice, s: i64| redeem(&c, user, step(p, s), FollowUp::Nothing, 3_100);
@@ -155,7 +155,10 @@ async fn store_a_totp_step_is_accepted_once_and_never_an_older_one() {
     );
     // A step computed from a secret that was replaced in the meantime consumes nothing.
     let replaced = device("phone", b"ct-2");
-    c.store.save_device(&u, &replaced, "", 4).await.unwrap();
+    c.store
+        .save_device(&u, &replaced, "", None, 4)
+        .await
+        .unwrap();
     assert_eq!(replay(&phone, 200).await, None);
     assert_eq!(
         replay(&replaced, 5).await,
@@ -205,7 +208,7 @@ async fn store_follow_ups_happen_only_with_a_redemption_and_in_its_transaction()
     let last = [3u8; 32];
     c.store.insert_otp(&u, otp(&last, 6, 3)).await.unwrap();
     c.store
-        .save_device(&u, &device("phone", b"ct"), "", 6)
+        .save_device(&u, &device("phone", b"ct"), "", None, 6)
         .await
         .unwrap();
     let erase = redeem(&c, user, account(last), FollowUp::EraseUser, 7);

@@ -277,6 +277,7 @@ impl TestAppBuilder {
             // Every test talks from 127.0.0.1 with one client id; tests about rate limits set them.
             ("OTPD_RATE_LIMIT_PER_CLIENT".into(), "off".into()),
             ("OTPD_RATE_LIMIT_PER_ADDRESS".into(), "off".into()),
+            ("OTPD_MAX_CONNECTIONS_PER_ADDRESS".into(), "off".into()),
         ];
         for (k, v) in self.env {
             env.retain(|(key, _)| *key != k);
