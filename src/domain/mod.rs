@@ -5,13 +5,17 @@ pub mod credential;
 pub mod email;
 pub mod lockout;
 pub mod otp;
+pub mod password;
+pub mod password_link;
 pub mod subject;
 pub mod totp;
 
 pub use audit::AuditEvent;
-pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
+pub use credential::{Attempt, Factor, Pin, PinPolicy, PinRejection};
 pub use email::EmailAddress;
 pub use lockout::{Admission, AttemptState, GuardedFactor, LockPolicy, LockoutPolicies};
 pub use otp::{OtpCode, OtpSettings, OtpTypes};
+pub use password::{Password, PasswordPolicy, PasswordRejection};
+pub use password_link::{LinkProblem, LinkPurpose, LinkToken};
 pub use subject::Subject;
 pub use totp::{DeviceId, TotpAlgorithm, TotpSecret, TotpSettings};

@@ -3,7 +3,7 @@
 //! JSON:API error responses of each operation and the bearer-token scheme.
 
 use super::error::JSON_API;
-use super::{AppState, devices, otp, pin, sendmail, user, verify};
+use super::{AppState, devices, otp, password, pin, sendmail, user, verify};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
@@ -61,7 +61,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verify::verify))
         .routes(routes!(sendmail::send))
         .routes(routes!(pin::update, pin::check_pin))
-        .routes(routes!(pin::check_password))
+        .routes(routes!(pin::check_password, password::create))
+        .routes(routes!(password::reset_link))
+        .routes(routes!(password::callback))
+        .routes(routes!(password::reset))
         .routes(routes!(pin::pin_or_password))
         .routes(routes!(devices::create))
         .routes(routes!(user::delete))
@@ -74,7 +77,12 @@ const COMMON: &[u16] = &[401, 403, 429, 500, 503];
 const WITH_BODY: &[u16] = &[400, 406, 413, 415, 422];
 
 /// Operations that take no request body (and answer none).
-const BODYLESS: &[&str] = &["/user/otp/sendmail"];
+const BODYLESS: &[&str] = &[
+    "/user/otp/sendmail",
+    "/user/password",
+    "/user/password/reset-link",
+    "/user/password/reset",
+];
 
 /// The error statuses of each operation beyond `COMMON`, as SPEC §2 lists them.
 fn error_statuses(method: &str, path: &str) -> Vec<u16> {
@@ -85,6 +93,10 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
         ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
         ("get", "/user/pin-or-password") => &[406],
         ("post", "/user/otp/sendmail") => &[422, 429],
+        ("put", "/user/password") => &[409, 422],
+        ("post", "/user/password/reset-link") => &[404, 422],
+        ("post", "/callbacks/password-reset") => &[404, 410, 423],
+        ("put", "/user/password/reset") => &[501],
         _ => &[],
     };
     let body: &[u16] = if matches!(method, "post" | "put" | "delete") && !BODYLESS.contains(&path) {
@@ -107,9 +119,15 @@ fn status_description(status: u16) -> &'static str {
         403 => {
             "Scope missing (`insufficient-scope`), or the OTP/credential is not valid for this change."
         }
-        404 => "Not found: the OTP is not valid (`invalid-otp`), or the credential is not set.",
+        404 => {
+            "Not found: the OTP is not valid (`invalid-otp`), or the credential (password, PIN) is not set."
+        }
         406 => {
             "The Accept header excludes the response's media type, or the new PIN is not secure (`pin-not-secure`)."
+        }
+        409 => "The user already has a password (`password-already-set`).",
+        410 => {
+            "The prove was skipped or wrong more than 3 times: the PIN and device TOTPs are erased (`credentials-erased`)."
         }
         413 => "The body exceeds the size limit.",
         415 => "The Content-Type is not the operation's media type.",
@@ -125,8 +143,9 @@ fn status_description(status: u16) -> &'static str {
              is spent (`mail-limit`); retry after `Retry-After` seconds."
         }
         500 => "Internal error; the request id identifies it in the logs.",
+        501 => "Not implemented (`not-implemented`).",
         503 => {
-            "Database unreachable, overloaded, request timeout, or (sendmail) mail not configured or not sent; retry after `Retry-After` seconds."
+            "Database unreachable, overloaded, request timeout, or (mail) mail or public URL not configured or the mail not sent; retry after `Retry-After` seconds."
         }
         _ => "Error.",
     }

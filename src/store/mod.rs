@@ -4,6 +4,7 @@
 
 mod attempts;
 pub mod copy;
+pub mod password_links;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -11,6 +12,7 @@ pub mod sqlite;
 use crate::domain::{AuditEvent, Factor, Subject};
 use async_trait::async_trait;
 pub use attempts::{AttemptStore, FailedAttempt, Reservation};
+pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -228,7 +230,7 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: AttemptStore + Send + Sync + 'static {
+pub trait Store: AttemptStore + PasswordLinkStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 

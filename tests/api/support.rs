@@ -6,7 +6,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use otpd::app::{self, Overrides};
 use otpd::config::Config;
-use otpd::domain::{Password, Pin, Subject};
+use otpd::domain::{Pin, Subject};
 use otpd::service::credentials::NewCredential;
 use otpd::service::{Clock, Services, SystemClock};
 use secrecy::SecretString;
@@ -354,10 +354,9 @@ impl TestApp {
     }
 
     pub async fn set_password(&self, sub: &str, password: &str) {
-        let new = NewCredential::Password(Password::parse(SecretString::from(password)).unwrap());
         self.services()
             .await
-            .set_credential(&Subject::parse(sub).unwrap(), new)
+            .set_password(&Subject::parse(sub).unwrap(), SecretString::from(password))
             .await
             .unwrap();
     }
