@@ -95,7 +95,12 @@ impl Services {
         let prove = match purpose {
             LinkPurpose::Set => {
                 if self.store.credentials(&sub).await?.password_hash.is_some() {
-                    return Err(PageError::PasswordAlreadySet);
+                    // Perhaps this very link set it since the row was read (another tab): the
+                    // link's state, read again now, says so more precisely.
+                    let again = self.store.password_link(&digest).await?;
+                    let used = again
+                        .and_then(|r| link_problem(r.used_at, r.retired_at, r.expires_at, now));
+                    return Err(used.map_or(PageError::PasswordAlreadySet, PageError::Link));
                 }
                 ProveOptions::default()
             }

@@ -176,6 +176,12 @@ impl Services {
             .count_wrong_prove(sub, to_millis(self.clock.now()), window)
             .await?;
         tracing::info!(wrong, "wrong prove during a password reset");
+        // A check that raced with an erasure (a parallel 4th wrong prove, or a skip) compared with
+        // a PIN that is gone by now: its answer is the erasure, not "wrong".
+        if wrong <= MAX_WRONG_PROVES && self.prove_options(sub).await?.is_empty() {
+            self.store.clear_wrong_proves(sub).await?;
+            return Ok(ProveCheck::Exhausted);
+        }
         Ok(if wrong > MAX_WRONG_PROVES {
             ProveCheck::Exhausted
         } else {

@@ -158,7 +158,10 @@ macro_rules! impl_password_link_store {
                     u8::from(erased.pin),
                     erased.devices
                 );
-                insert_audit(conn, sub, AuditEvent::CredentialsErased, &detail, now).await?;
+                // An erasure that found nothing (a parallel one was first) is no event.
+                if erased.pin || erased.devices > 0 {
+                    insert_audit(conn, sub, AuditEvent::CredentialsErased, &detail, now).await?;
+                }
                 Ok(erased)
             }
 

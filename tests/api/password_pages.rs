@@ -147,7 +147,8 @@ async fn the_minimum_length_is_the_operators() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_parallel_posts_of_one_link_set_exactly_one_password() {
     let (app, link, _smtp) = with_set_link!("duo");
-    let passwords: Vec<String> = (0..8).map(|i| format!("parallel passphrase {i}")).collect();
+    // Four: within the hashing pool's slots and queue on two cores, so none is shed with a 503.
+    let passwords: Vec<String> = (0..4).map(|i| format!("parallel passphrase {i}")).collect();
     let pages = join_all(passwords.iter().map(|p| choose(&app, &link, p))).await;
     let ok: Vec<usize> = (0..pages.len())
         .filter(|i| pages[*i].status == 200)
@@ -158,7 +159,11 @@ async fn two_parallel_posts_of_one_link_set_exactly_one_password() {
         "{:?}",
         pages.iter().map(|p| p.status).collect::<Vec<_>>()
     );
-    assert!(pages.iter().all(|p| p.status == 200 || p.status == 410));
+    let statuses: Vec<u16> = pages.iter().map(|p| p.status).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 410),
+        "{statuses:?}"
+    );
     let set = app.audit_events("duo").await;
     assert_eq!(set.iter().filter(|e| *e == "password.set").count(), 1);
     let winner = &passwords[ok[0]];

@@ -264,3 +264,37 @@ async fn skip_erases_and_no_prove_is_404() {
         "reason=skipped via=callback pin=0 devices=1".into()
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_proves_erase_once_and_never_allow_more_than_three_wrong_answers() {
+    // Room in the hashing queue for all of them: a 503 would say nothing about the limit.
+    let app = TestApp::builder()
+        .env("OTPD_HASH_QUEUE", "16")
+        .spawn()
+        .await;
+    app.device_secret("ivo", DEVICE).await;
+    app.set_pin("ivo", PIN).await;
+    let ivo = app.as_user("ivo");
+    let calls = (0..8).map(|_| {
+        ivo.post("/callbacks/password-reset")
+            .json(&json!({ "pin": "9876" }))
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    // Three wrong answers at most; every later prove finds the PIN erased (410) or locked (429:
+    // every PIN check is counted before it runs, so the 4th starts the PIN's lock).
+    assert_eq!(count(422), 3, "{statuses:?}");
+    assert!(count(410) >= 1, "{statuses:?}");
+    assert_eq!(count(410) + count(429), 5, "{statuses:?}");
+    let events = app.audit_events("ivo").await;
+    assert_eq!(
+        events.iter().filter(|e| *e == "credentials.erased").count(),
+        1
+    );
+    assert_eq!(has_pin_and_devices(&app, "ivo").await, (false, 0));
+}
