@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 #[openapi(
     info(
         title = "otpd: PACE Cloud User API 2022-1 (credentials)",
-        description = "Passwords, PINs, one-time passwords and device TOTPs. Every operation needs \
+        description = "Passwords, PINs, one-time passwords and device TOTPs. Every operation but ResetPassword (501) needs \
             `Authorization: Bearer <access token>` whose `scope` holds the operation's scope; the user is the \
             token's `sub`. Every error is a JSON:API document (`application/vnd.api+json`) whose `code` is stable.",
     ),

@@ -11,6 +11,7 @@ use support as credential_support;
 #[allow(unused_imports)]
 use support::{mail as smtp, process};
 
+mod browser;
 mod cli;
 mod connections;
 mod copy_data;

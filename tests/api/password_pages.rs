@@ -211,6 +211,16 @@ async fn a_form_posted_from_another_site_is_refused() {
     let page = submit_from(&app, &link, &fields, Some("https://evil.example")).await;
     assert_eq!(page.status, 403);
     assert!(page.says("sent from another website"));
+    let cross_site = app
+        .http
+        .post(app.root_url("/password/set"))
+        .header("origin", "null")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("token", token_of(&link).as_str()), fields[0], fields[1]])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
     assert_eq!(
         app.as_user("cleo").check("/user/password").await.status(),
         404

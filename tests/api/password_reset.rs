@@ -27,7 +27,7 @@ macro_rules! with_reset_link {
     }};
 }
 
-fn reset_fields<'a>(prove: &'a str) -> Vec<(&'a str, &'a str)> {
+fn reset_fields(prove: &str) -> Vec<(&str, &str)> {
     vec![
         ("password", NEW_PASSWORD),
         ("confirm", NEW_PASSWORD),
