@@ -131,9 +131,12 @@ pub async fn submit_from(
     form.extend_from_slice(fields);
     let mut req = app.http.post(app.root_url(page)).form(&form);
     if let Some(origin) = origin {
-        req = req
-            .header("origin", origin)
-            .header("sec-fetch-site", "same-origin");
+        let site = if origin == PUBLIC {
+            "same-origin"
+        } else {
+            "cross-site"
+        };
+        req = req.header("origin", origin).header("sec-fetch-site", site);
     }
     Page::from(req.send().await.unwrap()).await
 }

@@ -221,6 +221,16 @@ async fn a_form_posted_from_another_site_is_refused() {
         .await
         .unwrap();
     assert_eq!(cross_site.status(), 403);
+    // A browser too old for Sec-Fetch-Site: its Origin decides.
+    let old_browser = app
+        .http
+        .post(app.root_url("/password/set"))
+        .header("origin", "https://evil.example")
+        .form(&[("token", token_of(&link).as_str()), fields[0], fields[1]])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old_browser.status(), 403);
     assert_eq!(
         app.as_user("cleo").check("/user/password").await.status(),
         404
