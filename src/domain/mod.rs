@@ -1,5 +1,6 @@
 //! Pure rules and types of the credential domain: no I/O, no clock reads, no framework types.
 
+pub mod actor;
 pub mod audit;
 pub mod credential;
 pub mod email;
@@ -10,6 +11,7 @@ pub mod password_link;
 pub mod subject;
 pub mod totp;
 
+pub use actor::Actor;
 pub use audit::AuditEvent;
 pub use credential::{Attempt, Factor, Pin, PinPolicy, PinRejection};
 pub use email::EmailAddress;

@@ -8,14 +8,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 /// The address in the caller's token that mail may go to (OTPs here, password links in
-/// `password.rs`). Only an address the identity provider has not declared unverified: a secret must
-/// not go to an address the user may not own. An absent `email_verified` is taken as the
-/// provider's word that it only issues addresses it trusts.
+/// `password.rs`). Only an address the identity provider vouches for: a secret must not go to an
+/// address the user may not own. A provider that says nothing has not vouched.
 pub fn mail_address(caller: &Caller) -> Result<EmailAddress, ApiError> {
-    if caller.email_verified == Some(false) {
+    let raw = caller.email.as_deref().ok_or(ApiError::EmailMissing)?;
+    if caller.email_verified != Some(true) {
         return Err(ApiError::EmailNotVerified);
     }
-    let raw = caller.email.as_deref().ok_or(ApiError::EmailMissing)?;
     EmailAddress::parse(raw).ok_or(ApiError::EmailInvalid)
 }
 
@@ -26,7 +25,7 @@ pub fn mail_address(caller: &Caller) -> Result<EmailAddress, ApiError> {
     tag = "OTP",
     operation_id = "SendOTPMail",
     description = "Issues an account OTP and mails it to the address in the token's `email` claim \
-        (refused with 422 when `email_verified` is false). Per-user hourly limit (429 with `Retry-After`). \
+        (refused with 422 unless `email_verified` is true). Per-user hourly limit (429 with `Retry-After`). \
         If the mail cannot be sent the OTP is withdrawn and the answer is 503 `mail-failed`.",
     responses((status = 204, description = "The OTP was mailed.")),
     security(("bearer" = ["user:otp:create"]))

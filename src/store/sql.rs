@@ -127,7 +127,7 @@ macro_rules! impl_store {
             }
 
             /// Every credential record of a user; the audit rows are kept on purpose.
-            async fn erase_user(
+            pub(super) async fn erase_user(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sub: &Subject,
             ) -> Result<(), StoreError> {
@@ -136,6 +136,9 @@ macro_rules! impl_store {
                     "DELETE FROM otps WHERE sub = $1",
                     "DELETE FROM device_totps WHERE sub = $1",
                     "DELETE FROM attempts WHERE sub = $1",
+                    // A live password link must not bring a password back to an erased account.
+                    "DELETE FROM password_links WHERE sub = $1",
+                    "DELETE FROM reset_proves WHERE sub = $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }
@@ -421,16 +424,17 @@ macro_rules! impl_store {
 
                 async fn audit_events(&self, sub: &Subject) -> Result<Vec<AuditRecord>, StoreError> {
                     let rows =
-                        sqlx::query("SELECT at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
+                        sqlx::query("SELECT id, at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
                             .bind(sub.as_str())
                             .fetch_all(&self.pool)
                             .await?;
                     rows.iter()
                         .map(|row| {
                             Ok(AuditRecord {
-                                at: row.try_get(0)?,
-                                event: row.try_get(1)?,
-                                detail: row.try_get(2)?,
+                                id: row.try_get(0)?,
+                                at: row.try_get(1)?,
+                                event: row.try_get(2)?,
+                                detail: row.try_get(3)?,
                             })
                         })
                         .collect()

@@ -108,8 +108,15 @@ impl Browser {
             .await;
     }
 
+    /// Clicks a submit button and waits for the page it loads.
     async fn click(&mut self, css: &str) {
         self.send(json!({"op": "click", "css": css})).await;
+    }
+
+    /// Clicks a button that changes the page in place.
+    async fn toggle(&mut self, css: &str) {
+        self.send(json!({"op": "click", "css": css, "navigates": false}))
+            .await;
     }
 
     async fn text(&mut self, css: &str) -> String {
@@ -220,12 +227,12 @@ async fn set_a_password_through_the_mailed_link_then_use_it() {
     // The show-password toggle (JavaScript) shows what was typed.
     browser.fill("#password", "peek a boo").await;
     assert_eq!(browser.count(".toggle").await, 2);
-    browser.click("#password + .toggle").await;
+    browser.toggle("#password + .toggle").await;
     assert_eq!(
         browser.attr("#password", "type").await.as_deref(),
         Some("text")
     );
-    browser.click("#password + .toggle").await;
+    browser.toggle("#password + .toggle").await;
     assert_eq!(
         browser.attr("#password", "type").await.as_deref(),
         Some("password")

@@ -232,7 +232,10 @@ async fn the_address_must_be_there_verified_and_usable() {
     assert_error(put(json!({})).await, 422, "email-missing").await;
     let unverified = json!({"email": "ivy@example.com", "email_verified": false});
     assert_error(put(unverified).await, 422, "email-not-verified").await;
-    assert_error(put(json!({"email": "ivy@"})).await, 422, "email-invalid").await;
+    let absent = json!({"email": "ivy@example.com"});
+    assert_error(put(absent).await, 422, "email-not-verified").await;
+    let unusable = json!({"email": "ivy@", "email_verified": true});
+    assert_error(put(unusable).await, 422, "email-invalid").await;
     let reset = app
         .as_user("ivy")
         .post("/user/password/reset-link")
@@ -433,4 +436,27 @@ async fn an_expired_link_shows_its_page_with_410() {
         app.as_user("eve").check("/user/password").await.status(),
         404
     );
+}
+
+#[tokio::test]
+async fn deleting_the_user_kills_a_live_link() {
+    let mut smtp = smtp_sink!();
+    let app = link_builder(&smtp).spawn().await;
+    assert_eq!(
+        mailable(&app, "del")
+            .put("/user/password")
+            .send()
+            .await
+            .status(),
+        202
+    );
+    let link = mailed_link(&mut smtp).await;
+    app.set_password("del", PASSWORD).await;
+    let otp = app
+        .as_user("del")
+        .new_otp(json!({ "password": PASSWORD }))
+        .await;
+    assert_eq!(app.as_user("del").delete_user(&otp).await.status(), 202);
+    assert_eq!(open(&app, &link).await.status, 404);
+    assert_eq!(choose(&app, &link, NEW_PASSWORD).await.status, 404);
 }

@@ -18,9 +18,13 @@ pub struct Contract {
 pub async fn contract() -> Contract {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path()).await;
-    let store = otpd::app::open_store(&url, PoolSettings::default())
-        .await
-        .unwrap();
+    // The contract is about outcomes, not latency: a loaded CI machine must not turn a 2 s wait for
+    // SQLite's write lock into a failure of a test that fires 50 writers at once.
+    let pool = PoolSettings {
+        acquire_timeout: std::time::Duration::from_secs(30),
+        ..PoolSettings::default()
+    };
+    let store = otpd::app::open_store(&url, pool).await.unwrap();
     Contract {
         store,
         url,

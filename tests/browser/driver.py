@@ -7,7 +7,8 @@ is {"ready": true} once the browser runs. Exits when standard input closes.
     python driver.py [--no-js] [--width N --height N]
 
 Commands: {"op": "open", "url"} · {"op": "type", "css", "text"} · {"op": "click", "css"} ·
-{"op": "text", "css"} · {"op": "attr", "css", "name"} · {"op": "count", "css"} · {"op": "source"} ·
+{"op": "text", "css"} ·
+{"op": "click", "css", "navigates": false} (for a button that does not load a page) · {"op": "attr", "css", "name"} · {"op": "count", "css"} · {"op": "source"} ·
 {"op": "screenshot", "path"} · {"op": "axe"} (the violations of axe-core, run in the page) ·
 {"op": "url"}. Every answer is {"ok": true, "value": …} or {"ok": false, "error": "…"}.
 """
@@ -20,7 +21,10 @@ import sys
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
 
+NO_JS = False
 AXE = pathlib.Path(__file__).resolve().parent / "node_modules/axe-core/axe.min.js"
 
 
@@ -68,7 +72,14 @@ def handle(driver: webdriver.Chrome, cmd: dict):
         element.send_keys(cmd["text"])
         return None
     if op == "click":
+        page = driver.find_element(By.TAG_NAME, "html")
         driver.find_element(By.CSS_SELECTOR, cmd["css"]).click()
+        if cmd.get("navigates", True):
+            # A submit loads the next page: wait until the old one is gone and the new one loaded.
+            wait = WebDriverWait(driver, 30)
+            wait.until(EC.staleness_of(page))
+            if not NO_JS:  # with JavaScript off, WebDriver's scripts do not run either
+                wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
         return driver.title
     if op == "text":
         return driver.find_element(By.CSS_SELECTOR, cmd["css"]).text
@@ -100,6 +111,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1100)
     parser.add_argument("--height", type=int, default=900)
     args = parser.parse_args()
+    global NO_JS
+    NO_JS = args.no_js
     driver = browser(args.no_js, args.width, args.height)
     try:
         print(json.dumps({"ready": True}), flush=True)
