@@ -73,9 +73,9 @@ drop_test_databases() {
 }
 
 VENV=target/test-venv
-PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.*"
+PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.* selenium==4.*"
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd" >/dev/null 2>&1; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd, selenium" >/dev/null 2>&1; then
     return 0
   fi
   echo "== creating $VENV ($PY_TOOLS)"
@@ -111,6 +111,30 @@ if ! ensure_oidc_provider; then
     exit 1
   fi
   echo "WARNING: node/npm unavailable: the real-provider tests (real_provider::*) will be skipped" >&2
+fi
+
+# The browser tests (tests/api/browser.rs): Debian's Chromium and chromedriver, driven by selenium
+# from the venv, with axe-core from tests/browser (committed lock file). CI installs the browser;
+# elsewhere the tests skip with a SKIPPED line when it is missing.
+ensure_browser() {
+  if [ "${CI:-}" = "true" ] && ! [ -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== apt-get install chromium chromium-driver (browser tests)"
+    apt-get install -y -q chromium chromium-driver >/dev/null ||
+      { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }
+  fi
+  if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null 2>&1; then
+    echo "== npm ci (tests/browser: axe-core for the browser tests)"
+    npm ci --prefix tests/browser --no-audit --no-fund
+  fi
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -f tests/browser/node_modules/axe-core/axe.min.js ]
+}
+
+if ! ensure_browser; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "chromium, chromedriver or axe-core is missing: the browser tests cannot run" >&2
+    exit 1
+  fi
+  echo "WARNING: no chromium/chromedriver/axe-core: the browser tests (browser::*) will be skipped" >&2
 fi
 
 used_postgres=0

@@ -11,11 +11,13 @@ use crate::mail::{ConsoleMailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections, ServerSettings};
 use crate::service::{
-    Clock, CredentialWatch, Hasher, Mailer, OtpKey, Pepper, Services, SystemClock,
+    Clock, CredentialWatch, Hasher, LinkKey, Mailer, OtpKey, Pepper, Services, SystemClock,
 };
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PoolSettings, Store};
+use crate::templates::Templates;
+use crate::web::{self, PageSettings};
 use anyhow::Context;
 use axum::Router;
 use rand::Rng;
@@ -157,6 +159,14 @@ async fn services_with_pepper(
 ) -> anyhow::Result<Services> {
     install_crypto_provider();
     let otp_key = OtpKey::derive(&pepper);
+    let link_key = LinkKey::derive(&pepper);
+    let password_policy = config
+        .passwords
+        .policy()
+        .map_err(anyhow::Error::msg)
+        .context("setting `password_blocklist_file` (OTPD_PASSWORD_BLOCKLIST_FILE)")?;
+    let templates = Templates::load(&config.templates)
+        .context("setting `templates_dir` (OTPD_TEMPLATES_DIR)")?;
     let totp_cipher = config.totp.cipher(&pepper)?;
     let metrics = Metrics::new();
     let hashing = &config.hashing;
@@ -187,6 +197,10 @@ async fn services_with_pepper(
         after_login_window: config.totp.after_login_window,
         watch: CredentialWatch::new(config.limits.long_polls),
         lockout: config.limits.lockout,
+        password_policy,
+        links: config.links.clone(),
+        link_key,
+        templates: Arc::new(templates),
     })
 }
 
@@ -242,6 +256,12 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
     };
     let admin_api = config.admin.exposure;
     let connections = Arc::clone(&state.connections);
+    let pages = web::router(
+        Arc::clone(&state.services),
+        PageSettings {
+            public_url: config.links.public_url.clone(),
+        },
+    );
     let router = http::router(
         state.clone(),
         RouterSettings {
@@ -249,6 +269,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
             max_body_bytes: config.http.max_body_bytes,
             request_timeout: config.server.request_timeout,
             serve_metrics: config.server.metrics_listen.is_none(),
+            pages,
             serve_admin: admin_api == AdminExposure::On,
         },
     );

@@ -17,3 +17,5 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
+pub mod web;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use otpd::config::Config;
-use otpd::domain::{Actor, GuardedFactor, Password, Pin, Subject};
+use otpd::domain::{Actor, GuardedFactor, Pin, Subject};
 use otpd::service::SystemClock;
 use otpd::service::admin::{AuditPageRequest, read_audit_page};
 use otpd::service::credentials::NewCredential;
@@ -247,9 +247,8 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
         UserCommand::SetPassword { sub } => {
             let sub = subject(&sub)?;
             let secret = read_secret_from_stdin()?;
-            let new = NewCredential::Password(Password::parse(secret)?);
             let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
-            services.set_credential(&sub, new).await?;
+            services.set_password(&sub, secret).await?;
             eprintln!("password set for {sub}");
             Ok(())
         }

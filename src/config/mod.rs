@@ -19,6 +19,7 @@ mod identity;
 mod limits;
 mod logging;
 mod mail;
+mod passwords;
 mod server;
 mod settings;
 mod store;
@@ -33,9 +34,10 @@ use crate::http::HttpSettings;
 use crate::http::admin::AdminSettings;
 use crate::identity::AuthSettings;
 use crate::server::ServerSettings;
-use crate::service::{DeviceTotpSettings, HashingSettings};
+use crate::service::{DeviceTotpSettings, HashingSettings, LinkSettings, PasswordSettings};
 use crate::store::StoreSettings;
 use crate::telemetry::LogSettings;
+use crate::templates::TemplateSettings;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,9 @@ pub struct Config {
     pub limits: Limits,
     pub totp: DeviceTotpSettings,
     pub mail: MailSettings,
+    pub passwords: PasswordSettings,
+    pub links: LinkSettings,
+    pub templates: TemplateSettings,
     pub log: LogSettings,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
     pub dev: bool,
@@ -206,6 +211,9 @@ impl Config {
             server: ServerSettings::from_source(src)?,
             admin: AdminSettings::from_source(src)?,
             mail: MailSettings::from_source(src)?,
+            passwords: PasswordSettings::from_source(src)?,
+            links: LinkSettings::from_source(src)?,
+            templates: TemplateSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
             dev,
         })
@@ -255,6 +263,9 @@ impl Config {
         self.limits.describe(&mut lines);
         self.totp.describe(&mut lines);
         self.mail.describe(&mut lines);
+        self.passwords.describe(&mut lines);
+        self.links.describe(&mut lines);
+        self.templates.describe(&mut lines);
         self.log.describe(&mut lines);
         lines.sort_by_key(|(name, _)| SETTINGS.iter().position(|s| s.0 == *name));
         let mode = if self.dev {

@@ -271,6 +271,36 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "5",
         "OTP mails one user may request per hour (1..1000); beyond it 429",
     ),
+    (
+        "password_min_length",
+        "8",
+        "shortest new password, in characters after NFKC normalization (8..64); NIST asks 15 where a password is the only factor",
+    ),
+    (
+        "password_blocklist_file",
+        "",
+        "file of further refused passwords, one per line (case-insensitive, # comments), on top of the built-in list",
+    ),
+    (
+        "public_url",
+        "",
+        "https URL where users reach otpd's pages; password links are built from it (never from request headers); required for them",
+    ),
+    (
+        "service_name",
+        "otpd",
+        "the service's name on pages and in mails (also refused as a password)",
+    ),
+    (
+        "password_link_ttl_seconds",
+        "86400",
+        "how long a mailed password link works (300..604800)",
+    ),
+    (
+        "templates_dir",
+        "",
+        "directory whose files replace the built-in page and mail templates and assets (see docs/pages.md)",
+    ),
     ("log", "info", "log filter (tracing EnvFilter syntax)"),
     ("log_format", "text", "text or json"),
 ];

@@ -34,6 +34,12 @@ pub enum AuditEvent {
     OtpsRevoked,
     /// An operator or admin cleared the factor's counters (detail: who asked).
     Unlocked(GuardedFactor),
+    /// A password link was mailed (detail: its purpose; earlier links were retired).
+    PasswordLinkIssued,
+    /// A password link was withdrawn before anyone could use it (its mail could not be sent).
+    PasswordLinkWithdrawn,
+    /// The PIN and device TOTPs were erased during a password reset (detail: why, and what).
+    CredentialsErased,
 }
 
 impl AuditEvent {
@@ -64,6 +70,9 @@ impl AuditEvent {
             AuditEvent::Unlocked(G::Password) => "password.unlocked",
             AuditEvent::Unlocked(G::Pin) => "pin.unlocked",
             AuditEvent::Unlocked(G::Otp) => "otp.unlocked",
+            AuditEvent::PasswordLinkIssued => "password-link.issued",
+            AuditEvent::PasswordLinkWithdrawn => "password-link.withdrawn",
+            AuditEvent::CredentialsErased => "credentials.erased",
         }
     }
 

@@ -53,6 +53,18 @@ impl ScopeRule for PasswordCheck {
     const ANY_OF: &'static [&'static str] = &["user:users.password:check"];
 }
 
+/// `PUT /user/password` and otpd's `POST /user/password/reset-link`.
+pub struct PasswordCreate;
+impl ScopeRule for PasswordCreate {
+    const ANY_OF: &'static [&'static str] = &["user:users.password:create"];
+}
+
+/// `POST /callbacks/password-reset`, called by the identity provider during its reset.
+pub struct PasswordResetCallback;
+impl ScopeRule for PasswordResetCallback {
+    const ANY_OF: &'static [&'static str] = &["user:callbacks:password-reset"];
+}
+
 pub struct UserDelete;
 impl ScopeRule for UserDelete {
     const ANY_OF: &'static [&'static str] = &["user:user:delete"];

@@ -89,6 +89,14 @@ pub enum ApiError {
     MailFailed,
     #[error("identity provider unavailable")]
     IdentityProviderUnavailable,
+    #[error("the user already has a password")]
+    PasswordAlreadySet,
+    #[error("no public URL configured")]
+    PublicUrlNotConfigured,
+    #[error("PIN and device TOTPs erased")]
+    CredentialsErased,
+    #[error("not implemented")]
+    NotImplemented(&'static str),
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -133,6 +141,9 @@ impl ApiError {
             | ApiError::EmailNotVerified
             | ApiError::EmailInvalid => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MailLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PasswordAlreadySet => StatusCode::CONFLICT,
+            ApiError::CredentialsErased => StatusCode::GONE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::CredentialNotSet | ApiError::NotFound | ApiError::DeviceNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -153,6 +164,7 @@ impl ApiError {
             | ApiError::IdentityProviderUnavailable
             | ApiError::RequestTimeout
             | ApiError::MailNotConfigured
+            | ApiError::PublicUrlNotConfigured
             | ApiError::MailFailed => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -310,6 +322,22 @@ impl ApiError {
                 "Mail could not be sent",
                 "The mail server did not accept the message; no one-time password was issued. Retry shortly.".into(),
             ),
+            ApiError::PasswordAlreadySet => (
+                "password-already-set",
+                "Password is already set",
+                "The user already has a password; a link to create one is only sent to users without one.".into(),
+            ),
+            ApiError::PublicUrlNotConfigured => (
+                "public-url-not-configured",
+                "Public URL not configured",
+                "This service is not configured with the public address its links point to.".into(),
+            ),
+            ApiError::CredentialsErased => (
+                "credentials-erased",
+                "PIN and devices erased",
+                "The prove was skipped or wrong more than 3 times: the user's PIN and device TOTPs are erased.".into(),
+            ),
+            ApiError::NotImplemented(why) => ("not-implemented", "Not implemented", (*why).to_owned()),
             ApiError::Internal(_) => (
                 "internal-error",
                 "Internal server error",

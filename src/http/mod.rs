@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
 pub mod otp;
+pub mod password;
 pub mod pin;
 pub mod rate_limit;
 pub mod sendmail;
@@ -59,6 +60,9 @@ pub struct RouterSettings<'a> {
     pub request_timeout: Duration,
     /// Whether `/metrics` is served here (false when a separate admin listener serves it).
     pub serve_metrics: bool,
+    /// Routes served beside the API, outside its base path (the password pages); they get the
+    /// same outer layers: request id, log line, metrics, timeout.
+    pub pages: Router,
     /// Whether the admin API (`/admin/v1`) is served here.
     pub serve_admin: bool,
 }
@@ -101,6 +105,8 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
         .route_layer(from_fn(context::remember_route));
     api.merge(operations_routes(settings.serve_metrics))
         .merge(openapi)
+        .with_state(state.clone())
+        .merge(settings.pages)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(from_fn_with_state(
@@ -116,7 +122,6 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
             state.services.metrics.clone(),
             context::request_context,
         ))
-        .with_state(state)
 }
 
 /// The admin listener's router: health and metrics, and the admin API where configured.
@@ -164,6 +169,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::NoValidProof => ApiError::NoValidProof,
             ServiceError::DeviceNotFound => ApiError::DeviceNotFound,
             ServiceError::PinRejected(rejection) => ApiError::PinNotSecure(rejection),
+            ServiceError::PasswordRejected(rejection) => {
+                ApiError::invalid_field("/password", rejection.to_string())
+            }
+            ServiceError::PasswordAlreadySet => ApiError::PasswordAlreadySet,
+            ServiceError::PublicUrlNotConfigured => ApiError::PublicUrlNotConfigured,
             ServiceError::Overloaded => ApiError::Overloaded,
             ServiceError::MailNotConfigured => ApiError::MailNotConfigured,
             ServiceError::MailLimit { retry_after } => ApiError::MailLimit {

@@ -3,7 +3,7 @@
 //! JSON:API error responses of each operation and the bearer-token scheme.
 
 use super::error::JSON_API;
-use super::{AppState, devices, otp, pin, sendmail, user, verify};
+use super::{AppState, devices, otp, password, pin, sendmail, user, verify};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 #[openapi(
     info(
         title = "otpd: PACE Cloud User API 2022-1 (credentials)",
-        description = "Passwords, PINs, one-time passwords and device TOTPs. Every operation needs \
+        description = "Passwords, PINs, one-time passwords and device TOTPs. Every operation but ResetPassword (501) needs \
             `Authorization: Bearer <access token>` whose `scope` holds the operation's scope; the user is the \
             token's `sub`. Every error is a JSON:API document (`application/vnd.api+json`) whose `code` is stable. \
             The admin API (tag Admin) sits at `/admin/v1`, outside the base path, and needs the admin scope \
@@ -66,7 +66,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verify::verify))
         .routes(routes!(sendmail::send))
         .routes(routes!(pin::update, pin::check_pin))
-        .routes(routes!(pin::check_password))
+        .routes(routes!(pin::check_password, password::create))
+        .routes(routes!(password::reset_link))
+        .routes(routes!(password::callback))
+        .routes(routes!(password::reset))
         .routes(routes!(pin::pin_or_password))
         .routes(routes!(devices::create))
         .routes(routes!(user::delete))
@@ -79,7 +82,12 @@ const COMMON: &[u16] = &[401, 403, 429, 500, 503];
 const WITH_BODY: &[u16] = &[400, 406, 413, 415, 422];
 
 /// Operations that take no request body (and answer none).
-const BODYLESS: &[&str] = &["/user/otp/sendmail"];
+const BODYLESS: &[&str] = &[
+    "/user/otp/sendmail",
+    "/user/password",
+    "/user/password/reset-link",
+    "/user/password/reset",
+];
 
 /// Paths served at the root rather than under the base path.
 const ADMIN_PREFIX: &str = "/admin/";
@@ -93,6 +101,10 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
         ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
         ("get", "/user/pin-or-password") => &[406],
         ("post", "/user/otp/sendmail") => &[422, 429],
+        ("put", "/user/password") => &[409, 422],
+        ("post", "/user/password/reset-link") => &[404, 422],
+        ("post", "/callbacks/password-reset") => &[404, 410, 423],
+        ("put", "/user/password/reset") => &[501],
         ("get", "/admin/v1/users/{sub}") => &[404, 406],
         ("get", "/admin/v1/users/{sub}/audit") => &[400, 404, 406],
         ("post", "/admin/v1/users/{sub}/unlock") => &[400, 404],
@@ -125,11 +137,15 @@ fn status_description(status: u16) -> &'static str {
             "Scope missing (`insufficient-scope`), or the OTP/credential is not valid for this change."
         }
         404 => {
-            "Not found: the OTP is not valid (`invalid-otp`), the credential is not set, or (admin) the device \
-             does not exist (`device-not-found`) or the `sub` is one no token can carry (`not-found`)."
+            "Not found: the OTP is not valid (`invalid-otp`), the credential (password, PIN) is not set, or (admin) \
+             the device does not exist (`device-not-found`) or the `sub` is one no token can carry (`not-found`)."
         }
         406 => {
             "The Accept header excludes the response's media type, or the new PIN is not secure (`pin-not-secure`)."
+        }
+        409 => "The user already has a password (`password-already-set`).",
+        410 => {
+            "The prove was skipped or wrong more than 3 times: the PIN and device TOTPs are erased (`credentials-erased`)."
         }
         413 => "The body exceeds the size limit.",
         415 => "The Content-Type is not the operation's media type.",
@@ -145,8 +161,9 @@ fn status_description(status: u16) -> &'static str {
              is spent (`mail-limit`); retry after `Retry-After` seconds."
         }
         500 => "Internal error; the request id identifies it in the logs.",
+        501 => "Not implemented (`not-implemented`).",
         503 => {
-            "Database unreachable, overloaded, request timeout, or (sendmail) mail not configured or not sent; retry after `Retry-After` seconds."
+            "Database unreachable, overloaded, request timeout, or (mail) mail or public URL not configured or the mail not sent; retry after `Retry-After` seconds."
         }
         _ => "Error.",
     }

@@ -107,7 +107,7 @@ fn compose(to: &EmailAddress, issued: &IssuedOtp, ttl: Duration) -> OutgoingMail
 }
 
 /// `2026-11-25 20:31:00 UTC`: readable, unambiguous.
-fn mail_datetime(t: OffsetDateTime) -> String {
+pub(super) fn mail_datetime(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     t.format(time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second] UTC"

@@ -11,6 +11,10 @@ pub mod hasher;
 pub mod hashing_settings;
 pub mod mail;
 pub mod otp;
+pub mod password_links;
+pub mod password_page;
+pub mod password_reset;
+pub mod passwords;
 pub mod pepper;
 pub mod redeem;
 pub mod totp_cipher;
@@ -18,14 +22,20 @@ pub mod watch;
 
 /// The clock lives at the crate root (identity reads it too); re-exported where use cases find it.
 pub use crate::clock::{self, Clock, ManualClock, SystemClock};
-use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy, PinRejection, TotpSettings};
+use crate::domain::{
+    LockoutPolicies, OtpSettings, PasswordPolicy, PasswordRejection, PinPolicy, PinRejection,
+    TotpSettings,
+};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use crate::templates::Templates;
 pub use devices::DeviceTotpSettings;
 pub use digest::OtpKey;
 pub use hasher::{HashError, Hasher};
 pub use hashing_settings::{Argon2Settings, HashingSettings};
 pub use mail::Mailer;
+pub use password_links::{LinkKey, LinkSettings, PublicUrl};
+pub use passwords::PasswordSettings;
 pub use pepper::Pepper;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +62,13 @@ pub struct Services {
     /// How long after registration the after-login grant allows a device TOTP without proof.
     pub after_login_window: Duration,
     pub watch: CredentialWatch,
+    /// The rules every new password must meet (pages and the operator command alike).
+    pub password_policy: PasswordPolicy,
+    /// Where password links point, how long they work, the service's name.
+    pub links: LinkSettings,
+    pub link_key: LinkKey,
+    /// Pages and mails, built in or the operator's.
+    pub templates: Arc<Templates>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +91,14 @@ pub enum ServiceError {
     NoValidProof,
     #[error("the new PIN breaks the PIN policy: {0}")]
     PinRejected(PinRejection),
+    #[error("the new password breaks the password policy: {0}")]
+    PasswordRejected(PasswordRejection),
+    /// `PUT /user/password`: the user has a password; PACE answers 409.
+    #[error("the user already has a password")]
+    PasswordAlreadySet,
+    /// No `public_url`: no link can be made.
+    #[error("no public URL is configured for links")]
+    PublicUrlNotConfigured,
     #[error("too many hashing requests waiting")]
     Overloaded,
     #[error("mail is not configured")]

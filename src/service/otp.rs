@@ -3,9 +3,11 @@
 use super::attempts::Checked;
 use super::clock::to_millis;
 use super::{ServiceError, Services};
+use crate::domain::password::check_candidates;
 use crate::domain::{Attempt, Factor, OtpCode, Subject};
 use crate::store::{NewOtp, OtpInsert, StoredCredentials};
 use anyhow::anyhow;
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -43,6 +45,16 @@ impl Refusals {
             Refusals { disabled: true, .. } => ServiceError::CredentialDisabled,
             Refusals { .. } => ServiceError::CredentialNotSet,
         }
+    }
+}
+
+/// The forms of an offered secret to check, in order. A password: its NFKC form (what this
+/// version hashes), then, if different, the raw input (hashes set before normalization, or imported
+/// from systems that hashed the raw input); see `domain::password::check_candidates`. A PIN: as is.
+fn check_forms(factor: Factor, attempt: &Attempt) -> Vec<SecretString> {
+    match factor {
+        Factor::Password => check_candidates(attempt.expose()),
+        Factor::Pin => vec![SecretString::from(attempt.expose())],
     }
 }
 
@@ -84,17 +96,26 @@ impl Services {
         let permit = self.hasher.admit()?;
         let mut refusals = Refusals::default();
         for (factor, attempt, phc) in offered {
+            let forms = check_forms(factor, attempt);
             let checked = self
                 .guarded(sub, factor.into(), || async {
-                    let v = permit.verify(attempt.expose(), phc).await?;
-                    Ok(v.matches.then_some(v))
+                    // One attempt, however many forms of it are tried (see `check_forms`).
+                    for (i, form) in forms.iter().enumerate() {
+                        let v = permit.verify(form.expose_secret(), phc).await?;
+                        if v.matches {
+                            return Ok(Some((v, i)));
+                        }
+                    }
+                    Ok(None)
                 })
                 .await?;
             match checked {
-                Checked::Passed(v) => {
+                Checked::Passed((v, i)) => {
                     drop(permit);
-                    if v.outdated {
-                        self.upgrade_hash(sub, factor, attempt, phc).await;
+                    // A hash of the raw input is replaced by one of its normalized form, so the
+                    // next check needs one hash only.
+                    if v.outdated || i > 0 {
+                        self.upgrade_hash(sub, factor, &forms[0], phc).await;
                     }
                     return Ok(factor);
                 }
@@ -111,9 +132,9 @@ impl Services {
 
     /// Re-hashes with the current parameters after a successful check. Best effort: a failure
     /// here must not fail the login, and the old hash stays valid.
-    async fn upgrade_hash(&self, sub: &Subject, factor: Factor, attempt: &Attempt, old: &str) {
+    async fn upgrade_hash(&self, sub: &Subject, factor: Factor, secret: &SecretString, old: &str) {
         let result = async {
-            let new = self.hasher.hash(attempt.expose()).await?;
+            let new = self.hasher.hash(secret.expose_secret()).await?;
             self.store
                 .upgrade_hash(sub, factor, old, &new, to_millis(self.clock.now()))
                 .await?;

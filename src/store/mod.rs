@@ -6,6 +6,7 @@ mod admin;
 mod attempts;
 pub mod backup;
 pub mod copy;
+pub mod password_links;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -14,6 +15,7 @@ use crate::domain::{AuditEvent, Factor, Subject};
 pub use admin::{AdminStore, DeviceSummary};
 use async_trait::async_trait;
 pub use attempts::{AttemptStore, FailedAttempt, Reservation};
+pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -232,7 +234,7 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: AttemptStore + AdminStore + Send + Sync + 'static {
+pub trait Store: AttemptStore + AdminStore + PasswordLinkStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -37,4 +37,5 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);
+super::password_links::impl_password_link_store!(PgStore, sqlx::Postgres);
 super::admin::impl_admin_store!(PgStore);

@@ -151,6 +151,9 @@ macro_rules! impl_store {
                     "DELETE FROM device_totps WHERE sub = $1",
                     "DELETE FROM attempts WHERE sub = $1",
                     "DELETE FROM mail_quota WHERE sub = $1",
+                    // A live password link must not bring a password back to an erased account.
+                    "DELETE FROM password_links WHERE sub = $1",
+                    "DELETE FROM reset_proves WHERE sub = $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }

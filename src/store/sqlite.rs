@@ -46,4 +46,5 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
+super::password_links::impl_password_link_store!(SqliteStore, sqlx::Sqlite);
 super::admin::impl_admin_store!(SqliteStore);

@@ -100,6 +100,29 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ),
     ("mail_per_hour", &["0", "1001"], &[]),
     ("log_format", &["xml", "JSON "], &[]),
+    ("password_min_length", &["7", "65", "eight"], &[]),
+    (
+        "password_blocklist_file",
+        &["/nonexistent/blocklist.txt"],
+        &[],
+    ),
+    (
+        "public_url",
+        &[
+            "account.example.com",
+            "ftp://x",
+            "https://x/?a=b",
+            "https://u@x",
+        ],
+        &[],
+    ),
+    (
+        "service_name",
+        &["nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"],
+        &[],
+    ),
+    ("password_link_ttl_seconds", &["299", "604801", "-1"], &[]),
+    ("templates_dir", &["/nonexistent/templates"], &[]),
 ];
 
 /// Settings that must be given together, or in a certain relation: the combination that is
@@ -279,6 +302,10 @@ fn the_edges_of_every_range_are_accepted() {
         ("max_connections", "100000"),
         ("shutdown_grace_seconds", "0"),
         ("mail_per_hour", "1000"),
+        ("password_min_length", "64"),
+        ("password_link_ttl_seconds", "300"),
+        ("public_url", "http://127.0.0.1:8080/otpd/"),
+        ("service_name", "Acme Pay"),
         ("rate_limit_per_client", "1000000/h"),
         ("rate_limit_per_address", "off"),
         ("argon2", "m=8,t=1,p=1"),

@@ -7,7 +7,7 @@ use super::logs::init_logging;
 use futures::FutureExt;
 use otpd::app::{self, Overrides};
 use otpd::config::Config;
-use otpd::domain::{Password, Pin, Subject};
+use otpd::domain::{Pin, Subject};
 use otpd::service::credentials::NewCredential;
 use otpd::service::{Clock, Services, SystemClock};
 use secrecy::SecretString;
@@ -106,9 +106,13 @@ impl TestApp {
             .await
     }
 
+    /// Sets the password as `otpd user set-password` does, under the password policy.
     pub async fn set_password(&self, sub: &str, password: &str) {
-        let new = NewCredential::Password(Password::parse(SecretString::from(password)).unwrap());
-        self.set_credential(sub, new).await;
+        self.services()
+            .await
+            .set_password(&Subject::parse(sub).unwrap(), SecretString::from(password))
+            .await
+            .unwrap();
     }
 
     pub async fn set_pin(&self, sub: &str, pin: &str) {
