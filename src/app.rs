@@ -10,7 +10,7 @@ use crate::mail::SmtpMailer;
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections, ServerSettings};
 use crate::service::{
-    Clock, CredentialWatch, Hasher, Mailer, OtpKey, Pepper, Services, SystemClock,
+    Clock, CredentialWatch, Hasher, Mailer, OtpKey, PepperRing, Services, SystemClock,
 };
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -82,12 +82,14 @@ pub async fn copy_data(
     Ok(crate::store::copy::sqlite_to_postgres(from, to, pool).await?)
 }
 
-/// The pepper: from the dev kit in dev mode, from `pepper_file` otherwise.
-fn pepper(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<Pepper> {
-    match dev {
-        Some(kit) => kit.pepper(&config.hashing.pepper_id),
-        None => Ok(config.hashing.read_pepper()?),
-    }
+/// The peppers: the current one from the dev kit in dev mode, from `pepper_file` otherwise; the
+/// older ones from `pepper_old_files`.
+pub fn peppers(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<PepperRing> {
+    let current = match dev {
+        Some(kit) => Some(kit.pepper(&config.hashing.pepper_id)?),
+        None => None,
+    };
+    Ok(config.hashing.read_peppers(current)?)
 }
 
 /// The use cases over an opened store: what `serve` runs and what operator commands call.
@@ -105,13 +107,13 @@ async fn services_with(
     dev: Option<&DevKit>,
 ) -> anyhow::Result<Services> {
     install_crypto_provider();
-    let pepper = pepper(config, dev)?;
-    let otp_key = OtpKey::derive(&pepper);
-    let totp_cipher = config.totp.cipher(&pepper)?;
+    let peppers = peppers(config, dev)?;
+    let otp_key = OtpKey::derive_all(&peppers);
+    let totp_keys = config.totp.key_ring(&peppers)?;
     let metrics = Metrics::new();
     let hashing = &config.hashing;
     let hasher = Hasher::with_metrics(
-        pepper,
+        peppers,
         hashing.argon2,
         hashing.concurrency,
         hashing.queue,
@@ -132,7 +134,7 @@ async fn services_with(
         mailer,
         mail_per_hour: config.mail.per_hour,
         totp: config.totp.new_devices,
-        totp_cipher,
+        totp_keys,
         after_login_window: config.totp.after_login_window,
         watch: CredentialWatch::default(),
         lockout: config.limits.lockout,

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod mail;
+pub mod operator;
 pub mod metrics;
 pub mod server;
 pub mod service;

@@ -61,6 +61,9 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
     Openapi,
+    /// Key rotation: which keys the stored data uses, re-encrypting device secrets.
+    #[command(subcommand)]
+    Keys(otpd::operator::KeysCommand),
     /// Development helpers (work only with the development key).
     #[command(subcommand)]
     Dev(DevCommand),
@@ -74,6 +77,8 @@ enum UserCommand {
     SetPin { sub: String },
     /// Show which factors a user has set, their failure counts and locks (never a secret).
     Show { sub: String },
+    /// Import password/PIN hashes from another system (JSON Lines or a Keycloak export).
+    Import(otpd::operator::ImportArgs),
     /// Clear a user's failure counts, locks and disabling (all factors unless --factor).
     Unlock {
         sub: String,
@@ -153,13 +158,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::CheckConfig => {
             config.require_serving_settings()?;
             if !config.dev {
-                config.hashing.read_pepper()?;
+                // Every key file, old ones included, must be readable before the service starts.
+                let peppers = config.hashing.read_peppers(None)?;
+                config.totp.key_ring(&peppers)?;
             }
             if let Some(mail) = &config.mail.smtp {
                 // Builds the transport without connecting: catches a malformed URL or sender.
                 otpd::mail::SmtpMailer::new(mail)?;
             }
             print!("{}", config.describe());
+            otpd::operator::check_stored_keys(&config).await?;
+        }
+        Command::Keys(cmd) => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::operator::keys(cmd, &config).await?;
         }
         Command::User(cmd) => {
             otpd::telemetry::init("warn", LogFormat::Text);
@@ -218,6 +230,7 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
             print!("{}", services.user_status(&sub).await?);
             Ok(())
         }
+        UserCommand::Import(args) => otpd::operator::import(args, config).await,
         UserCommand::Unlock { sub, factor } => {
             let sub = subject(&sub)?;
             let factors = match factor.as_deref().map(GuardedFactor::parse) {

@@ -37,3 +37,4 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);
+super::keys::impl_key_store!(PgStore, sqlx::Postgres);

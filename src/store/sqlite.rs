@@ -46,3 +46,4 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
+super::keys::impl_key_store!(SqliteStore, sqlx::Sqlite);
