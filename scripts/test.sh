@@ -10,12 +10,37 @@
 # PostgreSQL is taken from OTPD_TEST_PG_URL (default: the local server at 127.0.0.1:5432, database
 # `test`, trust auth); it is started if it is installed but not running. Without PostgreSQL the
 # PostgreSQL half is skipped with a warning, except under CI (CI=true), where that is a failure.
+#
+# A test that cannot run here prints `SKIPPED <test>: <why>`; the summary at the end counts those
+# lines per half of the suite. Under CI a missing tool (Python, Node) fails its tests instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PG_URL="${OTPD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
-pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+pg_up() { pg_isready -q -d "$PG_URL" >/dev/null 2>&1; }
+
+# Each cargo run's output is kept here, for the skip summary.
+LOG_DIR="$(mktemp -d)"
+logged() {
+  local name=$1
+  shift
+  "$@" 2>&1 | tee "$LOG_DIR/$name.log"
+}
+
+summary() {
+  local total=0 n f
+  echo "== skipped tests"
+  for f in "$LOG_DIR"/*.log; do
+    [ -e "$f" ] || continue
+    # Anywhere in a line: the harness may print a test's name on the same line first.
+    n=$(grep -oE 'SKIPPED [A-Za-z0-9_:]+: .*' "$f" | sort -u | tee "$f.skipped" | wc -l)
+    total=$((total + n))
+    echo "$(basename "$f" .log): $n skipped"
+    sed 's/^/  /' "$f.skipped"
+  done
+  echo "== $total skipped in all"
+}
 
 ensure_postgres() {
   command -v pg_isready >/dev/null 2>&1 || return 1
@@ -47,13 +72,13 @@ ensure_venv() {
 }
 
 if ensure_venv; then
-  export OTPD_TEST_PYTHON="$PWD/$VENV/bin/python" OTPD_REQUIRE_PYOTP=1
+  export OTPD_TEST_PYTHON="$PWD/$VENV/bin/python"
   have_venv=1
 elif [ "${CI:-}" = "true" ]; then
   echo "could not create $VENV with $PY_TOOLS" >&2
   exit 1
 else
-  echo "WARNING: no Python venv: the pyotp interop test and schemathesis are skipped" >&2
+  echo "WARNING: no Python venv: the pyotp interop test, the mail tests and schemathesis are skipped" >&2
   have_venv=0
 fi
 
@@ -77,11 +102,21 @@ if ! ensure_oidc_provider; then
   echo "WARNING: node/npm unavailable: the real-provider tests (real_provider::*) will be skipped" >&2
 fi
 
+used_postgres=0
+on_exit() {
+  local rc=$?
+  [ "$used_postgres" = 1 ] && drop_test_databases
+  summary
+  rm -rf "$LOG_DIR"
+  return $rc
+}
+trap on_exit EXIT
+
 echo "== architecture (docs/architecture.md: the arrows that must never exist)"
 python3 scripts/check-architecture.py
 
 echo "== unit tests and integration suite on SQLite"
-cargo test --all-targets
+logged sqlite cargo test --all-targets
 
 if [ "$have_venv" = 1 ]; then
   cargo build --bin otpd
@@ -90,10 +125,10 @@ fi
 
 if ensure_postgres; then
   echo "== integration suite on PostgreSQL ($PG_URL)"
-  trap drop_test_databases EXIT
-  OTPD_TEST_DATABASE_URL="$PG_URL" OTPD_TEST_DB_PREFIX="$RUN_PREFIX" cargo test --test api
+  used_postgres=1
+  OTPD_TEST_DATABASE_URL="$PG_URL" OTPD_TEST_DB_PREFIX="$RUN_PREFIX" logged postgresql cargo test --test api
 elif [ "${CI:-}" = "true" ]; then
-  echo "PostgreSQL is not reachable at 127.0.0.1:5432 and could not be started" >&2
+  echo "PostgreSQL is not reachable at $PG_URL and could not be started" >&2
   exit 1
 else
   echo "WARNING: PostgreSQL not reachable: the PostgreSQL half of the suite was skipped" >&2

@@ -277,12 +277,13 @@ impl App {
 
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> std::io::Result<()> {
+        let shutdown = server::shutdown_signal();
         match self.admin_addr() {
             Some(admin) => {
                 tracing::info!(addr = %self.local_addr(), %admin, "otpd listening; metrics on the admin address")
             }
             None => tracing::info!(addr = %self.local_addr(), "otpd listening"),
         }
-        self.serve_until(server::shutdown_signal()).await
+        self.serve_until(shutdown).await
     }
 }

@@ -139,7 +139,6 @@ async fn copy_data_carries_devices_attempt_counters_and_mail_quotas_into_postgre
     let counters_before = services.attempt_states(&sub).await.unwrap();
     let devices_before = services.store.devices(&sub).await.unwrap();
     assert_eq!(devices_before.len(), 1);
-    drop(services);
     let issuer = Arc::clone(&old.issuer);
     old.stop().await;
 

@@ -5,6 +5,11 @@
 //! PostgreSQL server, in which case every test app gets a database of its own there.
 
 mod support;
+// The paths these had before they moved into `support`, for files that still use them.
+#[allow(unused_imports)]
+use support as credential_support;
+#[allow(unused_imports)]
+use support::{mail as smtp, process};
 
 mod cli;
 mod connections;
@@ -12,7 +17,6 @@ mod copy_data;
 mod copy_data_more;
 mod create_otp;
 mod credential_errors;
-mod credential_support;
 mod delete_user;
 mod device_totp;
 mod durability;
@@ -28,7 +32,6 @@ mod outage;
 mod overload;
 mod packaging;
 mod pin_api;
-mod process;
 mod rate_limits;
 mod real_provider;
 mod replicas;
@@ -38,7 +41,6 @@ mod secrets_at_rest;
 mod sendmail;
 mod settings_validation;
 mod shutdown;
-mod smtp;
 mod store_contract;
 mod store_contract_attempts;
 mod store_contract_redeem;

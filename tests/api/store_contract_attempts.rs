@@ -26,7 +26,7 @@ async fn reserve_all(c: &Contract, user: &str, factor: GuardedFactor, policy: Lo
         .count()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_parallel_reservations_admit_no_more_than_the_policy_allows() {
     let c = contract().await;
     let pin = LockPolicy::PIN;

@@ -96,7 +96,7 @@ async fn store_devices_are_saved_listed_and_replaced() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_parallel_redemptions_consume_an_account_otp_exactly_once() {
     let c = contract().await;
     let u = sub("contract-redeem");
@@ -138,7 +138,7 @@ async fn store_an_expired_or_foreign_account_otp_is_not_redeemed() {
     assert_eq!(in_time.await, Some(Redeemed::Account));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_a_totp_step_is_accepted_once_and_never_an_older_one() {
     let c = contract().await;
     let u = sub("contract-totp");
