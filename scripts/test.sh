@@ -62,9 +62,9 @@ drop_test_databases() {
 }
 
 VENV=target/test-venv
-PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.*"
+PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.* bcrypt==4.* argon2-cffi==23.*"
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd" >/dev/null 2>&1; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd, bcrypt, argon2" >/dev/null 2>&1; then
     return 0
   fi
   echo "== creating $VENV ($PY_TOOLS)"
