@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh
 #
-# Python tools (pyotp, an independent TOTP implementation for the tests; schemathesis, run
+# Python tools (pyotp, an independent TOTP implementation for the tests; bcrypt and argon2-cffi,
+# independent password hashers for the import tests; schemathesis, run
 # against a live dev server; aiosmtpd, the mail tests' SMTP server) live in a venv under
 # target/test-venv, made on first use.
 #

@@ -74,7 +74,9 @@ impl HashingSettings {
         if pepper_old_files.iter().any(|(id, _)| *id == pepper_id) {
             return Err(invalid(
                 "pepper_old_files",
-                format!("`{pepper_id}` is the current pepper_id; an old pepper needs an id of its own"),
+                format!(
+                    "`{pepper_id}` is the current pepper_id; an old pepper needs an id of its own"
+                ),
             ));
         }
         let argon2 = match src.get("argon2") {
@@ -171,14 +173,20 @@ mod tests {
         let ring = c.hashing.read_peppers(None).unwrap();
         assert_eq!(ring.current().id, "p2");
         assert_eq!(ring.get("p1").unwrap().bytes(), &[1; 32]);
-        assert!(c.describe().contains(&format!("pepper_old_files = p1:{old} (contents not shown)")));
+        assert!(
+            c.describe()
+                .contains(&format!("pepper_old_files = p1:{old} (contents not shown)"))
+        );
         let missing = load(&[
             ("OTPD_PEPPER_FILE", cur.as_str()),
             ("OTPD_PEPPER_OLD_FILES", "p0:/nonexistent/pepper"),
         ])
         .unwrap();
         let e = missing.hashing.read_peppers(None).unwrap_err().to_string();
-        assert!(e.contains("pepper_old_files") && e.contains("cannot read"), "{e}");
+        assert!(
+            e.contains("pepper_old_files") && e.contains("cannot read"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,10 +27,12 @@ impl DeviceTotpSettings {
         };
         let key_id = src.get("totp_key_id").unwrap_or("t1").to_owned();
         if !valid_key_id(&key_id) {
-            return Err(invalid("totp_key_id", "must be 1..8 ASCII letters or digits"));
+            return Err(invalid(
+                "totp_key_id",
+                "must be 1..8 ASCII letters or digits",
+            ));
         }
-        let old_key_files =
-            parse_key_files("totp_old_key_files", src.get("totp_old_key_files"))?;
+        let old_key_files = parse_key_files("totp_old_key_files", src.get("totp_old_key_files"))?;
         if old_key_files.iter().any(|(id, _)| *id == key_id) {
             return Err(invalid(
                 "totp_old_key_files",
@@ -119,7 +121,11 @@ mod tests {
         assert_refused(&[
             ("OTPD_TOTP_ALGORITHM", "MD5", "totp_algorithm"),
             ("OTPD_TOTP_KEY_ID", "pepper:p1", "totp_key_id"),
-            ("OTPD_TOTP_OLD_KEY_FILES", "t1:/a,t1:/b", "totp_old_key_files"),
+            (
+                "OTPD_TOTP_OLD_KEY_FILES",
+                "t1:/a,t1:/b",
+                "totp_old_key_files",
+            ),
             ("OTPD_TOTP_OLD_KEY_FILES", "t1", "totp_old_key_files"),
             ("OTPD_TOTP_DIGITS", "9", "totp_digits"),
             ("OTPD_TOTP_PERIOD_SECONDS", "0", "totp_period_seconds"),

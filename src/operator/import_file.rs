@@ -84,9 +84,7 @@ fn skip_rest_of_line(reader: &mut impl BufRead) -> std::io::Result<()> {
     let mut sink = Vec::with_capacity(MAX_LINE);
     loop {
         sink.clear();
-        let n = reader
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut sink)?;
+        let n = reader.take(MAX_LINE as u64).read_until(b'\n', &mut sink)?;
         if n == 0 || sink.last() == Some(&b'\n') {
             return Ok(());
         }
@@ -172,7 +170,8 @@ impl Users<'_> {
         let Some(sub) = sub else {
             return ImportItem::Unreadable {
                 at,
-                reason: format!("the user has no {:?} to use as its id", self.sub_from).to_lowercase(),
+                reason: format!("the user has no {:?} to use as its id", self.sub_from)
+                    .to_lowercase(),
             };
         };
         let Some(password) = user
@@ -217,7 +216,9 @@ impl<'de> Visitor<'de> for Export<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Keycloak realm or users export (an object with `users`) or an array of users")
+        f.write_str(
+            "a Keycloak realm or users export (an object with `users`) or an array of users",
+        )
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {

@@ -56,7 +56,9 @@ pub async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
             let report = services.key_report().await?;
             print!("{report}");
             if !report.is_healthy() {
-                anyhow::bail!("stored credentials need keys that are not loaded (see PROBLEM above)");
+                anyhow::bail!(
+                    "stored credentials need keys that are not loaded (see PROBLEM above)"
+                );
             }
         }
         KeysCommand::ReencryptTotp { batch_size } => {
@@ -94,7 +96,11 @@ pub async fn import(args: ImportArgs, config: &Config) -> anyhow::Result<()> {
         (None, Some(path)) => import_file::json_lines(open(path)?),
         (None, None) => anyhow::bail!("give a JSON Lines file or --keycloak EXPORT.json"),
     };
-    let unit = if args.keycloak.is_some() { "user" } else { "line" };
+    let unit = if args.keycloak.is_some() {
+        "user"
+    } else {
+        "line"
+    };
     let mut reporter = import_file::StderrReporter::new(unit);
     let summary = services
         .import_users(items, args.overwrite, &mut reporter)

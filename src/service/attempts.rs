@@ -131,7 +131,10 @@ impl Services {
             sub: sub.clone(),
             password_set: stored.password_hash.is_some(),
             pin_set: stored.pin_hash.is_some(),
-            password_hash: stored.password_hash.as_deref().map(super::stored_hash::describe),
+            password_hash: stored
+                .password_hash
+                .as_deref()
+                .map(super::stored_hash::describe),
             pin_hash: stored.pin_hash.as_deref().map(super::stored_hash::describe),
             attempts: self.attempt_states(sub).await?,
             now: to_millis(self.clock.now()),

@@ -10,8 +10,8 @@
 //! re-hashed under the current pepper after the next successful check.
 
 use super::hashing_settings::Argon2Settings;
-pub use super::stored_hash::StoredHash;
 use super::pepper::{Pepper, PepperRing};
+pub use super::stored_hash::StoredHash;
 use crate::metrics::Metrics;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, KeyId, ParamsBuilder, PasswordHasher, Version};
@@ -291,7 +291,7 @@ impl Inner {
             || pepper.id != self.peppers.current().id;
         let blocks = params.block_count();
         let ctx = Argon2::new_with_secret(pepper.bytes(), Algorithm::Argon2id, version, params)
-                .map_err(|e| HashError::Internal(e.to_string()))?;
+            .map_err(|e| HashError::Internal(e.to_string()))?;
         let mut out = vec![0u8; expected.len()];
         WORK_AREA
             .with_borrow_mut(|area| {
@@ -370,10 +370,18 @@ mod tests {
         assert!(!rotated.verify("wrong horse", &phc).await.unwrap().matches);
         let new = rotated.hash("correct horse").await.unwrap();
         assert!(new.contains("keyid="), "{new}");
-        assert!(!rotated.verify("correct horse", &new).await.unwrap().outdated);
+        assert!(
+            !rotated
+                .verify("correct horse", &new)
+                .await
+                .unwrap()
+                .outdated
+        );
         // Without p1 loaded the hash cannot be checked: a specific error, before any hashing.
         let without = Hasher::new(p("p2", 2), CHEAP, 1, 1);
-        assert!(matches!(without.check_usable(&phc), Err(HashError::UnknownPepper(id)) if id == "p1"));
+        assert!(
+            matches!(without.check_usable(&phc), Err(HashError::UnknownPepper(id)) if id == "p1")
+        );
         assert!(matches!(
             without.verify("correct horse", &phc).await,
             Err(HashError::UnknownPepper(_))
@@ -384,7 +392,9 @@ mod tests {
     async fn an_imported_hash_is_checked_against_the_secret_as_typed() {
         // "ﬁ" (U+FB01) is what NFKC would turn into "fi": the source hashed the ligature.
         let typed = "\u{FB01}le secret";
-        let mcf = bcrypt::hash_with_salt(typed, 4, [3u8; 16]).unwrap().format_for_version(bcrypt::Version::TwoB);
+        let mcf = bcrypt::hash_with_salt(typed, 4, [3u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
         let h = hasher(CHEAP);
         h.check_usable(&mcf).unwrap();
         let v = h.verify(typed, &mcf).await.unwrap();

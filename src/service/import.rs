@@ -38,9 +38,14 @@ pub struct ImportEntry {
 pub enum ImportItem {
     Entry(ImportEntry),
     /// The input at `at` could not be read as an entry.
-    Unreadable { at: u64, reason: String },
+    Unreadable {
+        at: u64,
+        reason: String,
+    },
     /// A user with nothing to import (e.g. a Keycloak user without a password).
-    NoCredential { at: u64 },
+    NoCredential {
+        at: u64,
+    },
 }
 
 /// What one import did, for the summary at the end.
@@ -121,7 +126,8 @@ impl Services {
                 },
             }
             if batch.len() >= BATCH {
-                self.write_batch(&mut batch, overwrite, &mut summary).await?;
+                self.write_batch(&mut batch, overwrite, &mut summary)
+                    .await?;
                 reporter.progress(&summary);
             }
         }

@@ -192,10 +192,7 @@ impl fmt::Display for KeyReport {
             writeln!(f, "  (none)")?;
         }
         for (scheme, [passwords, pins]) in &self.hashes {
-            writeln!(
-                f,
-                "  {scheme:<48} password {passwords:>9}  pin {pins:>9}"
-            )?;
+            writeln!(f, "  {scheme:<48} password {passwords:>9}  pin {pins:>9}")?;
         }
         writeln!(f, "\ndevice TOTP secrets:")?;
         if self.devices.is_empty() {

@@ -55,7 +55,11 @@ pub struct PepperRing {
 impl fmt::Debug for PepperRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let old: Vec<&str> = self.old.iter().map(|p| p.id.as_str()).collect();
-        write!(f, "PepperRing {{ current: {:?}, old: {old:?} }}", self.current.id)
+        write!(
+            f,
+            "PepperRing {{ current: {:?}, old: {old:?} }}",
+            self.current.id
+        )
     }
 }
 

@@ -180,24 +180,48 @@ mod tests {
         let device = DeviceId::parse("738e379f-fe30-45ab-819c-ba88804b6368").unwrap();
         let settings = TotpSettings::default();
         let secret = TotpSecret::generate(&mut rand::rng());
-        let sealed = cipher.seal("k1", &alice, &device, settings, &secret).unwrap();
+        let sealed = cipher
+            .seal("k1", &alice, &device, settings, &secret)
+            .unwrap();
         assert!(
             !sealed
                 .windows(secret.bytes().len())
                 .any(|w| w == secret.bytes())
         );
-        let opened = cipher.open(Some("k1"), &alice, &device, settings, &sealed).unwrap();
+        let opened = cipher
+            .open(Some("k1"), &alice, &device, settings, &sealed)
+            .unwrap();
         assert_eq!(opened.bytes(), secret.bytes());
-        assert!(cipher.open(Some("k1"), &bob, &device, settings, &sealed).is_err());
+        assert!(
+            cipher
+                .open(Some("k1"), &bob, &device, settings, &sealed)
+                .is_err()
+        );
         let eight = TotpSettings {
             digits: 8,
             ..settings
         };
-        assert!(cipher.open(Some("k1"), &alice, &device, eight, &sealed).is_err());
+        assert!(
+            cipher
+                .open(Some("k1"), &alice, &device, eight, &sealed)
+                .is_err()
+        );
         let other = TotpCipher::derive(b"other key material, 32 bytes long");
-        assert!(other.open(Some("k1"), &alice, &device, settings, &sealed).is_err());
+        assert!(
+            other
+                .open(Some("k1"), &alice, &device, settings, &sealed)
+                .is_err()
+        );
         // Relabelled to another key id, or read as the old format: refused.
-        assert!(cipher.open(Some("k2"), &alice, &device, settings, &sealed).is_err());
-        assert!(cipher.open(None, &alice, &device, settings, &sealed).is_err());
+        assert!(
+            cipher
+                .open(Some("k2"), &alice, &device, settings, &sealed)
+                .is_err()
+        );
+        assert!(
+            cipher
+                .open(None, &alice, &device, settings, &sealed)
+                .is_err()
+        );
     }
 }

@@ -178,6 +178,9 @@ mod tests {
         assert_eq!(ring.ids().collect::<Vec<_>>(), ["t1", "pepper:p1"]);
         let opened = ring.open(None, &sub, &dev, settings, &legacy).unwrap();
         assert_eq!(opened.bytes(), secret.bytes());
-        assert_eq!(TotpKeyRing::from_peppers(&peppers).current_id(), "pepper:p1");
+        assert_eq!(
+            TotpKeyRing::from_peppers(&peppers).current_id(),
+            "pepper:p1"
+        );
     }
 }

@@ -51,8 +51,7 @@ pub enum ImportOutcome {
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Up to `limit` users with any hash, ordered by `sub`, after `after`.
-    async fn hash_page(&self, after: Option<&str>, limit: u32)
-    -> Result<Vec<HashRow>, StoreError>;
+    async fn hash_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<HashRow>, StoreError>;
 
     /// Device secrets per key id (`None`: sealed before key ids were recorded).
     async fn device_key_counts(&self) -> Result<Vec<(Option<String>, i64)>, StoreError>;

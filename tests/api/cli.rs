@@ -141,7 +141,10 @@ async fn user_show_and_unlock_report_and_clear_locks_without_secrets() {
     assert!(text.contains("pin       set      failures=4"), "{text}");
     assert!(text.contains("locked for "), "{text}");
     // The scheme and pepper id of the hash, never the hash itself.
-    assert!(text.contains("hash: argon2id m=256,t=1,p=1 pepper=p1"), "{text}");
+    assert!(
+        text.contains("hash: argon2id m=256,t=1,p=1 pepper=p1"),
+        "{text}"
+    );
     assert!(!text.contains('$') && !text.contains("4378"), "{text}");
     assert_error(
         app.create_otp("rosa", json!({"pin": "4378"})).await,

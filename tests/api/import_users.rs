@@ -55,7 +55,11 @@ fn make_hashes(python: &Path, dir: &Path) {
         .args(["-c", MAKE_HASHES, dir.to_str().unwrap(), TYPED])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn hash_line(app: &TestApp, user: &str) -> String {
@@ -83,20 +87,36 @@ fn text(out: &std::process::Output) -> (String, String) {
 /// Logs in with the original password, sees the hash upgraded, logs in again.
 async fn logs_in_and_is_upgraded(app: &TestApp, user: &str, scheme: &str) {
     assert!(
-        hash_line(app, user).await.contains(&format!("imported {scheme}")),
+        hash_line(app, user)
+            .await
+            .contains(&format!("imported {scheme}")),
         "{user}: {}",
         hash_line(app, user).await
     );
     let client = app.as_user(user);
     assert_eq!(
-        client.create_otp_with_password(&TYPED.replace('\u{FB01}', "fi")).await.status(),
+        client
+            .create_otp_with_password(&TYPED.replace('\u{FB01}', "fi"))
+            .await
+            .status(),
         422,
         "{user}: the normalized form is not what the source hashed"
     );
-    assert_eq!(client.create_otp_with_password(TYPED).await.status(), 201, "{user}");
+    assert_eq!(
+        client.create_otp_with_password(TYPED).await.status(),
+        201,
+        "{user}"
+    );
     let upgraded = hash_line(app, user).await;
-    assert!(upgraded.contains("argon2id m=256,t=1,p=1 pepper=p1"), "{user}: {upgraded}");
-    assert_eq!(client.create_otp_with_password(TYPED).await.status(), 201, "{user}");
+    assert!(
+        upgraded.contains("argon2id m=256,t=1,p=1 pepper=p1"),
+        "{user}: {upgraded}"
+    );
+    assert_eq!(
+        client.create_otp_with_password(TYPED).await.status(),
+        201,
+        "{user}"
+    );
 }
 
 #[tokio::test]
@@ -125,7 +145,11 @@ async fn hashes_from_independent_implementations_import_log_in_and_are_upgraded(
     let pin = app.as_user("u-pin");
     assert_eq!(pin.create_otp_with_pin("4378").await.status(), 201);
     assert_eq!(pin.create_otp_with_pin("4378").await.status(), 201);
-    assert!(app.audit_events("u-bcrypt-2a").await.contains(&"password.imported".to_owned()));
+    assert!(
+        app.audit_events("u-bcrypt-2a")
+            .await
+            .contains(&"password.imported".to_owned())
+    );
 
     // A re-run changes nothing; --overwrite puts the imported hashes back.
     let again = run_otpd(&app.env, &["user", "import", file.to_str().unwrap()], "");
@@ -139,7 +163,11 @@ async fn hashes_from_independent_implementations_import_log_in_and_are_upgraded(
     let args = ["user", "import", "--overwrite", file.to_str().unwrap()];
     let (stdout, _) = text(&run_otpd(&app.env, &args, ""));
     assert!(stdout.contains("hashes replaced     8"), "{stdout}");
-    assert!(hash_line(&app, "u-argon2i").await.contains("imported argon2i"));
+    assert!(
+        hash_line(&app, "u-argon2i")
+            .await
+            .contains("imported argon2i")
+    );
 }
 
 #[tokio::test]
@@ -150,7 +178,11 @@ async fn a_keycloak_export_imports_every_password_algorithm_keycloak_writes() {
     let app = TestApp::spawn().await;
     make_hashes(&python, app.dir.path());
     let realm = app.dir.path().join("realm.json");
-    let out = run_otpd(&app.env, &["user", "import", "--keycloak", realm.to_str().unwrap()], "");
+    let out = run_otpd(
+        &app.env,
+        &["user", "import", "--keycloak", realm.to_str().unwrap()],
+        "",
+    );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("hashes imported     5"), "{stdout}");
@@ -165,15 +197,28 @@ async fn a_keycloak_export_imports_every_password_algorithm_keycloak_writes() {
         logs_in_and_is_upgraded(&app, user, scheme).await;
     }
     // By username instead of id.
-    let args = ["user", "import", "--keycloak", realm.to_str().unwrap(), "--sub-from", "username"];
+    let args = [
+        "user",
+        "import",
+        "--keycloak",
+        realm.to_str().unwrap(),
+        "--sub-from",
+        "username",
+    ];
     assert!(run_otpd(&app.env, &args, "").status.success());
-    assert!(hash_line(&app, "kc-argon2").await.contains("imported argon2id"));
+    assert!(
+        hash_line(&app, "kc-argon2")
+            .await
+            .contains("imported argon2id")
+    );
 }
 
 #[tokio::test]
 async fn bad_lines_are_reported_with_line_number_and_reason_and_the_rest_is_imported() {
     let app = TestApp::spawn().await;
-    let good = bcrypt::hash_with_salt("a good password", 4, [5u8; 16]).unwrap().to_string();
+    let good = bcrypt::hash_with_salt("a good password", 4, [5u8; 16])
+        .unwrap()
+        .to_string();
     let costly = good.replacen("$04$", "$16$", 1);
     let salt = "c2FsdHNhbHRzYWx0c2FsdA";
     let value = "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
@@ -182,11 +227,18 @@ async fn bad_lines_are_reported_with_line_number_and_reason_and_the_rest_is_impo
         "{not json".to_owned(),
         format!(r#"{{"password_hash":"{good}"}}"#),
         format!(r#"{{"sub":"cost","password_hash":"{costly}"}}"#),
-        format!(r#"{{"sub":"pbkdf2","password_hash":"$pbkdf2-sha256$i=20000000,l=32${salt}${value}"}}"#),
-        format!(r#"{{"sub":"argon","password_hash":"$argon2id$v=19$m=2097152,t=1,p=1${salt}${value}"}}"#),
+        format!(
+            r#"{{"sub":"pbkdf2","password_hash":"$pbkdf2-sha256$i=20000000,l=32${salt}${value}"}}"#
+        ),
+        format!(
+            r#"{{"sub":"argon","password_hash":"$argon2id$v=19$m=2097152,t=1,p=1${salt}${value}"}}"#
+        ),
         r#"{"sub":"plain","password":"hunter2 in clear"}"#.to_owned(),
         String::new(),
-        format!(r#"{{"sub":"{}","password_hash":"{good}"}}"#, "x".repeat(70_000)),
+        format!(
+            r#"{{"sub":"{}","password_hash":"{good}"}}"#,
+            "x".repeat(70_000)
+        ),
         format!(r#"{{"sub":"ok-2","password_hash":"{good}","pin_hash":"{good}"}}"#),
     ];
     let file = app.dir.path().join("mixed.jsonl");
@@ -204,28 +256,65 @@ async fn bad_lines_are_reported_with_line_number_and_reason_and_the_rest_is_impo
         "line 9: refused: line longer than 65536 bytes",
         "7 entries refused",
     ] {
-        assert!(stderr.contains(expected), "`{expected}` missing from:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "`{expected}` missing from:\n{stderr}"
+        );
     }
     assert!(stdout.contains("hashes imported     3"), "{stdout}");
     for secret in [good.as_str(), value, "hunter2"] {
-        assert!(!stderr.contains(secret) && !stdout.contains(secret), "a hash or secret was printed");
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "a hash or secret was printed"
+        );
     }
     assert_eq!(
-        app.as_user("ok-2").create_otp_with_password("a good password").await.status(),
+        app.as_user("ok-2")
+            .create_otp_with_password("a good password")
+            .await
+            .status(),
         201
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_first_logins_all_pass_and_leave_one_upgraded_hash() {
-    let app = TestApp::builder().env("OTPD_HASH_QUEUE", "32").spawn().await;
-    let imported = bcrypt::hash_with_salt(TYPED, 4, [6u8; 16]).unwrap().to_string();
+    let app = TestApp::builder()
+        .env("OTPD_HASH_QUEUE", "32")
+        .spawn()
+        .await;
+    let imported = bcrypt::hash_with_salt(TYPED, 4, [6u8; 16])
+        .unwrap()
+        .to_string();
     let file = app.dir.path().join("one.jsonl");
-    std::fs::write(&file, format!("{{\"sub\":\"wim\",\"password_hash\":\"{imported}\"}}\n")).unwrap();
-    assert!(run_otpd(&app.env, &["user", "import", file.to_str().unwrap()], "").status.success());
-    let logins = (0..8).map(|_| async { app.as_user("wim").create_otp_with_password(TYPED).await.status() });
+    std::fs::write(
+        &file,
+        format!("{{\"sub\":\"wim\",\"password_hash\":\"{imported}\"}}\n"),
+    )
+    .unwrap();
+    assert!(
+        run_otpd(&app.env, &["user", "import", file.to_str().unwrap()], "")
+            .status
+            .success()
+    );
+    let logins = (0..8).map(|_| async {
+        app.as_user("wim")
+            .create_otp_with_password(TYPED)
+            .await
+            .status()
+    });
     let statuses = futures::future::join_all(logins).await;
-    assert_eq!(statuses.iter().filter(|s| s.as_u16() == 201).count(), 8, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| s.as_u16() == 201).count(),
+        8,
+        "{statuses:?}"
+    );
     assert!(hash_line(&app, "wim").await.contains("pepper=p1"));
-    assert_eq!(app.as_user("wim").create_otp_with_password(TYPED).await.status(), 201);
+    assert_eq!(
+        app.as_user("wim")
+            .create_otp_with_password(TYPED)
+            .await
+            .status(),
+        201
+    );
 }

@@ -51,7 +51,10 @@ async fn a_hash_under_an_old_pepper_verifies_and_is_rehashed_under_the_current_o
         .sibling()
         .env("OTPD_PEPPER_FILE", &p2)
         .env("OTPD_PEPPER_ID", "p2")
-        .env("OTPD_PEPPER_OLD_FILES", &format!("p1:{}", original_pepper(&before)))
+        .env(
+            "OTPD_PEPPER_OLD_FILES",
+            &format!("p1:{}", original_pepper(&before)),
+        )
         .spawn()
         .await;
     let rosa = after.as_user("rosa");
@@ -70,7 +73,9 @@ async fn a_hash_under_an_old_pepper_verifies_and_is_rehashed_under_the_current_o
     assert_eq!(rosa.create_otp_with_password(PASSWORD).await.status(), 201);
     assert_eq!(rosa.create_otp_with_pin("4378").await.status(), 201);
     assert_eq!(
-        rosa.create_otp_with_password("not the password").await.status(),
+        rosa.create_otp_with_password("not the password")
+            .await
+            .status(),
         422
     );
 }
@@ -87,11 +92,17 @@ async fn a_hash_under_a_pepper_that_is_not_loaded_is_503_key_unavailable_and_cou
         .spawn()
         .await;
     for _ in 0..6 {
-        let res = after.as_user("sami").create_otp_with_password(PASSWORD).await;
+        let res = after
+            .as_user("sami")
+            .create_otp_with_password(PASSWORD)
+            .await;
         let id = request_id(&res);
         assert_eq!(res.headers()["retry-after"], "300");
         let body = assert_error(res, 503, "key-unavailable").await;
-        assert!(!body.to_string().contains("p1"), "no internals in the body: {body}");
+        assert!(
+            !body.to_string().contains("p1"),
+            "no internals in the body: {body}"
+        );
         assert_logged(&id, "pepper id `p1`, which is not loaded");
     }
     let states = after
@@ -117,14 +128,25 @@ async fn a_hash_under_a_pepper_that_is_not_loaded_is_503_key_unavailable_and_cou
         .sibling()
         .env("OTPD_PEPPER_FILE", &p2)
         .env("OTPD_PEPPER_ID", "p2")
-        .env("OTPD_PEPPER_OLD_FILES", &format!("p1:{}", original_pepper(&before)))
+        .env(
+            "OTPD_PEPPER_OLD_FILES",
+            &format!("p1:{}", original_pepper(&before)),
+        )
         .spawn()
         .await;
     assert_eq!(
-        healed.as_user("sami").create_otp_with_password(PASSWORD).await.status(),
+        healed
+            .as_user("sami")
+            .create_otp_with_password(PASSWORD)
+            .await
+            .status(),
         201
     );
-    assert!(run_otpd(&healed.env, &["keys", "status"], "").status.success());
+    assert!(
+        run_otpd(&healed.env, &["keys", "status"], "")
+            .status
+            .success()
+    );
 }
 
 #[tokio::test]
@@ -147,9 +169,15 @@ async fn an_otp_issued_by_a_replica_on_the_new_pepper_redeems_on_one_still_on_th
         .spawn()
         .await;
     let from_new = new_side.account_otp("tove").await;
-    assert_eq!(old_side.as_user("tove").verify(&from_new).await.status(), 204);
+    assert_eq!(
+        old_side.as_user("tove").verify(&from_new).await.status(),
+        204
+    );
     let from_old = old_side.account_otp("tove").await;
-    assert_eq!(new_side.as_user("tove").verify(&from_old).await.status(), 204);
+    assert_eq!(
+        new_side.as_user("tove").verify(&from_old).await.status(),
+        204
+    );
 }
 
 #[tokio::test]
@@ -166,7 +194,11 @@ async fn a_totp_key_rotation_keeps_devices_working_and_reencrypt_moves_them_to_t
     let device = before.device_secret("uma", DEVICE).await;
     let used = device.now();
     assert_eq!(
-        before.as_user("uma").verify_as(&used, &["device-totp"]).await.status(),
+        before
+            .as_user("uma")
+            .verify_as(&used, &["device-totp"])
+            .await
+            .status(),
         204
     );
     let after = first
@@ -177,14 +209,27 @@ async fn a_totp_key_rotation_keeps_devices_working_and_reencrypt_moves_them_to_t
         .spawn()
         .await;
     let status = stdout(&run_otpd(&after.env, &["keys", "status"], ""));
-    assert!(status.contains("key t1") && status.contains("old, loaded"), "{status}");
-    let out = run_otpd(&after.env, &["keys", "reencrypt-totp", "--batch-size", "1"], "");
+    assert!(
+        status.contains("key t1") && status.contains("old, loaded"),
+        "{status}"
+    );
+    let out = run_otpd(
+        &after.env,
+        &["keys", "reencrypt-totp", "--batch-size", "1"],
+        "",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("re-encrypted 1 device secrets under TOTP key `t2`"));
     let again = run_otpd(&after.env, &["keys", "reencrypt-totp"], "");
-    assert!(stdout(&again).contains("re-encrypted 0 device secrets"), "resumable: nothing left");
+    assert!(
+        stdout(&again).contains("re-encrypted 0 device secrets"),
+        "resumable: nothing left"
+    );
     let status = stdout(&run_otpd(&after.env, &["keys", "status"], ""));
-    assert!(status.contains("key t2") && !status.contains("key t1"), "{status}");
+    assert!(
+        status.contains("key t2") && !status.contains("key t1"),
+        "{status}"
+    );
     // t1 can go now: the device still works, and the code used before is still used.
     let only_t2 = first
         .sibling()
@@ -203,7 +248,10 @@ async fn a_totp_key_rotation_keeps_devices_working_and_reencrypt_moves_them_to_t
         .env("OTPD_TOTP_KEY_ID", "t1")
         .spawn()
         .await;
-    let res = without.as_user("uma").verify_as(&next, &["device-totp"]).await;
+    let res = without
+        .as_user("uma")
+        .verify_as(&next, &["device-totp"])
+        .await;
     assert_error(res, 503, "key-unavailable").await;
 }
 
@@ -223,7 +271,10 @@ fn device(secret_ct: &[u8]) -> StoredDevice {
 async fn store_a_reseal_during_redemptions_breaks_no_code_and_replays_none() {
     let c = Arc::new(contract().await);
     let u = sub("contract-reseal");
-    c.store.save_device(&u, &device(b"ct-1"), "", 1).await.unwrap();
+    c.store
+        .save_device(&u, &device(b"ct-1"), "", 1)
+        .await
+        .unwrap();
     let read = c.store.devices(&u).await.unwrap().remove(0);
     // A code being redeemed was computed from `read`; the reseal lands first.
     let reseal = Reseal {
@@ -242,29 +293,56 @@ async fn store_a_reseal_during_redemptions_breaks_no_code_and_replays_none() {
     for _ in 0..8 {
         let (c, u, candidates) = (Arc::clone(&c), u.clone(), step(100));
         racers.push(tokio::spawn(async move {
-            c.store.redeem(&u, &candidates, FollowUp::Nothing, 10).await.unwrap()
+            c.store
+                .redeem(&u, &candidates, FollowUp::Nothing, 10)
+                .await
+                .unwrap()
         }));
     }
-    let resealed = c.store.reseal_devices(&[reseal.clone()], 10).await.unwrap();
+    let resealed = c
+        .store
+        .reseal_devices(std::slice::from_ref(&reseal), 10)
+        .await
+        .unwrap();
     let mut consumed = 0;
     for r in racers {
         if r.await.unwrap() == Some(Redeemed::Device("phone".into())) {
             consumed += 1;
         }
     }
-    assert_eq!((resealed, consumed), (1, 1), "one reseal, exactly one redemption");
+    assert_eq!(
+        (resealed, consumed),
+        (1, 1),
+        "one reseal, exactly one redemption"
+    );
     let now = c.store.devices(&u).await.unwrap().remove(0);
     assert_eq!(now.key_id.as_deref(), Some("t2"));
-    assert_eq!(now.secret_gen, read.secret_gen, "same secret, same generation");
-    let again = c.store.redeem(&u, &step(100), FollowUp::Nothing, 11).await.unwrap();
+    assert_eq!(
+        now.secret_gen, read.secret_gen,
+        "same secret, same generation"
+    );
+    let again = c
+        .store
+        .redeem(&u, &step(100), FollowUp::Nothing, 11)
+        .await
+        .unwrap();
     assert_eq!(again, None, "the step stays used after the reseal");
     // A second reseal from the same read finds the row changed and leaves it alone.
     assert_eq!(c.store.reseal_devices(&[reseal], 12).await.unwrap(), 0);
     // A new secret for the device gets a new generation: codes of the old one consume nothing.
-    c.store.save_device(&u, &device(b"ct-2"), "", 13).await.unwrap();
+    c.store
+        .save_device(&u, &device(b"ct-2"), "", 13)
+        .await
+        .unwrap();
     let replaced = c.store.devices(&u).await.unwrap().remove(0);
     assert_eq!(replaced.secret_gen, read.secret_gen + 1);
-    assert_eq!(c.store.redeem(&u, &step(200), FollowUp::Nothing, 14).await.unwrap(), None);
+    assert_eq!(
+        c.store
+            .redeem(&u, &step(200), FollowUp::Nothing, 14)
+            .await
+            .unwrap(),
+        None
+    );
     let counts = c.store.device_key_counts().await.unwrap();
     assert_eq!(counts, vec![(Some("t1".to_owned()), 1)]);
 }
@@ -289,7 +367,10 @@ async fn keys_status_never_prints_a_secret() {
         .password_hash
         .unwrap();
     let salt_and_hash = stored.rsplitn(3, '$').take(2).collect::<Vec<_>>();
-    for secret in salt_and_hash.iter().chain([&device.secret.as_str(), &PASSWORD]) {
+    for secret in salt_and_hash
+        .iter()
+        .chain([&device.secret.as_str(), &PASSWORD])
+    {
         assert!(!text.contains(secret), "keys status shows a secret");
     }
 }
