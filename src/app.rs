@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::dev::{DEV_ISSUER, DevKit};
+use crate::http::admin::AdminExposure;
 use crate::http::rate_limit::RateLimiters;
 use crate::http::{self, AppState, RouterSettings};
 use crate::identity::Identity;
@@ -80,6 +81,22 @@ pub async fn copy_data(
     }
     install_crypto_provider();
     Ok(crate::store::copy::sqlite_to_postgres(from, to, pool).await?)
+}
+
+/// `otpd backup`: an online, verified copy of a SQLite database into the new file `to`. PostgreSQL
+/// is backed up with its own tools (`pg_dump`), which this refuses to stand in for.
+pub async fn backup(
+    url: &str,
+    to: &std::path::Path,
+    pool: PoolSettings,
+) -> anyhow::Result<crate::store::backup::BackupReport> {
+    if !url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "`otpd backup` copies the embedded SQLite database; back up PostgreSQL with pg_dump \
+             (see docs/operations.md, \"Backups\")"
+        );
+    }
+    Ok(crate::store::backup::sqlite_online_backup(url, to, pool.acquire_timeout).await?)
 }
 
 /// The peppers: the current one from the dev kit in dev mode, from `pepper_file` otherwise; the
@@ -187,7 +204,11 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         identity: Arc::new(tokens),
         connections: OpenConnections::default(),
         limits: RateLimiters::start(config.limits.rate),
+        // Leaked once per app: the scope is fixed for the process, and error bodies name it as a
+        // `&'static str` like every other scope.
+        admin_scope: String::leak(config.admin.scope.clone()),
     };
+    let admin_api = config.admin.exposure;
     let connections = Arc::clone(&state.connections);
     let router = http::router(
         state.clone(),
@@ -196,6 +217,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
             max_body_bytes: config.http.max_body_bytes,
             request_timeout: config.server.request_timeout,
             serve_metrics: config.server.metrics_listen.is_none(),
+            serve_admin: admin_api == AdminExposure::On,
         },
     );
     let listener = TcpListener::bind(config.server.listen)
@@ -208,7 +230,11 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
             Some((
                 admin_listener,
-                http::admin_router(state, config.server.request_timeout),
+                http::admin_router(
+                    state,
+                    config.server.request_timeout,
+                    admin_api != AdminExposure::Off,
+                ),
             ))
         }
         None => None,

@@ -38,3 +38,15 @@ impl Clock for ManualClock {
 pub fn to_millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
+
+/// Unix milliseconds as RFC 3339 in UTC (`2026-11-25T20:31:00.123Z`; the fraction only when not
+/// zero), for operators and the admin API. Out-of-range values print as the number.
+pub fn rfc3339_millis(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -3,8 +3,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use otpd::config::Config;
-use otpd::domain::{GuardedFactor, Password, Pin, Subject};
+use otpd::domain::{Actor, GuardedFactor, Password, Pin, Subject};
 use otpd::service::SystemClock;
+use otpd::service::admin::{AuditPageRequest, read_audit_page};
 use otpd::service::credentials::NewCredential;
 use otpd::telemetry::LogFormat;
 use secrecy::SecretString;
@@ -13,6 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod backup_command;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +62,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the SQLite database to a new file while the service runs, and verify the copy.
+    Backup(backup_command::BackupArgs),
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
     Openapi,
     /// Key rotation: which keys the stored data uses, re-encrypting device secrets.
@@ -133,6 +138,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => {
             config.require_serving_settings()?;
             otpd::telemetry::init(&config.log.filter, config.log.format);
+            for warning in config.warnings() {
+                tracing::warn!(%warning, "risky setting");
+            }
             if config.dev {
                 eprintln!(
                     "\n  *** otpd DEVELOPMENT MODE: local signing key, pepper on disk. Never use with real users. ***\n"
@@ -167,6 +175,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 otpd::mail::SmtpMailer::new(mail)?;
             }
             print!("{}", config.describe());
+            // On stderr, so the settings on stdout stay `name = value` lines.
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             otpd::operator::check_stored_keys(&config).await?;
         }
         Command::Keys(cmd) => {
@@ -182,9 +194,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let subject =
                 Subject::parse(&sub).context("the user id must be 1..255 printable characters")?;
             let store = otpd::app::open_store(&config.store.url, config.store.pool).await?;
-            for event in store.audit_events(&subject).await? {
-                println!("{}", event.to_line(json));
+            let mut page = AuditPageRequest::default();
+            loop {
+                let found = read_audit_page(store.as_ref(), &subject, page).await?;
+                for event in &found.events {
+                    println!("{}", event.to_line(json));
+                }
+                match found.next {
+                    Some(after) => page.after = Some(after),
+                    None => break,
+                }
             }
+        }
+        Command::Backup(args) => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            backup_command::run(args, &config).await?;
         }
         Command::Openapi => {
             println!(
@@ -227,7 +251,7 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
         UserCommand::Show { sub } => {
             let sub = subject(&sub)?;
             let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
-            print!("{}", services.user_status(&sub).await?);
+            print!("{}", services.user_status(&sub, &Actor::Operator).await?);
             Ok(())
         }
         UserCommand::Import(args) => otpd::operator::import(args, config).await,
@@ -239,7 +263,7 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
                 Some(None) => anyhow::bail!("--factor must be pin, password or otp"),
             };
             let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
-            services.unlock(&sub, &factors).await?;
+            services.unlock(&sub, &factors, &Actor::Operator).await?;
             let names: Vec<&str> = factors.iter().map(|f| f.as_str()).collect();
             eprintln!("unlocked {} for {sub}", names.join(", "));
             Ok(())

@@ -12,6 +12,7 @@
 //! To add a setting: a row in `settings.rs`, a field in the subsystem's type, and its parsing and
 //! description in the group's file below (tests fail until all three agree).
 
+mod admin;
 mod credentials;
 mod hashing;
 mod identity;
@@ -29,6 +30,7 @@ pub use settings::SETTINGS;
 
 use crate::domain::{OtpSettings, PinPolicy};
 use crate::http::HttpSettings;
+use crate::http::admin::AdminSettings;
 use crate::identity::AuthSettings;
 use crate::server::ServerSettings;
 use crate::service::{DeviceTotpSettings, HashingSettings};
@@ -71,6 +73,7 @@ fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub server: ServerSettings,
     pub http: HttpSettings,
+    pub admin: AdminSettings,
     pub store: StoreSettings,
     pub identity: AuthSettings,
     pub hashing: HashingSettings,
@@ -201,24 +204,21 @@ impl Config {
             totp: DeviceTotpSettings::from_source(src)?,
             http: HttpSettings::from_source(src)?,
             server: ServerSettings::from_source(src)?,
+            admin: AdminSettings::from_source(src)?,
             mail: MailSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
             dev,
         })
     }
 
-    /// What `serve` needs beyond well-formed values: an issuer and a pepper, unless in dev mode.
-    /// (Operator commands such as `migrate` run without them.)
+    /// What `serve` needs beyond well-formed values, unless in dev mode: an issuer reached over
+    /// https (or explicitly allowed otherwise), an audience decision, and a pepper. (Operator
+    /// commands such as `migrate` run without them.)
     pub fn require_serving_settings(&self) -> Result<(), ConfigError> {
         if self.dev {
             return Ok(());
         }
-        if self.identity.issuer.is_none() {
-            return Err(invalid(
-                "oidc_issuer",
-                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
-            ));
-        }
+        self.identity.require_serving()?;
         if self.hashing.pepper_file.is_none() {
             return Err(invalid(
                 "pepper_file",
@@ -228,12 +228,25 @@ impl Config {
         Ok(())
     }
 
+    /// The risky choices this configuration still makes, one sentence each: `check-config`
+    /// prints them and `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dev {
+            out.push("development mode: tokens signed by a local key are accepted".into());
+            return out;
+        }
+        self.identity.warnings(&mut out);
+        out
+    }
+
     /// The effective configuration as `name = value` lines, secrets redacted, in the order of
     /// `SETTINGS` after the mode.
     pub fn describe(&self) -> String {
         let mut lines = Lines::new();
         self.server.describe(&mut lines);
         self.http.describe(&mut lines);
+        self.admin.describe(&mut lines);
         self.store.describe(&mut lines);
         self.identity.describe(&mut lines);
         self.hashing.describe(&mut lines);
@@ -324,7 +337,9 @@ mod tests {
         let c = Config::load(None, env("OTPD_PEPPER_FILE", "/p"), false).unwrap();
         let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("oidc_issuer"), "{e}");
-        let c = Config::load(None, env("OTPD_OIDC_ISSUER", "https://id.example"), false).unwrap();
+        let mut with_issuer = env("OTPD_OIDC_ISSUER", "https://id.example");
+        with_issuer.extend(env("OTPD_AUDIENCE", "otpd"));
+        let c = Config::load(None, with_issuer, false).unwrap();
         let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("OTPD_PEPPER_FILE"), "{e}");
     }

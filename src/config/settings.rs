@@ -40,7 +40,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "audience",
         "",
-        "expected `aud` of access tokens (not checked when empty)",
+        "expected `aud` of access tokens; required outside dev mode (`any`: not checked, with a warning)",
+    ),
+    (
+        "allow_insecure_idp_urls",
+        "false",
+        "allow http:// issuer, JWKS and introspection URLs outside dev mode (a provider on the same host only)",
     ),
     (
         "token_leeway_seconds",
@@ -70,7 +75,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "introspection_cache_seconds",
         "30",
-        "how long an introspection answer is reused (0..300), never past the token's exp",
+        "how long an introspection answer is reused (0..300), never past the token's exp; refusals at most 10 s",
+    ),
+    (
+        "introspection_max_per_second",
+        "100",
+        "calls to the introspection endpoint per second and replica at most (1..100000); beyond it 503",
     ),
     (
         "pepper_file",
@@ -200,6 +210,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "metrics_listen",
         "",
         "address for a separate admin listener serving /metrics and /health/*; empty: /metrics on the main listener",
+    ),
+    (
+        "admin_api",
+        "on",
+        "where the admin API (/admin/v1) is served: on (main listener, and the admin listener if set), admin-listener (only on metrics_listen) or off",
+    ),
+    (
+        "admin_scope",
+        "otpd:admin",
+        "scope an access token needs for the admin API; one user tokens never carry",
     ),
     (
         "header_read_timeout_seconds",

@@ -21,6 +21,12 @@ pub enum AuditEvent {
     /// A new PIN broke the PIN policy (`PUT /user/pin`).
     PinPolicyRefused,
     DeviceTotpCreated,
+    /// One device TOTP was revoked (admin API; detail: the device and who asked).
+    DeviceTotpRevoked,
+    /// The admin API showed the user's state (detail: who asked).
+    AdminUserShown,
+    /// The admin API listed the user's audit events (detail: who asked).
+    AdminAuditRead,
     /// Every credential of the user was erased; this row and the earlier ones stay.
     UserDeleted,
     /// A failure locked the factor for a while (detail: failures and lock end).
@@ -29,7 +35,7 @@ pub enum AuditEvent {
     Disabled(GuardedFactor),
     /// Too many failed redemptions: every live account OTP of the user was revoked.
     OtpsRevoked,
-    /// An operator cleared the factor's counters (`otpd user unlock`).
+    /// An operator or admin cleared the factor's counters (detail: who asked).
     Unlocked(GuardedFactor),
 }
 
@@ -49,6 +55,9 @@ impl AuditEvent {
             AuditEvent::OtpRedeemed => "otp.redeemed",
             AuditEvent::PinPolicyRefused => "pin.policy-refused",
             AuditEvent::DeviceTotpCreated => "device-totp.created",
+            AuditEvent::DeviceTotpRevoked => "device-totp.revoked",
+            AuditEvent::AdminUserShown => "admin.user-shown",
+            AuditEvent::AdminAuditRead => "admin.audit-read",
             AuditEvent::UserDeleted => "user.deleted",
             AuditEvent::Locked(G::Password) => "password.locked",
             AuditEvent::Locked(G::Pin) => "pin.locked",

@@ -1,5 +1,6 @@
 //! Pure rules and types of the credential domain: no I/O, no clock reads, no framework types.
 
+pub mod actor;
 pub mod audit;
 pub mod credential;
 pub mod email;
@@ -8,6 +9,7 @@ pub mod otp;
 pub mod subject;
 pub mod totp;
 
+pub use actor::Actor;
 pub use audit::AuditEvent;
 pub use credential::{Attempt, Factor, Password, PasswordRejection, Pin, PinPolicy, PinRejection};
 pub use email::EmailAddress;

@@ -67,7 +67,7 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+pub(super) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let token = bearer_token(parts).ok_or(ApiError::MissingToken)?;
     let caller = state.identity.verify(token).await.map_err(|e| match e {
         TokenError::ProviderUnavailable(_) => {

@@ -3,7 +3,7 @@
 
 use super::clock::to_millis;
 use super::{ServiceError, Services};
-use crate::domain::{AuditEvent, OtpTypes, Pin, Subject};
+use crate::domain::{Actor, AuditEvent, OtpTypes, Pin, Subject};
 use crate::store::FollowUp;
 use secrecy::SecretString;
 
@@ -12,6 +12,15 @@ use secrecy::SecretString;
 pub struct FactorsSet {
     pub pin: bool,
     pub password: bool,
+}
+
+/// What entitles an erasure.
+pub enum Erasure<'a> {
+    /// The user proves the request with an account OTP or device TOTP, consumed in the same
+    /// transaction as the erasure.
+    WithOtp(&'a SecretString),
+    /// An admin (the identity provider deleted the user) or an operator; audited with who asked.
+    RequestedBy(&'a Actor),
 }
 
 impl Services {
@@ -44,10 +53,28 @@ impl Services {
         Ok(())
     }
 
-    /// Erases every credential record of `sub` if `code` is a valid OTP. Audit rows stay.
-    pub async fn delete_user(&self, sub: &Subject, otp: &SecretString) -> Result<(), ServiceError> {
-        self.redeem_otp_then(sub, otp, OtpTypes::ALL, FollowUp::EraseUser)
-            .await?;
+    /// Erases every credential record of `sub`: the user's own request with a valid OTP
+    /// (`DELETE /user`), or on someone else's word (the identity provider's user-deleted hook
+    /// through the admin API). One function for both, so both erase the same rows under the same
+    /// per-user lock. Audit rows stay.
+    pub async fn delete_user(
+        &self,
+        sub: &Subject,
+        erasure: Erasure<'_>,
+    ) -> Result<(), ServiceError> {
+        match erasure {
+            Erasure::WithOtp(otp) => {
+                self.redeem_otp_then(sub, otp, OtpTypes::ALL, FollowUp::EraseUser)
+                    .await?;
+            }
+            Erasure::RequestedBy(actor) => {
+                let now = to_millis(self.clock.now());
+                self.store
+                    .erase_user_for(sub, &actor.audit_detail(), now)
+                    .await?;
+                self.watch.changed(sub);
+            }
+        }
         Ok(())
     }
 

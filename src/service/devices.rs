@@ -127,7 +127,11 @@ impl Services {
         let Some(registered) = grant.registered_at else {
             return false;
         };
-        let age = self.clock.now().unix_timestamp() - registered;
+        // The claim is the token's word: an absurd value (i64::MIN) must not overflow, it is
+        // simply not recent.
+        let Some(age) = self.clock.now().unix_timestamp().checked_sub(registered) else {
+            return false;
+        };
         let window = i64::try_from(self.after_login_window.as_secs()).unwrap_or(i64::MAX);
         let skew = i64::try_from(SKEW.as_secs()).unwrap_or(0);
         (-skew..=window).contains(&age)

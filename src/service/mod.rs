@@ -2,6 +2,7 @@
 //! and the hashing pool; knows nothing of HTTP or SQL.
 
 pub mod account;
+pub mod admin;
 pub mod attempts;
 pub mod credentials;
 pub mod devices;
@@ -75,6 +76,8 @@ pub enum ServiceError {
     CredentialDisabled,
     #[error("the one-time password is not valid")]
     InvalidOtp,
+    #[error("the user has no such device")]
+    DeviceNotFound,
     #[error("none of the offered proofs is valid")]
     NoValidProof,
     #[error("the new PIN breaks the PIN policy: {0}")]

@@ -63,11 +63,13 @@ pub trait AttemptStore: Send + Sync {
         sub: &Subject,
     ) -> Result<Vec<(GuardedFactor, AttemptState)>, StoreError>;
 
-    /// Clears the counters of `factors` (operator unlock), with an audit row per factor.
+    /// Clears the counters of `factors` (operator or admin unlock), with an audit row per factor
+    /// whose detail says who asked.
     async fn unlock(
         &self,
         sub: &Subject,
         factors: &[GuardedFactor],
+        detail: &str,
         now: Millis,
     ) -> Result<(), StoreError>;
 }
@@ -225,6 +227,7 @@ macro_rules! impl_attempt_store {
                     &self,
                     sub: &Subject,
                     factors: &[GuardedFactor],
+                    detail: &str,
                     now: Millis,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.begin_write().await?;
@@ -234,7 +237,7 @@ macro_rules! impl_attempt_store {
                             .bind(factor.as_str())
                             .execute(&mut *tx)
                             .await?;
-                        insert_audit(&mut tx, sub, AuditEvent::Unlocked(*factor), "", now).await?;
+                        insert_audit(&mut tx, sub, AuditEvent::Unlocked(*factor), detail, now).await?;
                     }
                     tx.commit().await?;
                     Ok(())

@@ -2,7 +2,9 @@
 //! implementation per backend. Every state change that matters is a single statement or a single
 //! transaction, and its audit row is written in the same transaction.
 
+mod admin;
 mod attempts;
+pub mod backup;
 pub mod copy;
 pub mod keys;
 pub mod postgres;
@@ -10,6 +12,7 @@ mod sql;
 pub mod sqlite;
 
 use crate::domain::{AuditEvent, Factor, Subject};
+pub use admin::{AdminStore, DeviceSummary};
 use async_trait::async_trait;
 pub use attempts::{AttemptStore, FailedAttempt, Reservation};
 pub use keys::{HashRow, ImportOutcome, ImportRow, KeyStore, Reseal};
@@ -147,6 +150,8 @@ pub enum MailQuota {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
+    /// Ascending in the order events were written: the cursor of the admin API's audit pages.
+    pub id: i64,
     pub at: Millis,
     pub event: String,
     pub detail: String,
@@ -220,13 +225,7 @@ impl AuditRecord {
     /// One line of `otpd audit`: `2026-11-25T20:31:00.123Z  otp.issued  factor=pin`, or a JSON
     /// object with `at`, `event` and `detail`.
     pub fn to_line(&self, json: bool) -> String {
-        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at) * 1_000_000)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| self.at.to_string());
+        let at = crate::clock::rfc3339_millis(self.at);
         if json {
             serde_json::json!({"at": at, "event": self.event, "detail": self.detail}).to_string()
         } else {
@@ -238,7 +237,7 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: AttemptStore + KeyStore + Send + Sync + 'static {
+pub trait Store: AttemptStore + AdminStore + KeyStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 

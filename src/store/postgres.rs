@@ -38,3 +38,4 @@ super::sql::impl_store!(
 );
 super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);
 super::keys::impl_key_store!(PgStore, sqlx::Postgres);
+super::admin::impl_admin_store!(PgStore);

@@ -129,7 +129,7 @@ macro_rules! impl_store {
             }
 
             /// Every credential record of a user; the audit rows are kept on purpose.
-            async fn erase_user(
+            pub(super) async fn erase_user(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sub: &Subject,
             ) -> Result<(), StoreError> {
@@ -425,16 +425,17 @@ macro_rules! impl_store {
 
                 async fn audit_events(&self, sub: &Subject) -> Result<Vec<AuditRecord>, StoreError> {
                     let rows =
-                        sqlx::query("SELECT at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
+                        sqlx::query("SELECT id, at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
                             .bind(sub.as_str())
                             .fetch_all(&self.pool)
                             .await?;
                     rows.iter()
                         .map(|row| {
                             Ok(AuditRecord {
-                                at: row.try_get(0)?,
-                                event: row.try_get(1)?,
-                                detail: row.try_get(2)?,
+                                id: row.try_get(0)?,
+                                at: row.try_get(1)?,
+                                event: row.try_get(2)?,
+                                detail: row.try_get(3)?,
                             })
                         })
                         .collect()

@@ -47,3 +47,4 @@ super::sql::impl_store!(
 );
 super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
 super::keys::impl_key_store!(SqliteStore, sqlx::Sqlite);
+super::admin::impl_admin_store!(SqliteStore);

@@ -66,7 +66,10 @@ async fn hash_line(app: &TestApp, user: &str) -> String {
     let status = app
         .services()
         .await
-        .user_status(&Subject::parse(user).unwrap())
+        .user_status(
+            &Subject::parse(user).unwrap(),
+            &otpd::domain::Actor::Operator,
+        )
         .await
         .unwrap()
         .to_string();

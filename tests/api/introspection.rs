@@ -13,28 +13,35 @@ use std::time::Duration;
 const CLIENT_ID: &str = "otpd";
 const CLIENT_SECRET: &str = "introspection-secret-7f3a9c";
 
-/// An introspection endpoint: answers from a table of tokens, `{"active": false}` for others.
-struct Stub {
+/// An introspection endpoint: answers from a table of tokens, `{"active": false}` for others. It
+/// counts the calls it gets, and can hold its answers back (`hold`) so tests can pile requests up.
+pub(crate) struct Stub {
     url: String,
     answers: Arc<Mutex<HashMap<String, Value>>>,
     calls: Arc<AtomicUsize>,
-    down: Arc<AtomicBool>,
+    pub(crate) down: Arc<AtomicBool>,
+    gate: Arc<tokio::sync::RwLock<()>>,
     secret_dir: tempfile::TempDir,
 }
 
 impl Stub {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let answers: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let calls = Arc::new(AtomicUsize::new(0));
         let down = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
         let (a, c, d) = (Arc::clone(&answers), Arc::clone(&calls), Arc::clone(&down));
+        let g = Arc::clone(&gate);
         let router = axum::Router::new().route(
             "/introspect",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap, body: String| async move {
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let g = Arc::clone(&g);
+                let (a, c, d) = (Arc::clone(&a), Arc::clone(&c), Arc::clone(&d));
+                async move {
                     use axum::http::StatusCode;
                     use axum::response::IntoResponse;
                     c.fetch_add(1, Ordering::SeqCst);
+                    let _open = g.read().await;
                     if d.load(Ordering::SeqCst) {
                         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
                     }
@@ -61,8 +68,8 @@ impl Stub {
                         .cloned()
                         .unwrap_or(json!({"active": false}));
                     axum::Json(answer).into_response()
-                },
-            ),
+                }
+            }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/introspect", listener.local_addr().unwrap());
@@ -78,22 +85,28 @@ impl Stub {
             answers,
             calls,
             down,
+            gate,
             secret_dir,
         }
     }
 
-    fn set(&self, token: &str, answer: Value) {
+    /// Holds every answer back (the calls are still counted) until the guard is dropped.
+    pub(crate) async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.gate).write_owned().await
+    }
+
+    pub(crate) fn set(&self, token: &str, answer: Value) {
         self.answers
             .lock()
             .unwrap()
             .insert(token.to_owned(), answer);
     }
 
-    fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 
-    fn app(&self) -> TestAppBuilder {
+    pub(crate) fn app(&self) -> TestAppBuilder {
         TestApp::builder()
             .env("OTPD_INTROSPECTION_URL", &self.url)
             .env("OTPD_INTROSPECTION_CLIENT_ID", CLIENT_ID)
@@ -104,17 +117,17 @@ impl Stub {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// What a provider says about an active token of `sub` that expires at `exp` (unix seconds).
-fn active_until(app: &TestApp, sub: &str, scope: &str, exp: i64) -> Value {
+pub(crate) fn active_until(app: &TestApp, sub: &str, scope: &str, exp: i64) -> Value {
     json!({"active": true, "sub": sub, "scope": scope, "client_id": "app", "iss": app.issuer.url,
            "token_type": "Bearer", "exp": exp, "iat": exp - 600})
 }
 
-fn active(app: &TestApp, sub: &str, scope: &str, exp_in: i64) -> Value {
+pub(crate) fn active(app: &TestApp, sub: &str, scope: &str, exp_in: i64) -> Value {
     active_until(app, sub, scope, now() + exp_in)
 }
 
@@ -126,7 +139,7 @@ async fn kim_behind(stub: &Stub) -> TestApp {
 }
 
 /// `POST /user/otp` with kim's PIN and `token`, whatever it is.
-async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
+pub(crate) async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
     let kim = app.as_user("kim").with_token(token);
     kim.create_otp_with_pin("1235").await
 }

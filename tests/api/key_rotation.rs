@@ -26,7 +26,10 @@ async fn user_show(app: &TestApp, user: &str) -> String {
     let s = app
         .services()
         .await
-        .user_status(&Subject::parse(user).unwrap())
+        .user_status(
+            &Subject::parse(user).unwrap(),
+            &otpd::domain::Actor::Operator,
+        )
         .await
         .unwrap();
     s.to_string()

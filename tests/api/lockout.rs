@@ -137,7 +137,10 @@ async fn ten_wrong_pins_disable_the_pin_until_a_new_one_is_set_even_across_resta
     // A new PIN set through `PUT /user/pin` with an OTP from the password path re-enables the
     // factor with clean counters.
     let otp = app.account_otp("nora").await;
-    assert_eq!(app.put_pin("nora", "5791", &otp).await.status(), 200);
+    assert_eq!(
+        app.as_user("nora").put_pin("5791", &otp).await.status(),
+        200
+    );
     assert_eq!(
         app.create_otp("nora", json!({"pin": "5791"}))
             .await

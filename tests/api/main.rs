@@ -5,12 +5,10 @@
 //! PostgreSQL server, in which case every test app gets a database of its own there.
 
 mod support;
-// The paths these had before they moved into `support`, for files that still use them.
-#[allow(unused_imports)]
-use support as credential_support;
-#[allow(unused_imports)]
-use support::{mail as smtp, process};
 
+mod admin_api;
+mod admin_audit;
+mod backup;
 mod cli;
 mod connections;
 mod copy_data;
@@ -23,10 +21,13 @@ mod durability;
 mod errors;
 mod import_users;
 mod introspection;
+mod introspection_limits;
 mod key_cache;
 mod key_rotation;
 mod lockout;
-mod lockout_more;
+mod lockout_refusals;
+mod lockout_reset;
+mod log_forging;
 mod metrics;
 mod openapi;
 mod otp_attempts;
@@ -34,6 +35,7 @@ mod outage;
 mod overload;
 mod packaging;
 mod pin_api;
+mod provider_settings;
 mod rate_limits;
 mod real_provider;
 mod replicas;
@@ -46,6 +48,7 @@ mod shutdown;
 mod store_contract;
 mod store_contract_attempts;
 mod store_contract_redeem;
+mod token_claims;
 mod token_edges;
 mod tokens;
 mod totp_interop;

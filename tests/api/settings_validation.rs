@@ -30,6 +30,8 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
         &[],
     ),
     ("jwks_url", &["file:///etc/jwks.json"], &[]),
+    ("allow_insecure_idp_urls", &["yes", "1", "TRUE "], &[]),
+    ("introspection_max_per_second", &["0", "100001", "-1"], &[]),
     ("token_leeway_seconds", &["301", "-1", "30s"], &[]),
     ("introspection_url", &["id.example.com/introspect"], &[]),
     (
@@ -90,6 +92,8 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ("after_login_window_seconds", &["3601"], &[]),
     ("max_body_bytes", &["1023", "1048577"], &[]),
     ("metrics_listen", &["nowhere", "9090"], &[]),
+    ("admin_api", &["yes", "listener"], &[]),
+    ("admin_scope", &["two scopes", "user:otp:create"], &[]),
     ("header_read_timeout_seconds", &["0", "301"], &[]),
     ("request_timeout_seconds", &["0", "601"], &[]),
     ("max_requests_per_connection", &["0", "1000001"], &[]),
@@ -119,6 +123,7 @@ const BAD_COMBINATIONS: &[(Settings, &str)] = &[
         "introspection_client_secret_file",
     ),
     (&[("smtp_url", "smtp://mail.example.com:25")], "mail_from"),
+    (&[("admin_api", "admin-listener")], "admin_api"),
     (
         &[("lock_base_seconds", "60"), ("lock_max_seconds", "59")],
         "lock_max_seconds",
@@ -249,6 +254,9 @@ fn the_edges_of_every_range_are_accepted() {
         ("database_acquire_timeout_ms", "60000"),
         ("token_leeway_seconds", "0"),
         ("token_leeway_seconds", "300"),
+        ("introspection_max_per_second", "1"),
+        ("introspection_max_per_second", "100000"),
+        ("allow_insecure_idp_urls", "true"),
         ("hash_concurrency", "256"),
         ("hash_queue", "0"),
         ("pin_lock_from", "0"),
@@ -283,6 +291,8 @@ fn the_edges_of_every_range_are_accepted() {
         ("pepper_id", "abcd1234"),
         ("totp_algorithm", "SHA512"),
         ("metrics_listen", "[::1]:9090"),
+        ("admin_api", "off"),
+        ("admin_scope", "https://otpd.example/admin"),
     ] {
         if let Err(e) = load_env(&[(setting, good)]) {
             panic!("{}={good:?} refused: {e}", var(setting));

@@ -83,7 +83,7 @@ async fn store_a_success_resets_its_factor_and_unlock_clears_the_rest() {
         [GuardedFactor::Otp]
     );
     c.store
-        .unlock(&u, &[GuardedFactor::Otp], NOW)
+        .unlock(&u, &[GuardedFactor::Otp], "via=cli", NOW)
         .await
         .unwrap();
     assert!(c.store.attempt_states(&u).await.unwrap().is_empty());

@@ -144,6 +144,35 @@ impl TestApp {
             .collect()
     }
 
+    /// (factor, consecutive failures, locked at `now`, disabled) of every guarded factor of
+    /// `sub`, in the order the service lists them.
+    pub async fn attempt_counters_at(
+        &self,
+        sub: &str,
+        now: time::OffsetDateTime,
+    ) -> Vec<(String, u32, bool, bool)> {
+        let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap();
+        let sub = Subject::parse(sub).unwrap();
+        let states = self.services().await.attempt_states(&sub).await.unwrap();
+        states
+            .into_iter()
+            .map(|(f, s)| {
+                (
+                    f.as_str().to_owned(),
+                    s.failures,
+                    s.locked_until > now_ms,
+                    s.disabled,
+                )
+            })
+            .collect()
+    }
+
+    /// `attempt_counters_at` the wall clock's now (an app on the system clock).
+    pub async fn attempt_counters(&self, sub: &str) -> Vec<(String, u32, bool, bool)> {
+        self.attempt_counters_at(sub, time::OffsetDateTime::now_utc())
+            .await
+    }
+
     /// Stops the server, finishing in-flight requests; a panic of the server task is the test's.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -239,6 +268,10 @@ impl TestAppBuilder {
             ("OTPD_LISTEN".into(), "127.0.0.1:0".into()),
             ("OTPD_DATABASE_URL".into(), database_url.clone()),
             ("OTPD_OIDC_ISSUER".into(), issuer.url.clone()),
+            // The test issuer serves plain http on loopback, and its tokens name no audience;
+            // tests about either setting override these.
+            ("OTPD_ALLOW_INSECURE_IDP_URLS".into(), "true".into()),
+            ("OTPD_AUDIENCE".into(), "any".into()),
             ("OTPD_PEPPER_FILE".into(), pepper_file.display().to_string()),
             ("OTPD_ARGON2".into(), TEST_ARGON2.into()),
             // Every test talks from 127.0.0.1 with one client id; tests about rate limits set them.

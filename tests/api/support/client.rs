@@ -98,6 +98,15 @@ impl<'a> User<'a> {
         self.create_otp(json!({ "pin": pin })).await
     }
 
+    /// `n` guesses of `body` at `POST /user/otp`, one after another, each evaluated and refused
+    /// (422).
+    pub async fn refused_guesses(&self, body: &Value, n: usize) {
+        for i in 1..=n {
+            let res = self.create_otp(body.clone()).await;
+            assert_eq!(res.status(), 422, "guess {i} of {n}: {body}");
+        }
+    }
+
     /// The OTP of a `POST /user/otp` with `body`, which must succeed.
     pub async fn new_otp(&self, body: Value) -> String {
         otp_of(self.create_otp(body).await).await
@@ -242,37 +251,6 @@ impl TestApp {
             .await;
         assert_eq!(res.status(), 201);
         DeviceSecret::from_response(res).await
-    }
-
-    // The `(sub, …)` forms below predate `as_user`; files written against them keep working.
-
-    pub async fn verify(&self, sub: &str, body: Value) -> reqwest::Response {
-        self.as_user(sub).verify_body(body).await
-    }
-
-    pub async fn put_pin(&self, sub: &str, pin: &str, otp: &str) -> reqwest::Response {
-        self.as_user(sub).put_pin(pin, otp).await
-    }
-
-    pub async fn create_device(&self, sub: &str, device: &str, attrs: Value) -> reqwest::Response {
-        self.as_user(sub).create_device(device, attrs).await
-    }
-
-    pub async fn delete_user(&self, sub: &str, otp: &str) -> reqwest::Response {
-        self.as_user(sub).delete_user(otp).await
-    }
-
-    pub async fn get_check(&self, path: &str, sub: &str) -> reqwest::Response {
-        self.as_user(sub).check(path).await
-    }
-
-    /// A JSON:API request with every scope and both media-type headers, body still to add.
-    pub fn json_api(&self, method: Method, path: &str, sub: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(self.issuer.token(sub))
-            .header("content-type", JSON_API)
-            .header("accept", JSON_API)
     }
 }
 

@@ -5,9 +5,11 @@
 
 #![allow(dead_code, unused_imports)]
 
+mod admin;
 mod app;
 mod assertions;
 mod client;
+mod clock;
 mod databases;
 mod issuer;
 mod logs;
@@ -15,9 +17,11 @@ pub mod mail;
 pub mod process;
 mod skip;
 
+pub use admin::{ADMIN_SCOPE, Admin, admin_path};
 pub use app::{TEST_ARGON2, TestApp, TestAppBuilder};
 pub use assertions::{assert_error, assert_refused};
 pub use client::{Call, DeviceSecret, JSON_API, PASSWORD, User, content_type, otp_of};
+pub use clock::{manual_clock, mid_step_clock};
 pub(crate) use databases::on_database;
 pub use databases::{
     count_live_digest, execute, fresh_database_url, is_sqlite, postgres_server, scalar,

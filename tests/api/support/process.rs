@@ -67,6 +67,17 @@ pub fn run_otpd(env: &[(String, String)], args: &[&str], stdin: &str) -> Output 
     }
 }
 
+/// `run_otpd` of a command that must succeed; a failure shows its standard error.
+pub fn run_otpd_ok(env: &[(String, String)], args: &[&str], stdin: &str) -> Output {
+    let out = run_otpd(env, args, stdin);
+    assert!(
+        out.status.success(),
+        "otpd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
