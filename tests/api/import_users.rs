@@ -300,7 +300,9 @@ async fn parallel_first_logins_all_pass_and_leave_one_upgraded_hash() {
             .status
             .success()
     );
-    let logins = (0..8).map(|_| async {
+    // Four: reserved attempts count as failures until they succeed, and a fifth at once would
+    // start the password lock (OTPD_PASSWORD_LOCK_FROM), which is the lockout's business, not this.
+    let logins = (0..4).map(|_| async {
         app.as_user("wim")
             .create_otp_with_password(TYPED)
             .await
@@ -309,7 +311,7 @@ async fn parallel_first_logins_all_pass_and_leave_one_upgraded_hash() {
     let statuses = futures::future::join_all(logins).await;
     assert_eq!(
         statuses.iter().filter(|s| s.as_u16() == 201).count(),
-        8,
+        4,
         "{statuses:?}"
     );
     assert!(hash_line(&app, "wim").await.contains("pepper=p1"));
