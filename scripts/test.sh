@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh
 #
-# Python tools (pyotp, an independent TOTP implementation for the tests; schemathesis, run
+# Python tools (pyotp, an independent TOTP implementation for the tests; bcrypt and argon2-cffi,
+# independent password hashers for the import tests; schemathesis, run
 # against a live dev server; aiosmtpd, the mail tests' SMTP server) live in a venv under
 # target/test-venv, made on first use.
 #
@@ -73,9 +74,9 @@ drop_test_databases() {
 }
 
 VENV=target/test-venv
-PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.* selenium==4.*"
+PY_TOOLS="pyotp==2.* schemathesis==4.* aiosmtpd==1.* selenium==4.* bcrypt==4.* argon2-cffi==23.*"
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd, selenium" >/dev/null 2>&1; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import pyotp, schemathesis, aiosmtpd, selenium, bcrypt, argon2" >/dev/null 2>&1; then
     return 0
   fi
   echo "== creating $VENV ($PY_TOOLS)"

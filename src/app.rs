@@ -11,7 +11,8 @@ use crate::mail::{ConsoleMailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections, ServerSettings};
 use crate::service::{
-    Clock, CredentialWatch, Hasher, LinkKey, Mailer, OtpKey, Pepper, Services, SystemClock,
+    Clock, CredentialWatch, Hasher, LinkKey, Mailer, OtpKey, Pepper, PepperRing, Services,
+    SystemClock,
 };
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -102,12 +103,14 @@ pub async fn backup(
     Ok(crate::store::backup::sqlite_online_backup(url, to, pool.acquire_timeout).await?)
 }
 
-/// The pepper: from the dev kit in dev mode, from `pepper_file` otherwise.
-fn pepper(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<Pepper> {
-    match dev {
-        Some(kit) => kit.pepper(&config.hashing.pepper_id),
-        None => Ok(config.hashing.read_pepper()?),
-    }
+/// The peppers: the current one from the dev kit in dev mode, from `pepper_file` otherwise; the
+/// older ones from `pepper_old_files`.
+pub fn peppers(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<PepperRing> {
+    let current = match dev {
+        Some(kit) => Some(kit.pepper(&config.hashing.pepper_id)?),
+        None => None,
+    };
+    Ok(config.hashing.read_peppers(current)?)
 }
 
 /// The use cases over an opened store: what `serve` runs and what operator commands call.
@@ -131,15 +134,17 @@ pub async fn services_for_inspection(
         .dev
         .then(|| DevKit::load_or_create(config))
         .transpose()?;
-    let pepper = match pepper(config, dev.as_ref()) {
-        Ok(pepper) => pepper,
+    let peppers = match peppers(config, dev.as_ref()) {
+        Ok(peppers) => peppers,
         Err(_) => {
             let mut key = vec![0u8; 48];
             rand::rng().fill_bytes(&mut key);
-            Pepper::new(config.hashing.pepper_id.clone(), key).map_err(anyhow::Error::msg)?
+            PepperRing::single(
+                Pepper::new(config.hashing.pepper_id.clone(), key).map_err(anyhow::Error::msg)?,
+            )
         }
     };
-    services_with_pepper(config, clock, dev.as_ref(), pepper).await
+    services_with_peppers(config, clock, dev.as_ref(), peppers).await
 }
 
 async fn services_with(
@@ -147,19 +152,20 @@ async fn services_with(
     clock: Arc<dyn Clock>,
     dev: Option<&DevKit>,
 ) -> anyhow::Result<Services> {
-    let pepper = pepper(config, dev)?;
-    services_with_pepper(config, clock, dev, pepper).await
+    let peppers = peppers(config, dev)?;
+    services_with_peppers(config, clock, dev, peppers).await
 }
 
-async fn services_with_pepper(
+async fn services_with_peppers(
     config: &Config,
     clock: Arc<dyn Clock>,
     dev: Option<&DevKit>,
-    pepper: Pepper,
+    peppers: PepperRing,
 ) -> anyhow::Result<Services> {
     install_crypto_provider();
-    let otp_key = OtpKey::derive(&pepper);
-    let link_key = LinkKey::derive(&pepper);
+    let otp_key = OtpKey::derive_all(&peppers);
+    // Links live a day at most: they are sealed under the current pepper only.
+    let link_key = LinkKey::derive(peppers.current());
     let password_policy = config
         .passwords
         .policy()
@@ -167,11 +173,11 @@ async fn services_with_pepper(
         .context("setting `password_blocklist_file` (OTPD_PASSWORD_BLOCKLIST_FILE)")?;
     let templates = Templates::load(&config.templates)
         .context("setting `templates_dir` (OTPD_TEMPLATES_DIR)")?;
-    let totp_cipher = config.totp.cipher(&pepper)?;
+    let totp_keys = config.totp.key_ring(&peppers)?;
     let metrics = Metrics::new();
     let hashing = &config.hashing;
     let hasher = Hasher::with_metrics(
-        pepper,
+        peppers,
         hashing.argon2,
         hashing.concurrency,
         hashing.queue,
@@ -193,7 +199,7 @@ async fn services_with_pepper(
         mailer,
         mail_per_hour: config.mail.per_hour,
         totp: config.totp.new_devices,
-        totp_cipher,
+        totp_keys,
         after_login_window: config.totp.after_login_window,
         watch: CredentialWatch::new(config.limits.long_polls),
         lockout: config.limits.lockout,

@@ -13,6 +13,7 @@ pub mod http;
 pub mod identity;
 pub mod mail;
 pub mod metrics;
+pub mod operator;
 pub mod server;
 pub mod service;
 pub mod store;

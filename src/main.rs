@@ -66,6 +66,9 @@ enum Command {
     Backup(backup_command::BackupArgs),
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
     Openapi,
+    /// Key rotation: which keys the stored data uses, re-encrypting device secrets.
+    #[command(subcommand)]
+    Keys(otpd::operator::KeysCommand),
     /// Development helpers (work only with the development key).
     #[command(subcommand)]
     Dev(DevCommand),
@@ -79,6 +82,8 @@ enum UserCommand {
     SetPin { sub: String },
     /// Show which factors a user has set, their failure counts and locks (never a secret).
     Show { sub: String },
+    /// Import password/PIN hashes from another system (JSON Lines or a Keycloak export).
+    Import(otpd::operator::ImportArgs),
     /// Clear a user's failure counts, locks and disabling (all factors unless --factor).
     Unlock {
         sub: String,
@@ -167,7 +172,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::CheckConfig => {
             config.require_serving_settings()?;
             if !config.dev {
-                config.hashing.read_pepper()?;
+                // Every key file, old ones included, must be readable before the service starts.
+                let peppers = config.hashing.read_peppers(None)?;
+                config.totp.key_ring(&peppers)?;
             }
             if let Some(mail) = &config.mail.smtp {
                 // Builds the transport without connecting: catches a malformed URL or sender.
@@ -182,6 +189,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             for warning in config.warnings() {
                 eprintln!("warning: {warning}");
             }
+            otpd::operator::check_stored_keys(&config).await?;
+        }
+        Command::Keys(cmd) => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::operator::keys(cmd, &config).await?;
         }
         Command::User(cmd) => {
             otpd::telemetry::init("warn", LogFormat::Text);
@@ -268,6 +280,7 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
             print!("{}", services.user_status(&sub, &Actor::Operator).await?);
             Ok(())
         }
+        UserCommand::Import(args) => otpd::operator::import(args, config).await,
         UserCommand::Unlock { sub, factor } => {
             let sub = subject(&sub)?;
             let factors = match factor.as_deref().map(GuardedFactor::parse) {

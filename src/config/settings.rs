@@ -93,6 +93,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "key id stored with each hash so the pepper can be rotated (1..8 characters)",
     ),
     (
+        "pepper_old_files",
+        "",
+        "older peppers still loaded, as id:path,id:path: hashes made under them verify and are re-hashed under the current pepper (docs/key-rotation.md)",
+    ),
+    (
         "argon2",
         "m=19456,t=2,p=1",
         "Argon2id memory (KiB), iterations, parallelism for new hashes",
@@ -164,6 +169,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "totp_key_file",
         "",
         "file with at least 32 bytes of key material for encrypting device TOTP secrets; derived from the pepper when empty",
+    ),
+    (
+        "totp_key_id",
+        "t1",
+        "id recorded with each device secret sealed under totp_key_file (1..8 characters)",
+    ),
+    (
+        "totp_old_key_files",
+        "",
+        "older TOTP keys still loaded, as id:path,id:path: they open what they sealed until `otpd keys reencrypt-totp` moves it to the current key",
     ),
     ("totp_digits", "6", "digits of new device TOTPs (6..8)"),
     (

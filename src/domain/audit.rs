@@ -7,6 +7,9 @@ use std::fmt;
 pub enum AuditEvent {
     PasswordSet,
     PinSet,
+    /// A hash made by another system was imported (`otpd user import`; detail: its scheme).
+    PasswordImported,
+    PinImported,
     OtpIssued,
     OtpRefused,
     PasswordRefused,
@@ -48,6 +51,8 @@ impl AuditEvent {
         match self {
             AuditEvent::PasswordSet => "password.set",
             AuditEvent::PinSet => "pin.set",
+            AuditEvent::PasswordImported => "password.imported",
+            AuditEvent::PinImported => "pin.imported",
             AuditEvent::OtpIssued => "otp.issued",
             AuditEvent::OtpRefused => "otp.refused",
             AuditEvent::PasswordRefused => "password.refused",

@@ -71,6 +71,9 @@ pub enum ApiError {
     Overloaded,
     #[error("database unavailable")]
     Unavailable,
+    /// A stored credential names a key (pepper or TOTP key) this service has not loaded.
+    #[error("key unavailable")]
+    KeyUnavailable,
     #[error("not ready")]
     NotReady,
     #[error("request timed out")]
@@ -103,6 +106,8 @@ pub enum ApiError {
 
 /// How long a client should wait before retrying a 503, in seconds.
 const RETRY_AFTER_UNAVAILABLE: u32 = 1;
+/// ... and after `key-unavailable`, which lasts until an operator acts.
+const RETRY_AFTER_KEY_UNAVAILABLE: u32 = 300;
 
 /// One entry of a JSON:API `errors` array, before the request id is known.
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +165,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Overloaded
             | ApiError::Unavailable
+            | ApiError::KeyUnavailable
             | ApiError::NotReady
             | ApiError::IdentityProviderUnavailable
             | ApiError::RequestTimeout
@@ -280,6 +286,11 @@ impl ApiError {
                 "service-unavailable",
                 "Service unavailable",
                 "The service cannot reach its database; retry shortly.".into(),
+            ),
+            ApiError::KeyUnavailable => (
+                "key-unavailable",
+                "Key unavailable",
+                "The service cannot check this credential right now: a key it needs is not loaded. The request id identifies it in our logs.".into(),
             ),
             ApiError::IdentityProviderUnavailable => (
                 "identity-provider-unavailable",
@@ -402,6 +413,13 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(RETRY_AFTER_UNAVAILABLE),
+                );
+            }
+            // Fixed only when the operator loads the key: a quick retry would not help.
+            ApiError::KeyUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER_KEY_UNAVAILABLE),
                 );
             }
             ApiError::MailLimit {

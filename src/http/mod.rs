@@ -190,6 +190,11 @@ impl From<ServiceError> for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::Unavailable
             }
+            ServiceError::KeyUnavailable(what) => {
+                // The operator's to fix: say exactly which key is missing, once, at error level.
+                tracing::error!(problem = %what, "a credential cannot be checked: its key is not loaded");
+                ApiError::KeyUnavailable
+            }
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }

@@ -66,6 +66,7 @@ impl Services {
         // The new PIN is hashed only once the OTP attempt is counted (and refused while the OTP
         // factor is locked), so a locked factor or a stream of bad OTPs costs no Argon2 time. A
         // full hashing queue is answered before anything is counted: a 503 is no guess.
+        let devices = &self.redeemable_devices(sub, OtpTypes::ALL).await?;
         let permit = self.hasher.admit()?;
         let checked = self
             .guarded(sub, GuardedFactor::Otp, || async {
@@ -73,7 +74,8 @@ impl Services {
                     return Ok(None);
                 }
                 let phc = permit.hash(pin.expose()).await?;
-                self.try_redeem(sub, otp, OtpTypes::ALL, FollowUp::SetPin { phc: &phc })
+                let then = FollowUp::SetPin { phc: &phc };
+                self.try_redeem(sub, otp, OtpTypes::ALL, devices, then)
                     .await
             })
             .await?;

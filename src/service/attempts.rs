@@ -106,6 +106,9 @@ pub struct UserStatus {
     pub sub: Subject,
     pub password_set: bool,
     pub pin_set: bool,
+    /// `stored_hash::describe` of each set hash.
+    pub password_hash: Option<String>,
+    pub pin_hash: Option<String>,
     pub attempts: Vec<(GuardedFactor, AttemptState)>,
     pub devices: Vec<DeviceSummary>,
     pub now: i64,
@@ -126,6 +129,11 @@ impl Services {
             sub: sub.clone(),
             password_set: stored.password_hash.is_some(),
             pin_set: stored.pin_hash.is_some(),
+            password_hash: stored
+                .password_hash
+                .as_deref()
+                .map(super::stored_hash::describe),
+            pin_hash: stored.pin_hash.as_deref().map(super::stored_hash::describe),
             attempts: self.attempt_states(sub).await?,
             devices: self.store.device_summaries(sub).await?,
             now: to_millis(self.clock.now()),
@@ -155,9 +163,15 @@ impl fmt::Display for UserStatus {
                     crate::domain::lockout::retry_after_secs(retry_after)
                 ),
             };
+            let hash = match factor {
+                GuardedFactor::Password => self.password_hash.as_deref(),
+                GuardedFactor::Pin => self.pin_hash.as_deref(),
+                GuardedFactor::Otp => None,
+            };
+            let hash = hash.map(|h| format!("  hash: {h}")).unwrap_or_default();
             writeln!(
                 f,
-                "{:<9} {:<8} failures={:<4} {admission}",
+                "{:<9} {:<8} failures={:<4} {admission}{hash}",
                 factor.as_str(),
                 set,
                 state.failures

@@ -20,6 +20,10 @@ pub struct DeviceTotpSettings {
     /// Key material for sealing device secrets (`TotpCipher::from_key_file`); `None`: derived
     /// from the pepper.
     pub key_file: Option<PathBuf>,
+    /// The id new secrets are labelled with when `key_file` is set.
+    pub key_id: String,
+    /// Older keys by id, loaded to open what they sealed.
+    pub old_key_files: Vec<(String, PathBuf)>,
     pub after_login_window: Duration,
 }
 
@@ -56,12 +60,15 @@ impl Services {
     ) -> Result<IssuedTotp, ServiceError> {
         let settings = self.totp;
         let secret = TotpSecret::generate(&mut rand::rng());
+        let (key_id, secret_ct) = self
+            .totp_keys
+            .seal(sub, &device, settings, &secret)
+            .map_err(|e| anyhow!(e))?;
         let stored = StoredDevice {
             device_id: device.as_str().to_owned(),
-            secret_ct: self
-                .totp_cipher
-                .seal(sub, &device, settings, &secret)
-                .map_err(|e| anyhow!(e))?,
+            secret_ct,
+            key_id: Some(key_id),
+            secret_gen: 0,
             algorithm: settings.algorithm.as_str().to_owned(),
             digits: i64::from(settings.digits),
             period_secs: i64::from(settings.period_secs),

@@ -9,6 +9,10 @@ pub mod devices;
 pub mod digest;
 pub mod hasher;
 pub mod hashing_settings;
+pub mod import;
+pub mod imported_hash;
+pub mod keycloak_hash;
+pub mod keys;
 pub mod mail;
 pub mod otp;
 pub mod password_links;
@@ -17,7 +21,9 @@ pub mod password_reset;
 pub mod passwords;
 pub mod pepper;
 pub mod redeem;
+pub mod stored_hash;
 pub mod totp_cipher;
+pub mod totp_keys;
 pub mod watch;
 
 /// The clock lives at the crate root (identity reads it too); re-exported where use cases find it.
@@ -36,10 +42,11 @@ pub use hashing_settings::{Argon2Settings, HashingSettings};
 pub use mail::Mailer;
 pub use password_links::{LinkKey, LinkSettings, PublicUrl};
 pub use passwords::PasswordSettings;
-pub use pepper::Pepper;
+pub use pepper::{Pepper, PepperRing};
 use std::sync::Arc;
 use std::time::Duration;
 pub use totp_cipher::TotpCipher;
+pub use totp_keys::TotpKeyRing;
 pub use watch::CredentialWatch;
 
 /// Everything the use cases need, built once by `app`.
@@ -58,7 +65,8 @@ pub struct Services {
     pub lockout: LockoutPolicies,
     /// Parameters of new device TOTPs (stored devices keep their own).
     pub totp: TotpSettings,
-    pub totp_cipher: TotpCipher,
+    /// Seals new device secrets under the current key, opens them under any loaded one.
+    pub totp_keys: TotpKeyRing,
     /// How long after registration the after-login grant allows a device TOTP without proof.
     pub after_login_window: Duration,
     pub watch: CredentialWatch,
@@ -109,6 +117,10 @@ pub enum ServiceError {
     MailFailed(anyhow::Error),
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
+    /// A stored hash or device secret names a key that is not loaded: it cannot be checked until
+    /// the operator loads that key. Nothing was counted.
+    #[error("{0}")]
+    KeyUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -126,6 +138,9 @@ impl From<HashError> for ServiceError {
     fn from(e: HashError) -> Self {
         match e {
             HashError::Overloaded => ServiceError::Overloaded,
+            HashError::UnknownPepper(id) => ServiceError::KeyUnavailable(format!(
+                "a stored hash was made under pepper id `{id}`, which is not loaded: add it to pepper_old_files"
+            )),
             other => ServiceError::Internal(other.into()),
         }
     }

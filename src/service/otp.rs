@@ -92,6 +92,11 @@ impl Services {
         if offered.is_empty() {
             return Err(ServiceError::CredentialNotSet);
         }
+        // A hash under a pepper that is not loaded cannot be checked: 503 before anything is
+        // counted, like a full queue.
+        for (_, _, phc) in &offered {
+            self.hasher.check_usable(phc)?;
+        }
         // A full hashing queue is answered before anything is counted: a 503 is no guess.
         let permit = self.hasher.admit()?;
         let mut refusals = Refusals::default();

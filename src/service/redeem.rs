@@ -36,12 +36,38 @@ impl Services {
         types: OtpTypes,
         then: FollowUp<'_>,
     ) -> Result<Redeemed, ServiceError> {
+        let devices = &self.redeemable_devices(sub, types).await?;
         let checked = self
             .guarded(sub, GuardedFactor::Otp, || {
-                self.try_redeem(sub, otp, types, then)
+                self.try_redeem(sub, otp, types, devices, then)
             })
             .await?;
         self.settle_redemption(checked)
+    }
+
+    /// The devices a redemption of `types` may match. Read before the attempt is counted: a device
+    /// sealed under a key that is not loaded makes the redemption uncheckable, which is the
+    /// operator's problem to fix (503), not a guess to count against the user.
+    pub(super) async fn redeemable_devices(
+        &self,
+        sub: &Subject,
+        types: OtpTypes,
+    ) -> Result<Vec<StoredDevice>, ServiceError> {
+        let devices = if types.device_totp {
+            self.store.devices(sub).await?
+        } else {
+            Vec::new()
+        };
+        if let Some(id) = devices
+            .iter()
+            .filter_map(|d| d.key_id.as_deref())
+            .find(|id| !self.totp_keys.contains(id))
+        {
+            return Err(ServiceError::KeyUnavailable(format!(
+                "a device TOTP secret is sealed under TOTP key id `{id}`, which is not loaded: add it to totp_old_key_files (or its pepper to pepper_old_files)"
+            )));
+        }
+        Ok(devices)
     }
 
     /// The answer to a guarded redemption, counted in the metrics.
@@ -75,6 +101,7 @@ impl Services {
         sub: &Subject,
         otp: &SecretString,
         types: OtpTypes,
+        devices: &[StoredDevice],
         then: FollowUp<'_>,
     ) -> Result<Option<Redeemed>, ServiceError> {
         let now = self.clock.now();
@@ -84,13 +111,12 @@ impl Services {
         let code = &code;
         let mut candidates = Redemption::default();
         if types.account {
-            candidates.account_digest = Some(self.otp_key.digest(sub.as_str(), code.expose()));
+            candidates.account_digests =
+                self.otp_key.candidate_digests(sub.as_str(), code.expose());
         }
-        if types.device_totp {
-            for device in self.store.devices(sub).await? {
-                for step in self.device_steps(sub, &device, code, now.unix_timestamp()) {
-                    candidates.device_steps.push((device.clone(), step));
-                }
+        for device in devices {
+            for step in self.device_steps(sub, device, code, now.unix_timestamp()) {
+                candidates.device_steps.push((device.clone(), step));
             }
         }
         let changes_credentials = !matches!(then, FollowUp::Nothing);
@@ -123,7 +149,13 @@ impl Services {
             tracing::error!(device = %device.device_id, "stored device TOTP has unusable parameters");
             return vec![];
         };
-        match self.totp_cipher.open(sub, &id, settings, &device.secret_ct) {
+        match self.totp_keys.open(
+            device.key_id.as_deref(),
+            sub,
+            &id,
+            settings,
+            &device.secret_ct,
+        ) {
             Ok(secret) => matching_steps(secret.bytes(), settings, code.expose(), unix_secs),
             Err(e) => {
                 tracing::error!(device = %device.device_id, error = %e, "device TOTP secret unreadable");

@@ -6,6 +6,7 @@ mod admin;
 mod attempts;
 pub mod backup;
 pub mod copy;
+pub mod keys;
 pub mod password_links;
 pub mod postgres;
 mod sql;
@@ -15,6 +16,7 @@ use crate::domain::{AuditEvent, Factor, Subject};
 pub use admin::{AdminStore, DeviceSummary};
 use async_trait::async_trait;
 pub use attempts::{AttemptStore, FailedAttempt, Reservation};
+pub use keys::{HashRow, ImportOutcome, ImportRow, KeyStore, Reseal};
 pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
@@ -178,15 +180,23 @@ pub struct StoredDevice {
     pub algorithm: String,
     pub digits: i64,
     pub period_secs: i64,
+    /// The TOTP key that sealed `secret_ct`; `None` for secrets sealed before key ids existed.
+    pub key_id: Option<String>,
+    /// Changes whenever the secret itself is replaced, never when it is only sealed anew under
+    /// another key. Ignored when saving (the store keeps it).
+    pub secret_gen: i64,
 }
 
-/// What one redemption may consume, all candidates of the same code: the account OTP with this
-/// digest, else the first device step that is newer than the device's last accepted step.
+/// What one redemption may consume, all candidates of the same code: an account OTP with one of
+/// these digests (one per loaded pepper: an OTP issued by a replica whose current pepper differs
+/// from ours still redeems here), else the first device step that is newer than the device's last
+/// accepted step.
 #[derive(Debug, Clone, Default)]
 pub struct Redemption {
-    pub account_digest: Option<[u8; 32]>,
-    /// `(device, step)` pairs whose code matched, oldest step first. The ciphertext is part of
-    /// the condition, so a step computed from a secret replaced meanwhile consumes nothing.
+    pub account_digests: Vec<[u8; 32]>,
+    /// `(device, step)` pairs whose code matched, oldest step first. The secret generation is
+    /// part of the condition, so a step computed from a secret replaced meanwhile consumes
+    /// nothing, while a secret merely sealed anew (`otpd keys reencrypt-totp`) still redeems.
     pub device_steps: Vec<(StoredDevice, i64)>,
 }
 
@@ -234,7 +244,9 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: AttemptStore + AdminStore + PasswordLinkStore + Send + Sync + 'static {
+pub trait Store:
+    AttemptStore + AdminStore + PasswordLinkStore + KeyStore + Send + Sync + 'static
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 

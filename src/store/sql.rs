@@ -65,11 +65,12 @@ macro_rules! impl_store {
                 now: Millis,
             ) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO device_totps (sub, device_id, secret_ct, algorithm, digits, period_secs, last_step, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7)
+                    "INSERT INTO device_totps (sub, device_id, secret_ct, algorithm, digits, period_secs, last_step, created_at, updated_at, key_id, secret_gen)
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7, $8, 0)
                      ON CONFLICT (sub, device_id) DO UPDATE SET secret_ct = excluded.secret_ct,
                        algorithm = excluded.algorithm, digits = excluded.digits,
-                       period_secs = excluded.period_secs, last_step = NULL, updated_at = excluded.updated_at",
+                       period_secs = excluded.period_secs, last_step = NULL, updated_at = excluded.updated_at,
+                       key_id = excluded.key_id, secret_gen = device_totps.secret_gen + 1",
                 )
                 .bind(sub.as_str())
                 .bind(&d.device_id)
@@ -78,6 +79,7 @@ macro_rules! impl_store {
                 .bind(d.digits)
                 .bind(d.period_secs)
                 .bind(now)
+                .bind(&d.key_id)
                 .execute(conn)
                 .await?;
                 Ok(())
@@ -91,7 +93,7 @@ macro_rules! impl_store {
                 candidates: &Redemption,
                 now: Millis,
             ) -> Result<Option<Redeemed>, StoreError> {
-                if let Some(digest) = &candidates.account_digest {
+                for digest in &candidates.account_digests {
                     let used = sqlx::query(
                         "UPDATE otps SET used_at = $1
                          WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
@@ -109,14 +111,14 @@ macro_rules! impl_store {
                 for (device, step) in &candidates.device_steps {
                     let used = sqlx::query(
                         "UPDATE device_totps SET last_step = $1
-                         WHERE sub = $2 AND device_id = $3 AND secret_ct = $4
+                         WHERE sub = $2 AND device_id = $3 AND secret_gen = $4
                            AND (last_step IS NULL OR last_step < $1)
                          RETURNING device_id",
                     )
                     .bind(*step)
                     .bind(sub.as_str())
                     .bind(&device.device_id)
-                    .bind(&device.secret_ct)
+                    .bind(device.secret_gen)
                     .fetch_optional(&mut *conn)
                     .await?;
                     if used.is_some() {
@@ -366,7 +368,7 @@ macro_rules! impl_store {
 
                 async fn devices(&self, sub: &Subject) -> Result<Vec<StoredDevice>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT device_id, secret_ct, algorithm, digits, period_secs
+                        "SELECT device_id, secret_ct, algorithm, digits, period_secs, key_id, secret_gen
                          FROM device_totps WHERE sub = $1 ORDER BY device_id",
                     )
                     .bind(sub.as_str())
@@ -380,6 +382,8 @@ macro_rules! impl_store {
                                 algorithm: row.try_get(2)?,
                                 digits: row.try_get(3)?,
                                 period_secs: row.try_get(4)?,
+                                key_id: row.try_get(5)?,
+                                secret_gen: row.try_get(6)?,
                             })
                         })
                         .collect()

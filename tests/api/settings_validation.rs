@@ -45,6 +45,17 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ),
     ("pepper_id", &["key-1", "p123456789", "ключ"], &[]),
     (
+        "pepper_old_files",
+        &["p0", "p-0:/x", "p0:/x,p0:/y", "p1:/x", "p0:"],
+        &[],
+    ),
+    ("totp_key_id", &["pepper:p1", "t123456789"], &[]),
+    (
+        "totp_old_key_files",
+        &["t0", "t1:/x", "t0:/a,t0:/b", "t-0:/x"],
+        &[],
+    ),
+    (
         "argon2",
         &[
             "m=19456,t=2",

@@ -13,19 +13,21 @@ fn device(id: &str, secret: &[u8]) -> StoredDevice {
         algorithm: "SHA1".to_owned(),
         digits: 6,
         period_secs: 30,
+        key_id: None,
+        secret_gen: 0,
     }
 }
 
 fn account(digest: [u8; 32]) -> Redemption {
     Redemption {
-        account_digest: Some(digest),
+        account_digests: vec![digest],
         device_steps: vec![],
     }
 }
 
 fn step(d: &StoredDevice, step: i64) -> Redemption {
     Redemption {
-        account_digest: None,
+        account_digests: vec![],
         device_steps: vec![(d.clone(), step)],
     }
 }
@@ -89,7 +91,12 @@ async fn store_devices_are_saved_listed_and_replaced() {
         .await
         .unwrap();
     let saved = c.store.devices(&u).await.unwrap();
-    assert_eq!(saved, [device("phone", b"ct-2"), device("tablet", b"ct-3")]);
+    // Replacing a secret starts a new generation of it (codes of the old one consume nothing).
+    let replaced = StoredDevice {
+        secret_gen: 1,
+        ..device("phone", b"ct-2")
+    };
+    assert_eq!(saved, [replaced, device("tablet", b"ct-3")]);
     assert_eq!(
         events(&c, "contract-devices", AuditEvent::DeviceTotpCreated).await,
         3
@@ -154,11 +161,12 @@ async fn store_a_totp_step_is_accepted_once_and_never_an_older_one() {
         Some(Redeemed::Device("phone".into()))
     );
     // A step computed from a secret that was replaced in the meantime consumes nothing.
-    let replaced = device("phone", b"ct-2");
     c.store
-        .save_device(&u, &replaced, "", None, 4)
+        .save_device(&u, &device("phone", b"ct-2"), "", None, 4)
         .await
         .unwrap();
+    // As a redemption reads it: with the generation the replacement gave it.
+    let replaced = c.store.devices(&u).await.unwrap().remove(0);
     assert_eq!(replay(&phone, 200).await, None);
     assert_eq!(
         replay(&replaced, 5).await,
