@@ -34,6 +34,8 @@ export OTPD_SMTP_URL="smtp://127.0.0.1:$smtp_port" OTPD_MAIL_FROM="otpd <otpd@lo
 export OTPD_DATABASE_URL="sqlite://$work/otpd.db" OTPD_LISTEN="127.0.0.1:$port" OTPD_ARGON2="m=256,t=1,p=1" OTPD_LOG=warn
 # All requests come from one address and one client: the rate limits would answer most of them.
 export OTPD_RATE_LIMIT_PER_CLIENT=off OTPD_RATE_LIMIT_PER_ADDRESS=off
+# Where password links point (the link endpoints answer 503 without it).
+export OTPD_PUBLIC_URL="http://127.0.0.1:$port"
 # Fuzzed wrong PINs, passwords and OTPs would lock the test user's factors, and then the valid
 # requests of the hooks would meet 429s: no locking here (the lockout has its own tests).
 export OTPD_PIN_LOCK_FROM=0 OTPD_PIN_DISABLE_AFTER=0 OTPD_PASSWORD_LOCK_FROM=0 \

@@ -107,7 +107,8 @@ enum DevCommand {
         /// An `email` claim: where `POST /user/otp/sendmail` mails the OTP.
         #[arg(long)]
         email: Option<String>,
-        /// An `email_verified` claim (`true` or `false`; absent when not given). Needs --email.
+        /// The `email_verified` claim (`true` or `false`). Needs --email, with which it defaults to
+        /// `true`: sendmail only mails verified addresses.
         #[arg(long)]
         email_verified: Option<bool>,
     },

@@ -46,7 +46,7 @@ pub async fn show(
 #[into_params(parameter_in = Query)]
 pub struct UnlockQuery {
     /// `pin`, `password` or `otp`; absent: all three.
-    #[param(value_type = Option<UnlockFactor>)]
+    #[param(inline, value_type = Option<UnlockFactor>)]
     factor: Option<String>,
 }
 
