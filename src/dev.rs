@@ -131,9 +131,7 @@ impl DevKit {
             exp: now + i64::try_from(request.ttl.as_secs())?,
             email: request.email,
             // A dev user's address counts as verified unless the token is to say otherwise.
-            email_verified: request
-                .email_verified
-                .or(request.email.map(|_| true)),
+            email_verified: request.email_verified.or(request.email.map(|_| true)),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(DEV_KID.to_owned());
