@@ -3,20 +3,25 @@
 
 use crate::config::Config;
 use crate::dev::{DEV_ISSUER, DevKit};
+use crate::http::admin::AdminExposure;
 use crate::http::rate_limit::RateLimiters;
 use crate::http::{self, AppState, RouterSettings};
 use crate::identity::Identity;
-use crate::mail::SmtpMailer;
+use crate::mail::{ConsoleMailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections, ServerSettings};
 use crate::service::{
-    Clock, CredentialWatch, Hasher, Mailer, OtpKey, Pepper, Services, SystemClock,
+    Clock, CredentialWatch, Hasher, LinkKey, Mailer, OtpKey, Pepper, PepperRing, Services,
+    SystemClock,
 };
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PoolSettings, Store};
+use crate::templates::Templates;
+use crate::web::{self, PageSettings};
 use anyhow::Context;
 use axum::Router;
+use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,12 +88,30 @@ pub async fn copy_data(
     Ok(crate::store::copy::sqlite_to_postgres(from, to, pool).await?)
 }
 
-/// The pepper: from the dev kit in dev mode, from `pepper_file` otherwise.
-fn pepper(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<Pepper> {
-    match dev {
-        Some(kit) => kit.pepper(&config.hashing.pepper_id),
-        None => Ok(config.hashing.read_pepper()?),
+/// `otpd backup`: an online, verified copy of a SQLite database into the new file `to`. PostgreSQL
+/// is backed up with its own tools (`pg_dump`), which this refuses to stand in for.
+pub async fn backup(
+    url: &str,
+    to: &std::path::Path,
+    pool: PoolSettings,
+) -> anyhow::Result<crate::store::backup::BackupReport> {
+    if !url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "`otpd backup` copies the embedded SQLite database; back up PostgreSQL with pg_dump \
+             (see docs/operations.md, \"Backups\")"
+        );
     }
+    Ok(crate::store::backup::sqlite_online_backup(url, to, pool.acquire_timeout).await?)
+}
+
+/// The peppers: the current one from the dev kit in dev mode, from `pepper_file` otherwise; the
+/// older ones from `pepper_old_files`.
+pub fn peppers(config: &Config, dev: Option<&DevKit>) -> anyhow::Result<PepperRing> {
+    let current = match dev {
+        Some(kit) => Some(kit.pepper(&config.hashing.pepper_id)?),
+        None => None,
+    };
+    Ok(config.hashing.read_peppers(current)?)
 }
 
 /// The use cases over an opened store: what `serve` runs and what operator commands call.
@@ -100,19 +123,62 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     services_with(config, clock, dev.as_ref()).await
 }
 
+/// The use cases for commands that only read or clear a user's state and never check or set a
+/// secret (`otpd user show`, `otpd user unlock`), so an operator can run them with database access
+/// alone, in or out of dev mode. Where no pepper can be had they get a random one, which nothing
+/// these commands do ever uses.
+pub async fn services_for_inspection(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Services> {
+    let dev = config
+        .dev
+        .then(|| DevKit::load_or_create(config))
+        .transpose()?;
+    let peppers = match peppers(config, dev.as_ref()) {
+        Ok(peppers) => peppers,
+        Err(_) => {
+            let mut key = vec![0u8; 48];
+            rand::rng().fill_bytes(&mut key);
+            PepperRing::single(
+                Pepper::new(config.hashing.pepper_id.clone(), key).map_err(anyhow::Error::msg)?,
+            )
+        }
+    };
+    services_with_peppers(config, clock, dev.as_ref(), peppers).await
+}
+
 async fn services_with(
     config: &Config,
     clock: Arc<dyn Clock>,
     dev: Option<&DevKit>,
 ) -> anyhow::Result<Services> {
+    let peppers = peppers(config, dev)?;
+    services_with_peppers(config, clock, dev, peppers).await
+}
+
+async fn services_with_peppers(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    dev: Option<&DevKit>,
+    peppers: PepperRing,
+) -> anyhow::Result<Services> {
     install_crypto_provider();
-    let pepper = pepper(config, dev)?;
-    let otp_key = OtpKey::derive(&pepper);
-    let totp_cipher = config.totp.cipher(&pepper)?;
+    let otp_key = OtpKey::derive_all(&peppers);
+    // Links live a day at most: they are sealed under the current pepper only.
+    let link_key = LinkKey::derive(peppers.current());
+    let password_policy = config
+        .passwords
+        .policy()
+        .map_err(anyhow::Error::msg)
+        .context("setting `password_blocklist_file` (OTPD_PASSWORD_BLOCKLIST_FILE)")?;
+    let templates = Templates::load(&config.templates)
+        .context("setting `templates_dir` (OTPD_TEMPLATES_DIR)")?;
+    let totp_keys = config.totp.key_ring(&peppers)?;
     let metrics = Metrics::new();
     let hashing = &config.hashing;
     let hasher = Hasher::with_metrics(
-        pepper,
+        peppers,
         hashing.argon2,
         hashing.concurrency,
         hashing.queue,
@@ -120,6 +186,7 @@ async fn services_with(
     );
     let mailer = match &config.mail.smtp {
         Some(settings) => Some(Arc::new(SmtpMailer::new(settings)?) as Arc<dyn Mailer>),
+        None if dev.is_some() => Some(Arc::new(ConsoleMailer) as Arc<dyn Mailer>),
         None => None,
     };
     Ok(Services {
@@ -133,11 +200,15 @@ async fn services_with(
         mailer,
         mail_per_hour: config.mail.per_hour,
         totp: config.totp.new_devices,
-        totp_cipher,
+        totp_keys,
         after_login_window: config.totp.after_login_window,
-        watch: CredentialWatch::default(),
+        watch: CredentialWatch::new(config.limits.long_polls),
         lockout: config.limits.lockout,
         retention: config.retention,
+        password_policy,
+        links: config.links.clone(),
+        link_key,
+        templates: Arc::new(templates),
     })
 }
 
@@ -188,8 +259,18 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         identity: Arc::new(tokens),
         connections: OpenConnections::default(),
         limits: RateLimiters::start(config.limits.rate),
+        // Leaked once per app: the scope is fixed for the process, and error bodies name it as a
+        // `&'static str` like every other scope.
+        admin_scope: String::leak(config.admin.scope.clone()),
     };
+    let admin_api = config.admin.exposure;
     let connections = Arc::clone(&state.connections);
+    let pages = web::router(
+        Arc::clone(&state.services),
+        PageSettings {
+            public_url: config.links.public_url.clone(),
+        },
+    );
     let router = http::router(
         state.clone(),
         RouterSettings {
@@ -197,6 +278,8 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
             max_body_bytes: config.http.max_body_bytes,
             request_timeout: config.server.request_timeout,
             serve_metrics: config.server.metrics_listen.is_none(),
+            pages,
+            serve_admin: admin_api == AdminExposure::On,
         },
     );
     let listener = TcpListener::bind(config.server.listen)
@@ -209,7 +292,11 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
             Some((
                 admin_listener,
-                http::admin_router(state, config.server.request_timeout),
+                http::admin_router(
+                    state,
+                    config.server.request_timeout,
+                    admin_api != AdminExposure::Off,
+                ),
             ))
         }
         None => None,
@@ -255,6 +342,7 @@ impl App {
                 router,
                 self.server,
                 Arc::clone(&self.connections),
+                self.metrics.clone(),
                 stopped(stop_rx.clone()),
             ))
         });
@@ -267,6 +355,7 @@ impl App {
             self.router,
             self.server,
             self.connections,
+            self.metrics.clone(),
             stopped(stop_rx),
         )
         .await;
@@ -281,12 +370,13 @@ impl App {
 
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run(self) -> std::io::Result<()> {
+        let shutdown = server::shutdown_signal();
         match self.admin_addr() {
             Some(admin) => {
                 tracing::info!(addr = %self.local_addr(), %admin, "otpd listening; metrics on the admin address")
             }
             None => tracing::info!(addr = %self.local_addr(), "otpd listening"),
         }
-        self.serve_until(server::shutdown_signal()).await
+        self.serve_until(shutdown).await
     }
 }

@@ -22,7 +22,7 @@ const DEV_KID: &str = "otpd-dev";
 /// Every scope otpd knows; the default for minted development tokens.
 pub const ALL_SCOPES: &str = "user:otp:create user:otp:verify user:device-totps:create \
 user:device-totps:create-after-login user:users.pin:update user:users.pin:check \
-user:users.password:check user:user:delete";
+user:users.password:check user:users.password:create user:callbacks:password-reset user:user:delete";
 
 pub struct DevKit {
     dir: PathBuf,
@@ -103,8 +103,8 @@ impl DevKit {
         }
     }
 
-    /// A signed access token for `sub` with the given space-separated scopes.
-    pub fn mint(&self, sub: &str, scope: &str, ttl: Duration) -> anyhow::Result<String> {
+    /// A signed access token for the request, which must have passed `TokenRequest::check`.
+    pub fn mint(&self, request: &TokenRequest<'_>) -> anyhow::Result<String> {
         #[derive(Serialize)]
         struct Claims<'a> {
             iss: &'a str,
@@ -114,22 +114,113 @@ impl DevKit {
             iat: i64,
             nbf: i64,
             exp: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            email: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            email_verified: Option<bool>,
         }
+        request.check()?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
             iss: DEV_ISSUER,
-            sub,
-            scope,
+            sub: request.sub,
+            scope: request.scope,
             client_id: "otpd-dev",
             iat: now,
             nbf: now,
-            exp: now + i64::try_from(ttl.as_secs())?,
+            exp: now + i64::try_from(request.ttl.as_secs())?,
+            email: request.email,
+            // A dev user's address counts as verified unless the token is to say otherwise.
+            email_verified: request.email_verified.or(request.email.map(|_| true)),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(DEV_KID.to_owned());
         header.typ = Some("at+jwt".to_owned());
         Ok(jsonwebtoken::encode(&header, &claims, &self.signing)?)
     }
+}
+
+/// The longest lifetime `otpd dev token` mints: a development token should not outlive the work.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What `otpd dev token` is asked to put into a token.
+pub struct TokenRequest<'a> {
+    pub sub: &'a str,
+    /// Space-separated scopes.
+    pub scope: &'a str,
+    pub ttl: Duration,
+    /// For `POST /user/otp/sendmail`, which mails the OTP to this claim.
+    pub email: Option<&'a str>,
+    pub email_verified: Option<bool>,
+    /// The configured admin scope (`admin_scope`), which a dev token may carry too.
+    pub admin_scope: &'a str,
+}
+
+impl TokenRequest<'_> {
+    /// Refuses, with what to do instead, a token that no endpoint of `serve --dev` would take.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if crate::domain::Subject::parse(self.sub).is_none() {
+            anyhow::bail!(
+                "--sub must name the user: 1..255 printable characters (every endpoint acts for the token's sub)"
+            );
+        }
+        let known: Vec<&str> = ALL_SCOPES
+            .split_whitespace()
+            .chain([self.admin_scope])
+            .collect();
+        let asked: Vec<&str> = self.scope.split_whitespace().collect();
+        if asked.is_empty() {
+            anyhow::bail!(
+                "--scope is empty: every endpoint would answer 403; leave --scope out for all scopes, or name some of: {}",
+                known.join(" ")
+            );
+        }
+        let unknown: Vec<&str> = asked
+            .iter()
+            .copied()
+            .filter(|s| !known.contains(s))
+            .collect();
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "--scope names scopes no endpoint accepts: {}; the known scopes are: {}",
+                unknown.join(" "),
+                known.join(" ")
+            );
+        }
+        if self.ttl.is_zero() || self.ttl > MAX_TOKEN_TTL {
+            anyhow::bail!(
+                "--ttl must be 1..{} seconds (a token with --ttl 0 is expired when it is made)",
+                MAX_TOKEN_TTL.as_secs()
+            );
+        }
+        if self.email_verified.is_some() && self.email.is_none() {
+            anyhow::bail!(
+                "--email-verified needs --email: it says whether that address is verified"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `otpd --dev check-config`: the configuration as dev mode uses it, with the development issuer
+/// and pepper in place of the (unset) production ones.
+pub fn describe_effective(config: &Config) -> String {
+    let dir = dir_for(config);
+    config
+        .describe()
+        .lines()
+        .map(|line| match line.split_once(" = ") {
+            Some(("oidc_issuer", _)) => format!(
+                "oidc_issuer = {DEV_ISSUER} (development key in {})\n",
+                dir.display()
+            ),
+            Some(("pepper_file", _)) => format!(
+                "pepper_file = {} (development pepper, contents not shown)\n",
+                dir.join("pepper").display()
+            ),
+            _ => format!("{line}\n"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -143,6 +234,21 @@ mod tests {
             true,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn dev_check_config_shows_the_issuer_and_pepper_dev_mode_uses() {
+        let text = describe_effective(&config("sqlite://otpd.db"));
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("oidc_issuer = urn:otpd:dev ")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("pepper_file = ./.otpd-dev/pepper ")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -73,3 +73,21 @@ impl Mailer for SmtpMailer {
         Ok(())
     }
 }
+
+/// Development mode without `smtp_url`: each mail is printed on the standard error of
+/// `otpd serve --dev` instead of being sent, so `POST /user/otp/sendmail` can be tried without a
+/// mail server. Never used outside development mode: it shows the OTP.
+pub struct ConsoleMailer;
+
+#[async_trait]
+impl Mailer for ConsoleMailer {
+    async fn send(&self, mail: OutgoingMail) -> anyhow::Result<()> {
+        eprintln!(
+            "\n--- development mode: this mail was not sent ---\nTo: {}\nSubject: {}\n\n{}\n--- end of mail ---\n",
+            mail.to.as_str(),
+            mail.subject,
+            mail.body.expose_secret()
+        );
+        Ok(())
+    }
+}

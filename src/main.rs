@@ -3,8 +3,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use otpd::config::Config;
-use otpd::domain::{GuardedFactor, Password, Pin, Subject};
+use otpd::domain::{Actor, GuardedFactor, Pin, Subject};
 use otpd::service::SystemClock;
+use otpd::service::admin::{AuditPageRequest, read_audit_page};
 use otpd::service::credentials::NewCredential;
 use otpd::telemetry::LogFormat;
 use secrecy::SecretString;
@@ -13,6 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod backup_command;
 
 #[derive(Parser)]
 #[command(
@@ -59,8 +62,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the SQLite database to a new file while the service runs, and verify the copy.
+    Backup(backup_command::BackupArgs),
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
     Openapi,
+    /// Key rotation: which keys the stored data uses, re-encrypting device secrets.
+    #[command(subcommand)]
+    Keys(otpd::operator::KeysCommand),
     /// Development helpers (work only with the development key).
     #[command(subcommand)]
     Dev(DevCommand),
@@ -74,6 +82,8 @@ enum UserCommand {
     SetPin { sub: String },
     /// Show which factors a user has set, their failure counts and locks (never a secret).
     Show { sub: String },
+    /// Import password/PIN hashes from another system (JSON Lines or a Keycloak export).
+    Import(otpd::operator::ImportArgs),
     /// Clear a user's failure counts, locks and disabling (all factors unless --factor).
     Unlock {
         sub: String,
@@ -91,9 +101,16 @@ enum DevCommand {
         /// Space-separated scopes (default: all scopes otpd knows).
         #[arg(long, default_value = otpd::dev::ALL_SCOPES)]
         scope: String,
-        /// Lifetime in seconds.
+        /// Lifetime in seconds (1 to 30 days' worth).
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// An `email` claim: where `POST /user/otp/sendmail` mails the OTP.
+        #[arg(long)]
+        email: Option<String>,
+        /// The `email_verified` claim (`true` or `false`). Needs --email, with which it defaults to
+        /// `true`: sendmail only mails verified addresses.
+        #[arg(long)]
+        email_verified: Option<bool>,
     },
     /// Benchmarks only: issue live OTPs without a proof to users PREFIX0..PREFIX<users-1> and
     /// print one `<access token> <otp>` line per OTP (scope user:otp:verify).
@@ -142,6 +159,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => {
             config.require_serving_settings()?;
             otpd::telemetry::init(&config.log.filter, config.log.format);
+            for warning in config.warnings() {
+                tracing::warn!(%warning, "risky setting");
+            }
             if config.dev {
                 eprintln!(
                     "\n  *** otpd DEVELOPMENT MODE: local signing key, pepper on disk. Never use with real users. ***\n"
@@ -167,13 +187,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::CheckConfig => {
             config.require_serving_settings()?;
             if !config.dev {
-                config.hashing.read_pepper()?;
+                // Every key file, old ones included, must be readable before the service starts.
+                let peppers = config.hashing.read_peppers(None)?;
+                config.totp.key_ring(&peppers)?;
             }
             if let Some(mail) = &config.mail.smtp {
                 // Builds the transport without connecting: catches a malformed URL or sender.
                 otpd::mail::SmtpMailer::new(mail)?;
             }
-            print!("{}", config.describe());
+            if config.dev {
+                print!("{}", otpd::dev::describe_effective(&config));
+            } else {
+                print!("{}", config.describe());
+            }
+            // On stderr, so the settings on stdout stay `name = value` lines.
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            otpd::operator::check_stored_keys(&config).await?;
+        }
+        Command::Keys(cmd) => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::operator::keys(cmd, &config).await?;
         }
         Command::User(cmd) => {
             otpd::telemetry::init("warn", LogFormat::Text);
@@ -184,9 +219,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let subject =
                 Subject::parse(&sub).context("the user id must be 1..255 printable characters")?;
             let store = otpd::app::open_store(&config.store.url, config.store.pool).await?;
-            for event in store.audit_events(&subject).await? {
-                println!("{}", event.to_line(json));
+            let mut page = AuditPageRequest::default();
+            loop {
+                let found = read_audit_page(store.as_ref(), &subject, page).await?;
+                for event in &found.events {
+                    println!("{}", event.to_line(json));
+                }
+                match found.next {
+                    Some(after) => page.after = Some(after),
+                    None => break,
+                }
             }
+        }
+        Command::Backup(args) => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            backup_command::run(args, &config).await?;
         }
         Command::Openapi => {
             println!(
@@ -194,9 +241,25 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 otpd::http::openapi::document_json(&config.http.base_path)
             );
         }
-        Command::Dev(DevCommand::Token { sub, scope, ttl }) => {
+        Command::Dev(DevCommand::Token {
+            sub,
+            scope,
+            ttl,
+            email,
+            email_verified,
+        }) => {
+            let request = otpd::dev::TokenRequest {
+                sub: &sub,
+                scope: &scope,
+                ttl: Duration::from_secs(ttl),
+                email: email.as_deref(),
+                email_verified,
+                admin_scope: &config.admin.scope,
+            };
+            // Checked before the key files are made: a refused token leaves nothing behind.
+            request.check()?;
             let kit = otpd::dev::DevKit::load_or_create(&config)?;
-            println!("{}", kit.mint(&sub, &scope, Duration::from_secs(ttl))?);
+            println!("{}", kit.mint(&request)?);
         }
         Command::Dev(DevCommand::BenchOtps {
             prefix,
@@ -217,7 +280,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 let mut tasks = tokio::task::JoinSet::new();
                 for &i in chunk {
                     let sub = subject(&format!("{prefix}{i}"))?;
-                    let token = kit.mint(sub.as_str(), "user:otp:verify", ttl)?;
+                    let token = kit.mint(&otpd::dev::TokenRequest {
+                        sub: sub.as_str(),
+                        scope: "user:otp:verify",
+                        ttl,
+                        email: None,
+                        email_verified: None,
+                        admin_scope: &config.admin.scope,
+                    })?;
                     let services = Arc::clone(&services);
                     tasks.spawn(async move {
                         let otps = services.issue_bench_otps(&sub, per_user).await?;
@@ -250,9 +320,8 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
         UserCommand::SetPassword { sub } => {
             let sub = subject(&sub)?;
             let secret = read_secret_from_stdin()?;
-            let new = NewCredential::Password(Password::parse(secret)?);
             let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
-            services.set_credential(&sub, new).await?;
+            services.set_password(&sub, secret).await?;
             eprintln!("password set for {sub}");
             Ok(())
         }
@@ -267,10 +336,12 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
         }
         UserCommand::Show { sub } => {
             let sub = subject(&sub)?;
-            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
-            print!("{}", services.user_status(&sub).await?);
+            let services =
+                otpd::app::services_for_inspection(config, Arc::new(SystemClock)).await?;
+            print!("{}", services.user_status(&sub, &Actor::Operator).await?);
             Ok(())
         }
+        UserCommand::Import(args) => otpd::operator::import(args, config).await,
         UserCommand::Unlock { sub, factor } => {
             let sub = subject(&sub)?;
             let factors = match factor.as_deref().map(GuardedFactor::parse) {
@@ -278,8 +349,9 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
                 Some(Some(f)) => vec![f],
                 Some(None) => anyhow::bail!("--factor must be pin, password or otp"),
             };
-            let services = otpd::app::services(config, Arc::new(SystemClock)).await?;
-            services.unlock(&sub, &factors).await?;
+            let services =
+                otpd::app::services_for_inspection(config, Arc::new(SystemClock)).await?;
+            services.unlock(&sub, &factors, &Actor::Operator).await?;
             let names: Vec<&str> = factors.iter().map(|f| f.as_str()).collect();
             eprintln!("unlocked {} for {sub}", names.join(", "));
             Ok(())

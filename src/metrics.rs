@@ -141,6 +141,39 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         None,
         "Client connections open now",
     ),
+    (
+        "otpd_http_connections_closed_total",
+        Kind::Counter,
+        None,
+        "Client connections closed or refused by the server to keep its slots for requests, by reason (address-limit, evicted, first-request-timeout, idle-timeout)",
+    ),
+    (
+        "otpd_long_polls_waiting",
+        Kind::Gauge,
+        None,
+        "Long polls waiting now",
+    ),
+    (
+        "otpd_long_polls_cut_short_total",
+        Kind::Counter,
+        None,
+        "Long polls answered at once because the waiter caps were reached, by cap (user, total)",
+    ),
+    (
+        "otpd_long_poll_rechecks_total",
+        Kind::Counter,
+        None,
+        "Database re-checks made for waiting long polls (shared by the waiters of one user)",
+    ),
+];
+
+/// Why the server closes a connection that carries no request (label of
+/// `otpd_http_connections_closed_total`).
+const CONNECTION_CLOSE_REASONS: [&str; 4] = [
+    "address-limit",
+    "evicted",
+    "first-request-timeout",
+    "idle-timeout",
 ];
 
 #[derive(Clone, Copy)]
@@ -172,6 +205,7 @@ pub struct Gauges {
     pub jwks_refreshes_ok: u64,
     pub jwks_refreshes_failed: u64,
     pub connections_open: usize,
+    pub long_polls_waiting: usize,
 }
 
 impl Default for Metrics {
@@ -228,6 +262,16 @@ impl Metrics {
             .increment(0);
         self.counter("otpd_otps_refused_total", &[]).increment(0);
         self.counter("otpd_hash_rejected_total", &[]).increment(0);
+        for reason in CONNECTION_CLOSE_REASONS {
+            self.counter("otpd_http_connections_closed_total", &[("reason", reason)])
+                .increment(0);
+        }
+        for cap in ["user", "total"] {
+            self.counter("otpd_long_polls_cut_short_total", &[("cap", cap)])
+                .increment(0);
+        }
+        self.counter("otpd_long_poll_rechecks_total", &[])
+            .increment(0);
     }
 
     fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
@@ -327,6 +371,24 @@ impl Metrics {
         self.counter("otpd_hash_rejected_total", &[]).increment(1);
     }
 
+    /// The server closed or refused a connection; `reason` is one of `CONNECTION_CLOSE_REASONS`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.counter("otpd_http_connections_closed_total", &[("reason", reason)])
+            .increment(1);
+    }
+
+    /// A long poll answered at once because a waiter cap (`user` or `total`) was reached.
+    pub fn long_poll_cut_short(&self, cap: &'static str) {
+        self.counter("otpd_long_polls_cut_short_total", &[("cap", cap)])
+            .increment(1);
+    }
+
+    /// One database re-check on behalf of the long polls of one user.
+    pub fn long_poll_recheck(&self) {
+        self.counter("otpd_long_poll_rechecks_total", &[])
+            .increment(1);
+    }
+
     /// Drains histogram samples into their buckets; run periodically so memory stays bounded
     /// between scrapes.
     pub fn upkeep(&self) {
@@ -359,6 +421,8 @@ impl Metrics {
             .set(g.db_max);
         self.gauge("otpd_http_connections_open", &[])
             .set(g.connections_open as f64);
+        self.gauge("otpd_long_polls_waiting", &[])
+            .set(g.long_polls_waiting as f64);
         self.counter("otpd_jwks_refreshes_total", &[("result", "ok")])
             .absolute(g.jwks_refreshes_ok);
         self.counter("otpd_jwks_refreshes_total", &[("result", "error")])

@@ -1,6 +1,14 @@
 //! Logging set-up for the binary: structured lines, JSON or text, filtered by `OTPD_LOG`.
+//!
+//! One event is one line, whatever a client managed to get into a field (a token header's `alg`
+//! inside a parse error, say): in text lines every control character of every field is escaped
+//! ([`EscapedFields`]); JSON lines escape them by construction (serde_json writes `\n`, `\u001b`).
 
+use std::fmt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -30,6 +38,64 @@ pub fn init(filter: &str, format: LogFormat) {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(EscapedFields::default()).try_init(),
     };
+}
+
+/// The text format's fields (the message included), with [`escape_controls`] applied, so that no
+/// value can end the line, start a forged one, or send escape sequences to a terminal.
+#[derive(Default)]
+pub struct EscapedFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        // Formatted without colours first: the escaping must not touch our own escape codes, and
+        // field names in italics are not worth a second code path.
+        let mut plain = String::new();
+        self.0.format_fields(Writer::new(&mut plain), fields)?;
+        writer.write_str(&escape_controls(&plain))
+    }
+}
+
+/// `text` with every character that could break or disguise a log line written as a visible
+/// escape (`\n`, `\r`, `\u{1b}`, …): C0 and C1 controls and DEL, the Unicode line and paragraph
+/// separators, and the bidirectional overrides that make a line read differently than it is.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_untouched() {
+        assert_eq!(
+            escape_controls("reason=plain text é"),
+            "reason=plain text é"
+        );
+        assert_eq!(
+            escape_controls("a\r\nINFO forged\u{1b}[2J\u{7f}\u{9b}\u{2028}\u{202e}\tz"),
+            "a\\r\\nINFO forged\\u{1b}[2J\\u{7f}\\u{9b}\\u{2028}\\u{202e}\\tz"
+        );
+    }
 }

@@ -7,3 +7,4 @@ ALTER TABLE device_totps ADD COLUMN failures BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX otps_by_expiry ON otps (expires_at);
 CREATE INDEX audit_by_at ON audit_events (at);
 CREATE INDEX attempts_by_update ON attempts (updated_at);
+CREATE INDEX password_links_by_expiry ON password_links (expires_at);

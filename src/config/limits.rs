@@ -4,6 +4,7 @@
 use super::{ConfigError, Lines, Source, invalid};
 use crate::domain::{LockPolicy, LockoutPolicies};
 use crate::http::rate_limit::{RateLimits, RateQuota};
+use crate::service::watch::LongPollLimits;
 use std::time::Duration;
 
 /// The two kinds of limit; each is handed to the subsystem that enforces it.
@@ -13,6 +14,8 @@ pub struct Limits {
     pub lockout: LockoutPolicies,
     /// Enforced by the HTTP layer, per replica.
     pub rate: RateLimits,
+    /// Waiting long polls, per replica.
+    pub long_polls: LongPollLimits,
 }
 
 impl Limits {
@@ -26,6 +29,10 @@ impl Limits {
             rate: RateLimits {
                 per_client: quota("rate_limit_per_client", "100/s")?,
                 per_address: quota("rate_limit_per_address", "20/s")?,
+            },
+            long_polls: LongPollLimits {
+                per_user: src.in_range("long_poll_max_per_user", 4usize, 0..=1000)?,
+                total: src.in_range("long_poll_max_total", 256usize, 0..=100_000)?,
             },
         })
     }
@@ -56,6 +63,11 @@ impl Limits {
             ("lock_max_seconds", pin.max_lock.as_secs().to_string()),
             ("rate_limit_per_client", quota(self.rate.per_client)),
             ("rate_limit_per_address", quota(self.rate.per_address)),
+            (
+                "long_poll_max_per_user",
+                self.long_polls.per_user.to_string(),
+            ),
+            ("long_poll_max_total", self.long_polls.total.to_string()),
         ]);
     }
 }

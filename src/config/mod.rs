@@ -12,12 +12,14 @@
 //! To add a setting: a row in `settings.rs`, a field in the subsystem's type, and its parsing and
 //! description in the group's file below (tests fail until all three agree).
 
+mod admin;
 mod credentials;
 mod hashing;
 mod identity;
 mod limits;
 mod logging;
 mod mail;
+mod passwords;
 mod retention;
 mod server;
 mod settings;
@@ -30,11 +32,15 @@ pub use settings::SETTINGS;
 
 use crate::domain::{OtpSettings, PinPolicy};
 use crate::http::HttpSettings;
+use crate::http::admin::AdminSettings;
 use crate::identity::AuthSettings;
 use crate::server::ServerSettings;
-use crate::service::{DeviceTotpSettings, HashingSettings, RetentionSettings};
+use crate::service::{
+    DeviceTotpSettings, HashingSettings, LinkSettings, PasswordSettings, RetentionSettings,
+};
 use crate::store::StoreSettings;
 use crate::telemetry::LogSettings;
+use crate::templates::TemplateSettings;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,6 +78,7 @@ fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub server: ServerSettings,
     pub http: HttpSettings,
+    pub admin: AdminSettings,
     pub store: StoreSettings,
     pub identity: AuthSettings,
     pub hashing: HashingSettings,
@@ -80,6 +87,9 @@ pub struct Config {
     pub limits: Limits,
     pub totp: DeviceTotpSettings,
     pub mail: MailSettings,
+    pub passwords: PasswordSettings,
+    pub links: LinkSettings,
+    pub templates: TemplateSettings,
     pub log: LogSettings,
     pub retention: RetentionSettings,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
@@ -203,32 +213,44 @@ impl Config {
             totp: DeviceTotpSettings::from_source(src)?,
             http: HttpSettings::from_source(src)?,
             server: ServerSettings::from_source(src)?,
+            admin: AdminSettings::from_source(src)?,
             mail: MailSettings::from_source(src)?,
+            passwords: PasswordSettings::from_source(src)?,
+            links: LinkSettings::from_source(src)?,
+            templates: TemplateSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
             retention: RetentionSettings::from_source(src)?,
             dev,
         })
     }
 
-    /// What `serve` needs beyond well-formed values: an issuer and a pepper, unless in dev mode.
-    /// (Operator commands such as `migrate` run without them.)
+    /// What `serve` needs beyond well-formed values, unless in dev mode: an issuer reached over
+    /// https (or explicitly allowed otherwise), an audience decision, and a pepper. (Operator
+    /// commands such as `migrate` run without them.)
     pub fn require_serving_settings(&self) -> Result<(), ConfigError> {
         if self.dev {
             return Ok(());
         }
-        if self.identity.issuer.is_none() {
-            return Err(invalid(
-                "oidc_issuer",
-                "required outside dev mode: set OTPD_OIDC_ISSUER to your identity provider's issuer URL (or run `otpd serve --dev`)",
-            ));
-        }
+        self.identity.require_serving()?;
         if self.hashing.pepper_file.is_none() {
             return Err(invalid(
                 "pepper_file",
-                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path",
+                "required outside dev mode: create a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > pepper`) and set OTPD_PEPPER_FILE to its path, or add --dev for development mode (`otpd serve --dev`, `otpd --dev check-config`)",
             ));
         }
         Ok(())
+    }
+
+    /// The risky choices this configuration still makes, one sentence each: `check-config`
+    /// prints them and `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dev {
+            out.push("development mode: tokens signed by a local key are accepted".into());
+            return out;
+        }
+        self.identity.warnings(&mut out);
+        out
     }
 
     /// The effective configuration as `name = value` lines, secrets redacted, in the order of
@@ -237,6 +259,7 @@ impl Config {
         let mut lines = Lines::new();
         self.server.describe(&mut lines);
         self.http.describe(&mut lines);
+        self.admin.describe(&mut lines);
         self.store.describe(&mut lines);
         self.identity.describe(&mut lines);
         self.hashing.describe(&mut lines);
@@ -245,6 +268,9 @@ impl Config {
         self.limits.describe(&mut lines);
         self.totp.describe(&mut lines);
         self.mail.describe(&mut lines);
+        self.passwords.describe(&mut lines);
+        self.links.describe(&mut lines);
+        self.templates.describe(&mut lines);
         self.log.describe(&mut lines);
         self.retention.describe(&mut lines);
         lines.sort_by_key(|(name, _)| SETTINGS.iter().position(|s| s.0 == *name));
@@ -328,7 +354,9 @@ mod tests {
         let c = Config::load(None, env("OTPD_PEPPER_FILE", "/p"), false).unwrap();
         let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("oidc_issuer"), "{e}");
-        let c = Config::load(None, env("OTPD_OIDC_ISSUER", "https://id.example"), false).unwrap();
+        let mut with_issuer = env("OTPD_OIDC_ISSUER", "https://id.example");
+        with_issuer.extend(env("OTPD_AUDIENCE", "otpd"));
+        let c = Config::load(None, with_issuer, false).unwrap();
         let e = c.require_serving_settings().unwrap_err();
         assert!(e.to_string().contains("OTPD_PEPPER_FILE"), "{e}");
     }

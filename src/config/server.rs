@@ -25,6 +25,8 @@ impl ServerSettings {
             listen,
             metrics_listen,
             header_read_timeout: secs("header_read_timeout_seconds", 5, 1..=300)?,
+            first_request_timeout: secs("first_request_timeout_seconds", 3, 1..=300)?,
+            idle_timeout: secs("idle_timeout_seconds", 30, 1..=3600)?,
             request_timeout: secs("request_timeout_seconds", 30, 1..=600)?,
             max_requests_per_connection: src.in_range(
                 "max_requests_per_connection",
@@ -32,6 +34,10 @@ impl ServerSettings {
                 1..=1_000_000,
             )?,
             max_connections: src.in_range("max_connections", 1024usize, 1..=100_000)?,
+            max_connections_per_address: match src.get("max_connections_per_address") {
+                Some(raw) if raw.trim() == "off" => None,
+                _ => Some(src.in_range("max_connections_per_address", 64usize, 1..=100_000)?),
+            },
             shutdown_grace: secs("shutdown_grace_seconds", 20, 0..=600)?,
         })
     }
@@ -46,6 +52,14 @@ impl ServerSettings {
                 self.header_read_timeout.as_secs().to_string(),
             ),
             (
+                "first_request_timeout_seconds",
+                self.first_request_timeout.as_secs().to_string(),
+            ),
+            (
+                "idle_timeout_seconds",
+                self.idle_timeout.as_secs().to_string(),
+            ),
+            (
                 "request_timeout_seconds",
                 self.request_timeout.as_secs().to_string(),
             ),
@@ -54,6 +68,11 @@ impl ServerSettings {
                 self.max_requests_per_connection.to_string(),
             ),
             ("max_connections", self.max_connections.to_string()),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address
+                    .map_or("off".into(), |n| n.to_string()),
+            ),
             (
                 "shutdown_grace_seconds",
                 self.shutdown_grace.as_secs().to_string(),
@@ -107,7 +126,26 @@ mod tests {
                 "601",
                 "shutdown_grace_seconds",
             ),
+            (
+                "OTPD_FIRST_REQUEST_TIMEOUT_SECONDS",
+                "0",
+                "first_request_timeout_seconds",
+            ),
+            ("OTPD_IDLE_TIMEOUT_SECONDS", "3601", "idle_timeout_seconds"),
+            (
+                "OTPD_MAX_CONNECTIONS_PER_ADDRESS",
+                "0",
+                "max_connections_per_address",
+            ),
         ]);
+    }
+
+    #[test]
+    fn the_connection_cap_per_address_can_be_switched_off() {
+        let c = load(&[("OTPD_MAX_CONNECTIONS_PER_ADDRESS", "off")]).unwrap();
+        assert_eq!(c.server.max_connections_per_address, None);
+        let c = load(&[("OTPD_MAX_CONNECTIONS_PER_ADDRESS", "8")]).unwrap();
+        assert_eq!(c.server.max_connections_per_address, Some(8));
     }
 
     #[test]

@@ -40,7 +40,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "audience",
         "",
-        "expected `aud` of access tokens (not checked when empty)",
+        "expected `aud` of access tokens; required outside dev mode (`any`: not checked, with a warning)",
+    ),
+    (
+        "allow_insecure_idp_urls",
+        "false",
+        "allow http:// issuer, JWKS and introspection URLs outside dev mode (a provider on the same host only)",
     ),
     (
         "token_leeway_seconds",
@@ -70,7 +75,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "introspection_cache_seconds",
         "30",
-        "how long an introspection answer is reused (0..300), never past the token's exp",
+        "how long an introspection answer is reused (0..300), never past the token's exp; refusals at most 10 s",
+    ),
+    (
+        "introspection_max_per_second",
+        "100",
+        "calls to the introspection endpoint per second and replica at most (1..100000); beyond it 503",
     ),
     (
         "pepper_file",
@@ -81,6 +91,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "pepper_id",
         "p1",
         "key id stored with each hash so the pepper can be rotated (1..8 characters)",
+    ),
+    (
+        "pepper_old_files",
+        "",
+        "older peppers still loaded, as id:path,id:path: hashes made under them verify and are re-hashed under the current pepper (docs/key-rotation.md)",
     ),
     (
         "argon2",
@@ -165,6 +180,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "",
         "file with at least 32 bytes of key material for encrypting device TOTP secrets; derived from the pepper when empty",
     ),
+    (
+        "totp_key_id",
+        "t1",
+        "id recorded with each device secret sealed under totp_key_file (1..8 characters)",
+    ),
+    (
+        "totp_old_key_files",
+        "",
+        "older TOTP keys still loaded, as id:path,id:path: they open what they sealed until `otpd keys reencrypt-totp` moves it to the current key",
+    ),
     ("totp_digits", "6", "digits of new device TOTPs (6..8)"),
     (
         "totp_period_seconds",
@@ -197,9 +222,29 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "address for a separate admin listener serving /metrics and /health/*; empty: /metrics on the main listener",
     ),
     (
+        "admin_api",
+        "on",
+        "where the admin API (/admin/v1) is served: on (main listener, and the admin listener if set), admin-listener (only on metrics_listen) or off",
+    ),
+    (
+        "admin_scope",
+        "otpd:admin",
+        "scope an access token needs for the admin API; one user tokens never carry",
+    ),
+    (
         "header_read_timeout_seconds",
         "5",
         "a client must send a request's headers within this time (also the idle keep-alive limit) (1..300)",
+    ),
+    (
+        "first_request_timeout_seconds",
+        "3",
+        "a new connection must send its first request within this time, HTTP/1 and HTTP/2 (1..300)",
+    ),
+    (
+        "idle_timeout_seconds",
+        "30",
+        "a connection with no request in flight is closed after this, HTTP/1 and HTTP/2 (1..3600)",
     ),
     (
         "request_timeout_seconds",
@@ -215,6 +260,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "max_connections",
         "1024",
         "open client connections; beyond it new connections wait to be accepted (1..100000)",
+    ),
+    (
+        "max_connections_per_address",
+        "64",
+        "open connections from one source address (1..100000), or off; set off behind a proxy or load balancer",
+    ),
+    (
+        "long_poll_max_per_user",
+        "4",
+        "long polls (GET /user/pin, /user/password with timeout) one user may have waiting per replica (0..1000); beyond it answered at once",
+    ),
+    (
+        "long_poll_max_total",
+        "256",
+        "long polls waiting per replica, all users (0..100000); beyond it answered at once",
     ),
     (
         "shutdown_grace_seconds",
@@ -235,6 +295,36 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "mail_per_hour",
         "5",
         "OTP mails one user may request per hour (1..1000); beyond it 429",
+    ),
+    (
+        "password_min_length",
+        "8",
+        "shortest new password, in characters after NFKC normalization (8..64); NIST asks 15 where a password is the only factor",
+    ),
+    (
+        "password_blocklist_file",
+        "",
+        "file of further refused passwords, one per line (case-insensitive, # comments), on top of the built-in list",
+    ),
+    (
+        "public_url",
+        "",
+        "https URL where users reach otpd's pages; password links are built from it (never from request headers); required for them",
+    ),
+    (
+        "service_name",
+        "otpd",
+        "the service's name on pages and in mails (also refused as a password)",
+    ),
+    (
+        "password_link_ttl_seconds",
+        "86400",
+        "how long a mailed password link works (300..604800)",
+    ),
+    (
+        "templates_dir",
+        "",
+        "directory whose files replace the built-in page and mail templates and assets (see docs/pages.md)",
     ),
     ("log", "info", "log filter (tracing EnvFilter syntax)"),
     ("log_format", "text", "text or json"),

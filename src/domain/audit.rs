@@ -7,6 +7,9 @@ use std::fmt;
 pub enum AuditEvent {
     PasswordSet,
     PinSet,
+    /// A hash made by another system was imported (`otpd user import`; detail: its scheme).
+    PasswordImported,
+    PinImported,
     OtpIssued,
     OtpRefused,
     PasswordRefused,
@@ -18,8 +21,13 @@ pub enum AuditEvent {
     /// A new PIN broke the PIN policy (`PUT /user/pin`).
     PinPolicyRefused,
     DeviceTotpCreated,
-    /// Too many failed redemptions checked this device's codes: its secret was deleted.
+    /// One device TOTP was revoked (detail: the device, and who asked or the failure count):
+    /// by the admin API, or because too many failed redemptions checked its codes.
     DeviceTotpRevoked,
+    /// The admin API showed the user's state (detail: who asked).
+    AdminUserShown,
+    /// The admin API listed the user's audit events (detail: who asked).
+    AdminAuditRead,
     /// Every credential of the user was erased; this row and the earlier ones stay.
     UserDeleted,
     /// A failure locked the factor for a while (detail: failures and lock end).
@@ -28,8 +36,14 @@ pub enum AuditEvent {
     Disabled(GuardedFactor),
     /// Too many failed redemptions: every live account OTP of the user was revoked.
     OtpsRevoked,
-    /// An operator cleared the factor's counters (`otpd user unlock`).
+    /// An operator or admin cleared the factor's counters (detail: who asked).
     Unlocked(GuardedFactor),
+    /// A password link was mailed (detail: its purpose; earlier links were retired).
+    PasswordLinkIssued,
+    /// A password link was withdrawn before anyone could use it (its mail could not be sent).
+    PasswordLinkWithdrawn,
+    /// The PIN and device TOTPs were erased during a password reset (detail: why, and what).
+    CredentialsErased,
 }
 
 impl AuditEvent {
@@ -38,6 +52,8 @@ impl AuditEvent {
         match self {
             AuditEvent::PasswordSet => "password.set",
             AuditEvent::PinSet => "pin.set",
+            AuditEvent::PasswordImported => "password.imported",
+            AuditEvent::PinImported => "pin.imported",
             AuditEvent::OtpIssued => "otp.issued",
             AuditEvent::OtpRefused => "otp.refused",
             AuditEvent::PasswordRefused => "password.refused",
@@ -47,6 +63,8 @@ impl AuditEvent {
             AuditEvent::PinPolicyRefused => "pin.policy-refused",
             AuditEvent::DeviceTotpCreated => "device-totp.created",
             AuditEvent::DeviceTotpRevoked => "device-totp.revoked",
+            AuditEvent::AdminUserShown => "admin.user-shown",
+            AuditEvent::AdminAuditRead => "admin.audit-read",
             AuditEvent::UserDeleted => "user.deleted",
             AuditEvent::Locked(G::Password) => "password.locked",
             AuditEvent::Locked(G::Pin) => "pin.locked",
@@ -58,6 +76,9 @@ impl AuditEvent {
             AuditEvent::Unlocked(G::Password) => "password.unlocked",
             AuditEvent::Unlocked(G::Pin) => "pin.unlocked",
             AuditEvent::Unlocked(G::Otp) => "otp.unlocked",
+            AuditEvent::PasswordLinkIssued => "password-link.issued",
+            AuditEvent::PasswordLinkWithdrawn => "password-link.withdrawn",
+            AuditEvent::CredentialsErased => "credentials.erased",
         }
     }
 

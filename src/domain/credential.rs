@@ -1,8 +1,9 @@
-//! Passwords and PINs as parsed, policy-checked secrets.
+//! PINs as parsed, policy-checked secrets, and the factors a user can hold (passwords have their
+//! own module, `domain::password`).
 //!
-//! `Pin::parse` and `Password::parse` are the only ways to build these types, so a value that breaks
-//! the policy cannot reach the hashing or storage code. Both wrap `SecretString`: `Debug` prints
-//! nothing and the memory is zeroed on drop.
+//! `Pin::parse` is the only way to build a `Pin`, so a value that breaks the policy cannot reach the
+//! hashing or storage code. It wraps `SecretString`: `Debug` prints nothing and the memory is
+//! zeroed on drop.
 
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
@@ -23,46 +24,10 @@ impl Factor {
     }
 }
 
-/// Shortest password accepted (characters, not bytes).
-pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted, in bytes: bounds the work a single request can ask of Argon2.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Longest PIN accepted anywhere, in bytes, whatever the policy length.
 pub const MAX_PIN_BYTES: usize = 64;
-
-/// A password that meets the password policy.
-pub struct Password(SecretString);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PasswordRejection {
-    #[error("the password must have at least {MIN_PASSWORD_CHARS} characters")]
-    TooShort,
-    #[error("the password must be at most {MAX_PASSWORD_BYTES} bytes long")]
-    TooLong,
-}
-
-impl Password {
-    pub fn parse(raw: SecretString) -> Result<Self, PasswordRejection> {
-        let value = raw.expose_secret();
-        if value.len() > MAX_PASSWORD_BYTES {
-            return Err(PasswordRejection::TooLong);
-        }
-        if value.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(PasswordRejection::TooShort);
-        }
-        Ok(Self(raw))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password([REDACTED])")
-    }
-}
 
 /// The PIN rules. The default is PACE's: exactly 4 digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,22 +149,8 @@ mod tests {
     }
 
     #[test]
-    fn password_length_bounds() {
-        let p = |s: &str| Password::parse(SecretString::from(s));
-        assert_eq!(p("short").unwrap_err(), PasswordRejection::TooShort);
-        assert!(p("eight ch").is_ok());
-        assert!(p("äöüäöüäö").is_ok(), "length counts characters, not bytes");
-        assert_eq!(
-            p(&"x".repeat(1025)).unwrap_err(),
-            PasswordRejection::TooLong
-        );
-    }
-
-    #[test]
     fn debug_output_never_shows_the_secret() {
-        let p = Password::parse(SecretString::from("correct horse")).unwrap();
         let n = pin("4378").unwrap();
-        assert!(!format!("{p:?}{n:?}").contains("horse"));
         assert!(!format!("{n:?}").contains("4378"));
     }
 }

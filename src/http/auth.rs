@@ -53,22 +53,43 @@ impl ScopeRule for PasswordCheck {
     const ANY_OF: &'static [&'static str] = &["user:users.password:check"];
 }
 
+/// `PUT /user/password` and otpd's `POST /user/password/reset-link`.
+pub struct PasswordCreate;
+impl ScopeRule for PasswordCreate {
+    const ANY_OF: &'static [&'static str] = &["user:users.password:create"];
+}
+
+/// `POST /callbacks/password-reset`, called by the identity provider during its reset.
+pub struct PasswordResetCallback;
+impl ScopeRule for PasswordResetCallback {
+    const ANY_OF: &'static [&'static str] = &["user:callbacks:password-reset"];
+}
+
 pub struct UserDelete;
 impl ScopeRule for UserDelete {
     const ANY_OF: &'static [&'static str] = &["user:user:delete"];
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// The bearer token of the request: `Ok(None)` when there is none (no header, another scheme,
+/// an empty token), an error when there is one that cannot be a token (bytes outside visible
+/// ASCII): that token was sent, it is just invalid.
+fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    let Some(space) = bytes.iter().position(|b| *b == b' ') else {
+        return Ok(None);
+    };
+    if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    let token = value.to_str().map_err(|_| ApiError::InvalidToken)?[space + 1..].trim();
+    Ok(Some(token).filter(|t| !t.is_empty()))
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    let token = bearer_token(parts).ok_or(ApiError::MissingToken)?;
+pub(super) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let token = bearer_token(parts)?.ok_or(ApiError::MissingToken)?;
     let caller = state.identity.verify(token).await.map_err(|e| match e {
         TokenError::ProviderUnavailable(_) => {
             tracing::warn!(reason = %e, "access token not checked");

@@ -95,10 +95,11 @@ fn finish_error(res: &mut Response, request_id: &str) {
     let body = match res.extensions_mut().remove::<ErrorBody>() {
         Some(body) => body,
         None if res.status().is_client_error() || res.status().is_server_error() => {
-            let already_ours = res
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(JSON_API.as_bytes()));
+            // A JSON:API body, or a page (the password pages answer their errors as HTML).
+            let already_ours = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+                v.as_bytes().starts_with(JSON_API.as_bytes())
+                    || v.as_bytes().starts_with(b"text/html")
+            });
             if already_ours {
                 return;
             }

@@ -4,7 +4,8 @@
 use super::AppState;
 use super::auth::{AFTER_LOGIN_SCOPE, Authorized, DeviceTotpCreate};
 use super::error::{ApiError, JSON_API};
-use super::negotiate::{AcceptsJsonApi, JsonApiContentType, JsonBody};
+use super::json_body::JsonBody;
+use super::negotiate::{AcceptsJsonApi, JsonApiContentType};
 use super::otp::offered;
 use crate::domain::DeviceId;
 use crate::domain::credential::{MAX_PASSWORD_BYTES, MAX_PIN_BYTES};

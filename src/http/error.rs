@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::Arc;
 
+pub use super::error_document::{JSON_API, for_status, render};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed JSON")]
@@ -37,6 +39,9 @@ pub enum ApiError {
     OtpForbidden,
     #[error("no valid proof")]
     NoValidProof,
+    /// Admin API: the user has no device with this id.
+    #[error("device not found")]
+    DeviceNotFound,
     #[error("PIN not secure")]
     PinNotSecure(crate::domain::PinRejection),
     #[error("invalid parameter {parameter}")]
@@ -66,6 +71,9 @@ pub enum ApiError {
     Overloaded,
     #[error("database unavailable")]
     Unavailable,
+    /// A stored credential names a key (pepper or TOTP key) this service has not loaded.
+    #[error("key unavailable")]
+    KeyUnavailable,
     #[error("not ready")]
     NotReady,
     #[error("request timed out")]
@@ -84,12 +92,22 @@ pub enum ApiError {
     MailFailed,
     #[error("identity provider unavailable")]
     IdentityProviderUnavailable,
+    #[error("the user already has a password")]
+    PasswordAlreadySet,
+    #[error("no public URL configured")]
+    PublicUrlNotConfigured,
+    #[error("PIN and device TOTPs erased")]
+    CredentialsErased,
+    #[error("not implemented")]
+    NotImplemented(&'static str),
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
 
 /// How long a client should wait before retrying a 503, in seconds.
 const RETRY_AFTER_UNAVAILABLE: u32 = 1;
+/// ... and after `key-unavailable`, which lasts until an operator acts.
+const RETRY_AFTER_KEY_UNAVAILABLE: u32 = 300;
 
 /// One entry of a JSON:API `errors` array, before the request id is known.
 #[derive(Debug, Clone, Serialize)]
@@ -128,7 +146,12 @@ impl ApiError {
             | ApiError::EmailNotVerified
             | ApiError::EmailInvalid => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MailLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::CredentialNotSet | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::PasswordAlreadySet => StatusCode::CONFLICT,
+            ApiError::CredentialsErased => StatusCode::GONE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::CredentialNotSet | ApiError::NotFound | ApiError::DeviceNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::CredentialLocked { .. } | ApiError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -142,10 +165,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Overloaded
             | ApiError::Unavailable
+            | ApiError::KeyUnavailable
             | ApiError::NotReady
             | ApiError::IdentityProviderUnavailable
             | ApiError::RequestTimeout
             | ApiError::MailNotConfigured
+            | ApiError::PublicUrlNotConfigured
             | ApiError::MailFailed => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -242,6 +267,11 @@ impl ApiError {
                 format!("Send the request body as {expected}."),
             ),
             ApiError::NotFound => ("not-found", "Not found", "No such resource.".into()),
+            ApiError::DeviceNotFound => (
+                "device-not-found",
+                "Device not found",
+                "The user has no device TOTP with this id.".into(),
+            ),
             ApiError::PayloadTooLarge => (
                 "payload-too-large",
                 "Payload too large",
@@ -256,6 +286,11 @@ impl ApiError {
                 "service-unavailable",
                 "Service unavailable",
                 "The service cannot reach its database; retry shortly.".into(),
+            ),
+            ApiError::KeyUnavailable => (
+                "key-unavailable",
+                "Key unavailable",
+                "The service cannot check this credential right now: a key it needs is not loaded. The request id identifies it in our logs.".into(),
             ),
             ApiError::IdentityProviderUnavailable => (
                 "identity-provider-unavailable",
@@ -276,7 +311,7 @@ impl ApiError {
             ApiError::EmailNotVerified => (
                 "email-not-verified",
                 "Email address not verified",
-                "The access token says the email address is not verified (`email_verified` is false).".into(),
+                "The access token does not say the email address is verified (`email_verified` is not true).".into(),
             ),
             ApiError::EmailInvalid => (
                 "email-invalid",
@@ -298,6 +333,22 @@ impl ApiError {
                 "Mail could not be sent",
                 "The mail server did not accept the message; no one-time password was issued. Retry shortly.".into(),
             ),
+            ApiError::PasswordAlreadySet => (
+                "password-already-set",
+                "Password is already set",
+                "The user already has a password; a link to create one is only sent to users without one.".into(),
+            ),
+            ApiError::PublicUrlNotConfigured => (
+                "public-url-not-configured",
+                "Public URL not configured",
+                "This service is not configured with the public address its links point to.".into(),
+            ),
+            ApiError::CredentialsErased => (
+                "credentials-erased",
+                "PIN and devices erased",
+                "The prove was skipped or wrong more than 3 times: the user's PIN and device TOTPs are erased.".into(),
+            ),
+            ApiError::NotImplemented(why) => ("not-implemented", "Not implemented", (*why).to_owned()),
             ApiError::Internal(_) => (
                 "internal-error",
                 "Internal server error",
@@ -364,6 +415,13 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(RETRY_AFTER_UNAVAILABLE),
                 );
             }
+            // Fixed only when the operator loads the key: a quick retry would not help.
+            ApiError::KeyUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER_KEY_UNAVAILABLE),
+                );
+            }
             ApiError::MailLimit {
                 retry_after_seconds,
             } => {
@@ -383,105 +441,5 @@ impl IntoResponse for ApiError {
         }
         res.extensions_mut().insert(body);
         res
-    }
-}
-
-/// The error we answer for a status that some layer produced without our body.
-pub fn for_status(status: StatusCode) -> ErrorBody {
-    let (code, title, detail) = match status {
-        StatusCode::NOT_FOUND => ("not-found", "Not found", "No such resource."),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method-not-allowed",
-            "Method not allowed",
-            "This resource does not support the request method.",
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload-too-large",
-            "Payload too large",
-            "The request body exceeds the size limit.",
-        ),
-        StatusCode::REQUEST_TIMEOUT => (
-            "request-timeout",
-            "Request timeout",
-            "The request took too long.",
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported-media-type",
-            "Unsupported media type",
-            "The request body has an unsupported media type.",
-        ),
-        StatusCode::SERVICE_UNAVAILABLE => (
-            "service-unavailable",
-            "Service unavailable",
-            "The service is temporarily unavailable; retry shortly.",
-        ),
-        s if s.is_server_error() => (
-            "internal-error",
-            "Internal server error",
-            "Something went wrong on our side. The request id identifies it in our logs.",
-        ),
-        _ => (
-            "bad-request",
-            "Bad request",
-            "The request cannot be processed.",
-        ),
-    };
-    ErrorBody {
-        status,
-        code,
-        title,
-        detail: detail.to_owned(),
-        source: None,
-    }
-}
-
-pub const JSON_API: &str = "application/vnd.api+json";
-
-/// Renders the final JSON:API document of one error.
-pub fn render(body: &ErrorBody, request_id: &str) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Entry<'a> {
-        id: &'a str,
-        status: String,
-        #[serde(flatten)]
-        body: &'a ErrorBody,
-    }
-    #[derive(Serialize)]
-    struct Document<'a> {
-        errors: [Entry<'a>; 1],
-    }
-    let doc = Document {
-        errors: [Entry {
-            id: request_id,
-            status: body.status.as_u16().to_string(),
-            body,
-        }],
-    };
-    serde_json::to_vec(&doc).unwrap_or_else(|_| b"{\"errors\":[{\"status\":\"500\"}]}".to_vec())
-}
-
-#[cfg(test)]
-mod readme_tests {
-    /// Every error code this module can send is documented in the README's one table.
-    #[test]
-    fn the_readme_documents_every_error_code() {
-        let readme = include_str!("../../README.md");
-        let source = include_str!("error.rs");
-        let codes = source.split('"').skip(1).step_by(2).filter(|lit| {
-            let parts: Vec<&str> = lit.split('-').collect();
-            parts.len() > 1
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        });
-        let mut seen = 0;
-        for code in codes {
-            seen += 1;
-            assert!(
-                readme.contains(&format!("| `{code}` |")),
-                "README's error table lacks `{code}`"
-            );
-        }
-        assert!(seen > 20, "found only {seen} codes: the scan is broken");
     }
 }

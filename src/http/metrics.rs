@@ -22,6 +22,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         jwks_refreshes_ok: jwks_ok,
         jwks_refreshes_failed: jwks_failed,
         connections_open: state.connections.load(Ordering::Relaxed),
+        long_polls_waiting: state.services.watch.waiting(),
     });
     let mut res = text.into_response();
     res.headers_mut()

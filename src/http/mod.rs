@@ -1,16 +1,20 @@
 //! The HTTP face of otpd: routes, extractors, content negotiation, the extractor that asks
 //! `identity` who is calling, and the mapping of service results to statuses and JSON:API errors.
 
+pub mod admin;
 pub mod auth;
 pub mod context;
 pub mod deadline;
 pub mod devices;
 pub mod error;
+mod error_document;
 pub mod health;
+pub mod json_body;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
 pub mod otp;
+pub mod password;
 pub mod pin;
 pub mod rate_limit;
 pub mod sendmail;
@@ -37,6 +41,8 @@ pub struct AppState {
     /// Client connections open on this app's listeners.
     pub connections: OpenConnections,
     pub limits: Arc<rate_limit::RateLimiters>,
+    /// The scope admin tokens must carry (`admin_scope`); fixed for the life of the process.
+    pub admin_scope: &'static str,
 }
 
 /// The HTTP API's own settings: where its routes sit and how large a body may be.
@@ -54,11 +60,18 @@ pub struct RouterSettings<'a> {
     pub request_timeout: Duration,
     /// Whether `/metrics` is served here (false when a separate admin listener serves it).
     pub serve_metrics: bool,
+    /// Routes served beside the API, outside its base path (the password pages); they get the
+    /// same outer layers: request id, log line, metrics, timeout.
+    pub pages: Router,
+    /// Whether the admin API (`/admin/v1`) is served here.
+    pub serve_admin: bool,
 }
 
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     let (api, doc) = openapi::api_routes().split_for_parts();
-    let doc = openapi::finish(doc, settings.base_path)
+    let (admin, admin_doc) = admin::routes().split_for_parts();
+    // The document describes the admin API wherever it is served (its paths say so).
+    let doc = openapi::finish(doc.merge_from(admin_doc), settings.base_path)
         .to_json()
         .unwrap_or_default();
     let api = api
@@ -72,6 +85,18 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     } else {
         Router::new().nest(settings.base_path, api)
     };
+    let api = if settings.serve_admin {
+        api.merge(
+            admin
+                .route_layer(from_fn_with_state(
+                    state.clone(),
+                    rate_limit::limit_by_address,
+                ))
+                .route_layer(from_fn(context::remember_route)),
+        )
+    } else {
+        api
+    };
     let openapi = Router::new()
         .route(
             "/openapi.json",
@@ -80,8 +105,14 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
         .route_layer(from_fn(context::remember_route));
     api.merge(operations_routes(settings.serve_metrics))
         .merge(openapi)
+        .with_state(state.clone())
+        .merge(settings.pages)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(from_fn_with_state(
+            settings.max_body_bytes,
+            json_body::refuse_declared_oversize,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(from_fn_with_state(
             settings.request_timeout,
@@ -91,12 +122,18 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
             state.services.metrics.clone(),
             context::request_context,
         ))
-        .with_state(state)
 }
 
-/// The admin listener's router: health and metrics only.
-pub fn admin_router(state: AppState, request_timeout: Duration) -> Router {
-    operations_routes(true)
+/// The admin listener's router: health and metrics, and the admin API where configured.
+pub fn admin_router(state: AppState, request_timeout: Duration, serve_admin: bool) -> Router {
+    let routes = operations_routes(true);
+    let routes = if serve_admin {
+        let (admin, _) = admin::routes().split_for_parts();
+        routes.merge(admin.route_layer(from_fn(context::remember_route)))
+    } else {
+        routes
+    };
+    routes
         .fallback(|| async { ApiError::NotFound })
         .layer(from_fn_with_state(request_timeout, deadline::limit))
         .layer(from_fn_with_state(
@@ -130,7 +167,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::CredentialDisabled => ApiError::CredentialDisabled,
             ServiceError::InvalidOtp => ApiError::InvalidOtp,
             ServiceError::NoValidProof => ApiError::NoValidProof,
+            ServiceError::DeviceNotFound => ApiError::DeviceNotFound,
             ServiceError::PinRejected(rejection) => ApiError::PinNotSecure(rejection),
+            ServiceError::PasswordRejected(rejection) => {
+                ApiError::invalid_field("/password", rejection.to_string())
+            }
+            ServiceError::PasswordAlreadySet => ApiError::PasswordAlreadySet,
+            ServiceError::PublicUrlNotConfigured => ApiError::PublicUrlNotConfigured,
             ServiceError::Overloaded => ApiError::Overloaded,
             ServiceError::MailNotConfigured => ApiError::MailNotConfigured,
             ServiceError::MailLimit { retry_after } => ApiError::MailLimit {
@@ -146,6 +189,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::Unavailable
+            }
+            ServiceError::KeyUnavailable(what) => {
+                // The operator's to fix: say exactly which key is missing, once, at error level.
+                tracing::error!(problem = %what, "a credential cannot be checked: its key is not loaded");
+                ApiError::KeyUnavailable
             }
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }

@@ -1,14 +1,12 @@
-//! Content negotiation and request bodies, answered in our error format.
+//! Content negotiation, answered in our error format.
 //!
 //! Header checks are separate extractors so that handlers can run them before token validation:
 //! refusing a wrong media type costs nothing, verifying a signature does not.
 
 use super::error::{ApiError, JSON_API};
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
 
 pub const APPLICATION_JSON: &str = "application/json";
 
@@ -132,71 +130,6 @@ impl<S: Send + Sync> FromRequestParts<S> for JsonApiContentType {
     }
 }
 
-/// A JSON body parsed into `T`: 400 when it is not JSON, 422 with a pointer when it is JSON of the
-/// wrong shape, 413 (from the body limit) when it is too large.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = match Bytes::from_request(req, state).await {
-            Ok(b) => b,
-            Err(rejection) => {
-                // The body limit's rejection: keep its status, our layer gives it our body.
-                let status = axum::response::IntoResponse::into_response(rejection).status();
-                return Err(if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::MalformedJson
-                });
-            }
-        };
-        parse_json(&bytes).map(JsonBody)
-    }
-}
-
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Syntax first, for the whole body: a document that is not JSON is a 400 even when its
-    // first fields would already be refused by the typed parse below.
-    if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
-        return Err(ApiError::MalformedJson);
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de);
-    if value.is_ok() && de.end().is_err() {
-        return Err(ApiError::MalformedJson);
-    }
-    value.map_err(|e| {
-        let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::MalformedJson;
-        }
-        let pointer = json_pointer(e.path());
-        // serde's messages quote the offending value ("invalid type: integer `1234`"), which may
-        // be a secret: only the message for a missing field, which quotes our field name, is kept.
-        let message = inner.to_string();
-        let detail = match message.split(" at line ").next() {
-            Some(m) if m.starts_with("missing field") => format!("{m}."),
-            _ => "The value has the wrong type or is not allowed here.".to_owned(),
-        };
-        ApiError::invalid_field(&pointer, detail)
-    })
-}
-
-fn json_pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .filter_map(|seg| match seg {
-            Segment::Seq { index } => Some(index.to_string()),
-            Segment::Map { key } => Some(key.replace('~', "~0").replace('/', "~1")),
-            Segment::Enum { variant } => Some(variant.clone()),
-            Segment::Unknown => None,
-        })
-        .map(|s| format!("/{s}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,30 +173,5 @@ mod tests {
         assert!(is_media_type(Some("Application/JSON"), APPLICATION_JSON));
         assert!(!is_media_type(Some("text/plain"), APPLICATION_JSON));
         assert!(!is_media_type(None, APPLICATION_JSON));
-    }
-
-    #[derive(serde::Deserialize, Debug)]
-    #[allow(dead_code)]
-    struct Body {
-        pin: Option<String>,
-    }
-
-    #[test]
-    fn syntax_errors_are_400_and_type_errors_point_at_the_field() {
-        assert!(matches!(
-            parse_json::<Body>(b"{\"pin\":"),
-            Err(ApiError::MalformedJson)
-        ));
-        assert!(matches!(
-            parse_json::<Body>(b"{} x"),
-            Err(ApiError::MalformedJson)
-        ));
-        match parse_json::<Body>(b"{\"pin\": 1234}") {
-            Err(ApiError::InvalidField { pointer, detail }) => {
-                assert_eq!(pointer, "/pin");
-                assert!(!detail.contains("1234"), "{detail}");
-            }
-            other => panic!("{other:?}"),
-        }
     }
 }

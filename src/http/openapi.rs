@@ -3,7 +3,7 @@
 //! JSON:API error responses of each operation and the bearer-token scheme.
 
 use super::error::JSON_API;
-use super::{AppState, devices, otp, pin, sendmail, user, verify};
+use super::{AppState, devices, otp, password, pin, sendmail, user, verify};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
@@ -16,10 +16,15 @@ use utoipa_axum::routes;
 #[openapi(
     info(
         title = "otpd: PACE Cloud User API 2022-1 (credentials)",
-        description = "Passwords, PINs, one-time passwords and device TOTPs. Every operation needs \
+        description = "Passwords, PINs, one-time passwords and device TOTPs. Every operation but ResetPassword (501) needs \
             `Authorization: Bearer <access token>` whose `scope` holds the operation's scope; the user is the \
-            token's `sub`. Every error is a JSON:API document (`application/vnd.api+json`) whose `code` is stable.",
+            token's `sub`. Every error is a JSON:API document (`application/vnd.api+json`) whose `code` is stable. \
+            The admin API (tag Admin) sits at `/admin/v1`, outside the base path, and needs the admin scope \
+            (`admin_scope`, default `otpd:admin`) instead.",
     ),
+    tags((name = "Admin", description = "Support and identity-provider automation: show, unlock and erase \
+        users, revoke a device, read the audit trail. Served at the root (`/admin/v1`), not under the base \
+        path; every call is audited with the caller's `sub` and client. Answers are JSON:API documents.")),
     components(schemas(ErrorDocument))
 )]
 struct ApiDoc;
@@ -61,7 +66,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verify::verify))
         .routes(routes!(sendmail::send))
         .routes(routes!(pin::update, pin::check_pin))
-        .routes(routes!(pin::check_password))
+        .routes(routes!(pin::check_password, password::create))
+        .routes(routes!(password::reset_link))
+        .routes(routes!(password::callback))
+        .routes(routes!(password::reset))
         .routes(routes!(pin::pin_or_password))
         .routes(routes!(devices::create))
         .routes(routes!(user::delete))
@@ -74,7 +82,15 @@ const COMMON: &[u16] = &[401, 403, 429, 500, 503];
 const WITH_BODY: &[u16] = &[400, 406, 413, 415, 422];
 
 /// Operations that take no request body (and answer none).
-const BODYLESS: &[&str] = &["/user/otp/sendmail"];
+const BODYLESS: &[&str] = &[
+    "/user/otp/sendmail",
+    "/user/password",
+    "/user/password/reset-link",
+    "/user/password/reset",
+];
+
+/// Paths served at the root rather than under the base path.
+const ADMIN_PREFIX: &str = "/admin/";
 
 /// The error statuses of each operation beyond `COMMON`, as SPEC §2 lists them.
 fn error_statuses(method: &str, path: &str) -> Vec<u16> {
@@ -85,9 +101,20 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
         ("get", "/user/pin") | ("get", "/user/password") => &[400, 404],
         ("get", "/user/pin-or-password") => &[406],
         ("post", "/user/otp/sendmail") => &[422, 429],
+        ("put", "/user/password") => &[409, 422],
+        ("post", "/user/password/reset-link") => &[404, 422],
+        ("post", "/callbacks/password-reset") => &[404, 410, 423],
+        ("put", "/user/password/reset") => &[501],
+        ("get", "/admin/v1/users/{sub}") => &[404, 406],
+        ("get", "/admin/v1/users/{sub}/audit") => &[400, 404, 406],
+        ("post", "/admin/v1/users/{sub}/unlock") => &[400, 404],
+        ("delete", "/admin/v1/users/{sub}") | ("delete", "/admin/v1/users/{sub}/devices/{id}") => {
+            &[404]
+        }
         _ => &[],
     };
-    let body: &[u16] = if matches!(method, "post" | "put" | "delete") && !BODYLESS.contains(&path) {
+    let takes_body = !BODYLESS.contains(&path) && !path.starts_with(ADMIN_PREFIX);
+    let body: &[u16] = if matches!(method, "post" | "put" | "delete") && takes_body {
         WITH_BODY
     } else {
         &[]
@@ -100,16 +127,25 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
 
 fn status_description(status: u16) -> &'static str {
     match status {
-        400 => "Malformed JSON body or invalid query parameter (`source.parameter`).",
+        400 => {
+            "Malformed JSON body, or an invalid path or query parameter (`invalid-parameter`, `source.parameter`)."
+        }
         401 => {
             "Access token missing or invalid, or the linked identity is missing (`missing-linked-identity`)."
         }
         403 => {
             "Scope missing (`insufficient-scope`), or the OTP/credential is not valid for this change."
         }
-        404 => "Not found: the OTP is not valid (`invalid-otp`), or the credential is not set.",
+        404 => {
+            "Not found: the OTP is not valid (`invalid-otp`), the credential (password, PIN) is not set, or (admin) \
+             the device does not exist (`device-not-found`) or the `sub` is one no token can carry (`not-found`)."
+        }
         406 => {
             "The Accept header excludes the response's media type, or the new PIN is not secure (`pin-not-secure`)."
+        }
+        409 => "The user already has a password (`password-already-set`).",
+        410 => {
+            "The prove was skipped or wrong more than 3 times: the PIN and device TOTPs are erased (`credentials-erased`)."
         }
         413 => "The body exceeds the size limit.",
         415 => "The Content-Type is not the operation's media type.",
@@ -125,8 +161,9 @@ fn status_description(status: u16) -> &'static str {
              is spent (`mail-limit`); retry after `Retry-After` seconds."
         }
         500 => "Internal error; the request id identifies it in the logs.",
+        501 => "Not implemented (`not-implemented`).",
         503 => {
-            "Database unreachable, overloaded, request timeout, or (sendmail) mail not configured or not sent; retry after `Retry-After` seconds."
+            "Database unreachable, overloaded, request timeout, or (mail) mail or public URL not configured or the mail not sent; retry after `Retry-After` seconds."
         }
         _ => "Error.",
     }
@@ -155,6 +192,10 @@ fn add_errors(method: &str, path: &str, operation: &mut Operation) {
 /// server (the configured base path).
 pub fn finish(mut api: OpenApi, base_path: &str) -> OpenApi {
     for (path, item) in api.paths.paths.iter_mut() {
+        if path.starts_with(ADMIN_PREFIX) {
+            // Outside the base path that the document's `servers` names.
+            item.servers = Some(vec![Server::new("/")]);
+        }
         for (method, op) in [
             ("get", &mut item.get),
             ("put", &mut item.put),
@@ -190,9 +231,11 @@ pub fn finish(mut api: OpenApi, base_path: &str) -> OpenApi {
     api
 }
 
-/// The whole document for a base path, as `GET /openapi.json` serves it.
+/// The whole document for a base path, as `GET /openapi.json` serves it: the user API and the
+/// admin API.
 pub fn document(base_path: &str) -> OpenApi {
-    finish(api_routes().into_openapi(), base_path)
+    let admin = super::admin::routes().into_openapi();
+    finish(api_routes().into_openapi().merge_from(admin), base_path)
 }
 
 pub fn document_json(base_path: &str) -> String {

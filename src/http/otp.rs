@@ -3,7 +3,8 @@
 use super::AppState;
 use super::auth::{Authorized, OtpCreate};
 use super::error::ApiError;
-use super::negotiate::{AcceptsJson, JsonBody, JsonContentType};
+use super::json_body::JsonBody;
+use super::negotiate::{AcceptsJson, JsonContentType};
 use crate::domain::Attempt;
 use crate::domain::credential::{MAX_PASSWORD_BYTES, MAX_PIN_BYTES};
 use crate::service::otp::{IssuedOtp, Proof};

@@ -4,7 +4,8 @@
 use super::AppState;
 use super::auth::{Authorized, PasswordCheck, PinCheck, PinUpdate};
 use super::error::ApiError;
-use super::negotiate::{AcceptsJsonApi, AcceptsJsonLeniently, JsonApiContentType, JsonBody};
+use super::json_body::JsonBody;
+use super::negotiate::{AcceptsJsonApi, AcceptsJsonLeniently, JsonApiContentType};
 use super::user::forbidden_on_bad_otp;
 use crate::domain::Factor;
 use axum::Json;
@@ -91,27 +92,39 @@ pub async fn update(
     Ok(StatusCode::OK)
 }
 
-#[derive(Deserialize, IntoParams)]
+/// The query of the long polls (for the OpenAPI document; parsed by `long_poll`).
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub struct LongPoll {
     /// Wait up to this many seconds for the credential to be set (1..60); without it, answer at once.
     #[param(minimum = 1, maximum = 60)]
     timeout: Option<u64>,
 }
 
-/// Parses `?timeout=` by hand, so a bad value is our 400 with `source.parameter`.
-fn long_poll(
-    query: Result<Query<LongPoll>, axum::extract::rejection::QueryRejection>,
-) -> Result<Option<Duration>, ApiError> {
-    let bad = || ApiError::InvalidParameter {
+type RawPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+/// Parses `?timeout=` by hand, so a bad value is our 400 with `source.parameter`, and a value
+/// given twice is named as such rather than reported as out of range.
+fn long_poll(query: RawPairs) -> Result<Option<Duration>, ApiError> {
+    let bad = |detail: &str| ApiError::InvalidParameter {
         parameter: "timeout",
-        detail: "`timeout` must be a whole number of seconds from 1 to 60.".into(),
+        detail: detail.into(),
     };
-    let Query(q) = query.map_err(|_| bad())?;
-    match q.timeout {
-        None => Ok(None),
-        Some(s @ 1..=60) => Ok(Some(Duration::from_secs(s))),
-        Some(_) => Err(bad()),
+    let out_of_range = || bad("`timeout` must be a whole number of seconds from 1 to 60.");
+    let Query(pairs) = query.map_err(|_| out_of_range())?;
+    let mut values = pairs.iter().filter(|(k, _)| k == "timeout").map(|(_, v)| v);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(bad(
+            "`timeout` is given more than once; give it once (1 to 60 seconds).",
+        ));
+    }
+    match value.parse::<u64>() {
+        Ok(s @ 1..=60) => Ok(Some(Duration::from_secs(s))),
+        _ => Err(out_of_range()),
     }
 }
 
@@ -148,7 +161,7 @@ async fn check(
 pub async fn check_pin(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<PinCheck>,
-    query: Result<Query<LongPoll>, axum::extract::rejection::QueryRejection>,
+    query: RawPairs,
 ) -> Result<StatusCode, ApiError> {
     check(&state, &caller, Factor::Pin, long_poll(query)?).await
 }
@@ -168,7 +181,7 @@ pub async fn check_pin(
 pub async fn check_password(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<PasswordCheck>,
-    query: Result<Query<LongPoll>, axum::extract::rejection::QueryRejection>,
+    query: RawPairs,
 ) -> Result<StatusCode, ApiError> {
     check(&state, &caller, Factor::Password, long_poll(query)?).await
 }

@@ -3,8 +3,10 @@
 use super::AppState;
 use super::auth::{Authorized, UserDelete};
 use super::error::ApiError;
-use super::negotiate::{AcceptsJson, JsonBody, JsonContentType};
+use super::json_body::JsonBody;
+use super::negotiate::{AcceptsJson, JsonContentType};
 use crate::service::ServiceError;
+use crate::service::account::Erasure;
 use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::SecretString;
@@ -47,7 +49,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state
         .services
-        .delete_user(&caller.subject, &body.otp)
+        .delete_user(&caller.subject, Erasure::WithOtp(&body.otp))
         .await
         .map_err(forbidden_on_bad_otp)?;
     Ok(StatusCode::ACCEPTED)

@@ -3,7 +3,8 @@
 use super::AppState;
 use super::auth::{Authorized, OtpVerify};
 use super::error::ApiError;
-use super::negotiate::{AcceptsJson, JsonBody, JsonContentType};
+use super::json_body::JsonBody;
+use super::negotiate::{AcceptsJson, JsonContentType};
 use crate::domain::OtpTypes;
 use axum::extract::State;
 use axum::http::StatusCode;

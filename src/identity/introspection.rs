@@ -1,24 +1,31 @@
 //! Opaque access tokens: RFC 7662 introspection at the provider, with a short cache.
 //!
-//! The cache is keyed by a SHA-256 digest of the token (the token itself is not kept), holds an
-//! answer for at most the configured lifetime and never past the token's own `exp`, and remembers
-//! `active: false` too so a replayed dead token does not cost a provider round trip each time. A
-//! provider that cannot answer is not a verdict on the token: that is `ProviderUnavailable` (503),
-//! not 401.
+//! Every unknown opaque token would cost a provider round trip before any other limit applies, so
+//! the way to the provider is guarded three times: answers are cached by a SHA-256 digest of the
+//! token (the token itself is not kept; see `answer_cache` for why active answers and refusals
+//! are kept apart), identical tokens in flight share one call, and the calls per second are
+//! bounded (`introspection_max_per_second`; beyond it the answer is 503, like a provider that is
+//! down). An answer is kept for at most the configured lifetime and never past the token's own
+//! `exp`; a refusal for at most `REFUSAL_TTL`. A provider that cannot answer is not a verdict on
+//! the token: that is `ProviderUnavailable` (503), not 401, and it is not cached.
 
 use super::TokenError;
+use super::answer_cache::{AnswerCache, Entry, REFUSAL_TTL, TokenDigest, Verdict};
 use crate::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Entries kept at most; beyond it expired ones are dropped, then the oldest half.
-const MAX_ENTRIES: usize = 10_000;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 pub struct IntrospectionSettings {
@@ -26,14 +33,27 @@ pub struct IntrospectionSettings {
     pub client_id: String,
     pub client_secret: SecretString,
     pub cache_ttl: Duration,
+    /// Provider calls per second at most, all of them allowed in one burst.
+    pub max_per_second: NonZeroU32,
+    /// Whether `http://` URLs (and redirects to them) may be followed.
+    pub allow_insecure_urls: bool,
 }
 
+/// One provider call that every request for the same token waits on.
+type Flight = Arc<OnceCell<Result<Verdict, TokenError>>>;
+
+/// The injected clock as governor's time source, so tests move it instead of sleeping.
 #[derive(Clone)]
-struct Entry {
-    /// The active token's claims; `None` for an inactive one.
-    claims: Option<Arc<Map<String, Value>>>,
-    until: OffsetDateTime,
+struct LimiterClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        Duration::try_from(self.0.now() - OffsetDateTime::UNIX_EPOCH).unwrap_or_default()
+    }
 }
+
+type CallLimiter = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Duration>>;
 
 pub struct Introspector {
     settings: IntrospectionSettings,
@@ -42,7 +62,9 @@ pub struct Introspector {
     leeway: Duration,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<[u8; 32], Entry>>,
+    cache: AnswerCache,
+    in_flight: Mutex<HashMap<TokenDigest, Flight>>,
+    calls: CallLimiter,
 }
 
 impl Introspector {
@@ -53,38 +75,74 @@ impl Introspector {
         leeway: Duration,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let calls = RateLimiter::direct_with_clock(
+            Quota::per_second(settings.max_per_second),
+            LimiterClock(Arc::clone(&clock)),
+        );
         Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .https_only(!settings.allow_insecure_urls)
+                .build()?,
             settings,
-            issuer,
+            issuer: issuer.trim_end_matches('/').to_owned(),
             audience,
             leeway,
-            http: reqwest::Client::builder().timeout(TIMEOUT).build()?,
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache: AnswerCache::default(),
+            in_flight: Mutex::new(HashMap::new()),
+            calls,
         })
     }
 
     /// The claims of an active `token`, from the cache or the provider.
     pub async fn introspect(&self, token: &str) -> Result<Arc<Map<String, Value>>, TokenError> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = self.clock.now();
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&digest)
-            .filter(|e| now < e.until)
-            .cloned();
-        let entry = match cached {
-            Some(entry) => entry,
+        let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+        let verdict = match self.cache.get(&digest, self.clock.now()) {
+            Some(verdict) => verdict,
             None => {
-                let answer = self.ask(token).await?;
-                let entry = self.judge(answer, now)?;
-                self.remember(digest, entry.clone(), now);
-                entry
+                self.join(digest)
+                    .outcome(self.ask_and_remember(token, digest))
+                    .await?
             }
         };
-        entry.claims.ok_or(TokenError::Inactive)
+        match verdict {
+            Verdict::Active(claims) => Ok(claims),
+            Verdict::Refused(why) => Err(why),
+        }
+    }
+
+    /// The flight for `digest`: the one in the air, or a new one.
+    fn join(&self, digest: TokenDigest) -> FlightTicket<'_> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let cell = Arc::clone(in_flight.entry(digest).or_default());
+        FlightTicket {
+            owner: self,
+            digest,
+            cell: Some(cell),
+        }
+    }
+
+    async fn ask_and_remember(
+        &self,
+        token: &str,
+        digest: TokenDigest,
+    ) -> Result<Verdict, TokenError> {
+        let now = self.clock.now();
+        // A flight that began just after the previous one landed: its answer is already here.
+        if let Some(verdict) = self.cache.get(&digest, now) {
+            return Ok(verdict);
+        }
+        if self.calls.check().is_err() {
+            return Err(TokenError::ProviderUnavailable(format!(
+                "introspection: more than {} provider calls a second (introspection_max_per_second)",
+                self.settings.max_per_second
+            )));
+        }
+        let answer = self.ask(token).await?;
+        let entry = self.judge(answer, now);
+        self.cache.put(digest, entry.clone(), now);
+        Ok(entry.verdict)
     }
 
     async fn ask(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
@@ -126,16 +184,17 @@ impl Introspector {
         serde_json::from_slice(&body).map_err(|e| unavailable(format!("not a JSON object: {e}")))
     }
 
-    /// Turns a provider answer into a cache entry, or refuses it.
-    fn judge(&self, answer: Map<String, Value>, now: OffsetDateTime) -> Result<Entry, TokenError> {
+    /// What a provider answer means, and until when it may be reused.
+    fn judge(&self, answer: Map<String, Value>, now: OffsetDateTime) -> Entry {
         let short = now + self.settings.cache_ttl;
+        let refused = |why: TokenError| Entry {
+            verdict: Verdict::Refused(why),
+            until: short.min(now + REFUSAL_TTL),
+        };
         if answer.get("active") != Some(&Value::Bool(true)) {
-            return Ok(Entry {
-                claims: None,
-                until: short,
-            });
+            return refused(TokenError::Inactive);
         }
-        let reject = |why: String| Err(TokenError::Rejected(format!("introspection: {why}")));
+        let reject = |why: String| refused(TokenError::Rejected(format!("introspection: {why}")));
         let exp = answer
             .get("exp")
             .and_then(Value::as_i64)
@@ -145,6 +204,7 @@ impl Introspector {
         {
             return reject("token expired".into());
         }
+        // The provider's own endpoint speaks here, so a trailing slash is not worth a refusal.
         if let Some(iss) = answer.get("iss")
             && iss.as_str().map(|s| s.trim_end_matches('/')) != Some(self.issuer.as_str())
         {
@@ -171,27 +231,55 @@ impl Introspector {
             Some(exp) => short.min(exp),
             None => short,
         };
-        Ok(Entry {
-            claims: Some(Arc::new(answer)),
+        Entry {
+            verdict: Verdict::Active(Arc::new(answer)),
             until,
-        })
+        }
     }
+}
 
-    fn remember(&self, digest: [u8; 32], entry: Entry, now: OffsetDateTime) {
-        if entry.until <= now {
-            return;
+/// A request's place in a flight. Dropped (answered or cancelled), the last one out takes the
+/// flight off the board, so cancelled requests leave nothing behind.
+struct FlightTicket<'a> {
+    owner: &'a Introspector,
+    digest: TokenDigest,
+    cell: Option<Flight>,
+}
+
+impl FlightTicket<'_> {
+    /// The flight's outcome: whoever comes first runs `ask`, the others wait for its answer. If
+    /// that request is cancelled, a waiting one takes over (tokio's `OnceCell` hands the
+    /// initialization on).
+    async fn outcome(
+        &self,
+        ask: impl Future<Output = Result<Verdict, TokenError>>,
+    ) -> Result<Verdict, TokenError> {
+        match &self.cell {
+            Some(cell) => cell.get_or_init(|| ask).await.clone(),
+            // Only `drop` empties it.
+            None => Err(TokenError::ProviderUnavailable(
+                "introspection: no flight".into(),
+            )),
         }
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_ENTRIES {
-            cache.retain(|_, e| now < e.until);
+    }
+}
+
+impl Drop for FlightTicket<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .owner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Our reference goes while the board is locked, so two tickets leaving at once cannot
+        // both see the other still holding on.
+        drop(self.cell.take());
+        if in_flight
+            .get(&self.digest)
+            .is_some_and(|f| Arc::strong_count(f) == 1)
+        {
+            in_flight.remove(&self.digest);
         }
-        if cache.len() >= MAX_ENTRIES {
-            let mut ends: Vec<OffsetDateTime> = cache.values().map(|e| e.until).collect();
-            ends.sort_unstable();
-            let cut = ends[ends.len() / 2];
-            cache.retain(|_, e| e.until > cut);
-        }
-        cache.insert(digest, entry);
     }
 }
 

@@ -6,6 +6,7 @@
 //! serving (tokens signed by them still expire on their own), and only a successful fetch removes a
 //! key. Until the first successful fetch the service reports not-ready.
 
+use super::key_lifetime::{MAX_TTL, cache_lifetime};
 use crate::clock::Clock;
 use jsonwebtoken::jwk::PublicKeyUse;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
@@ -17,12 +18,6 @@ use time::OffsetDateTime;
 
 /// The shortest gap between two fetches that a request can cause (unknown `kid`, expired cache).
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
-/// Cache lifetime when the JWKS response gives none.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// Bounds on the provider's `max-age`: below, a `no-cache` provider would be fetched on every
-/// request; above, a removed key would stay trusted for too long.
-pub const MIN_TTL: Duration = Duration::from_secs(60);
-pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Start-up retries while the provider is down: 1 s, 2 s, 4 s, … up to this.
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -84,6 +79,9 @@ enum KeySource {
 struct CacheState {
     keys: Arc<Vec<CachedKey>>,
     loaded: bool,
+    /// The issuer exactly as the discovery document spells it (trailing slash or not), which is
+    /// how the provider writes `iss` into its tokens.
+    published_issuer: Option<String>,
     /// When the keys stop being fresh (by the injected clock).
     expires_at: Option<OffsetDateTime>,
     /// The last fetch attempt, successful or not (by the injected clock).
@@ -115,30 +113,36 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    /// Keys from `jwks_url`, or discovered from `issuer` when it is `None`.
+    /// Keys from `jwks_url`, or discovered from `issuer` when it is `None`. Unless
+    /// `allow_insecure_urls`, only `https://` is fetched: a discovered `http://` key set, or a
+    /// redirect to one, is refused.
     pub fn remote(
         issuer: &str,
         jwks_url: Option<&str>,
+        allow_insecure_urls: bool,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let source = match jwks_url {
             Some(url) => KeySource::JwksUrl(url.to_owned()),
             None => KeySource::Discovery(issuer.to_owned()),
         };
-        Self::build(source, clock)
+        Self::build(source, !allow_insecure_urls, clock)
     }
 
     /// Exactly `keys`, never refreshed (dev mode).
     pub fn fixed(keys: &JwkSet, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let cache = Self::build(KeySource::Fixed, clock)?;
-        cache.install(keys, MAX_TTL);
+        let cache = Self::build(KeySource::Fixed, true, clock)?;
+        cache.install(keys, MAX_TTL, None);
         Ok(cache)
     }
 
-    fn build(source: KeySource, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    fn build(source: KeySource, https_only: bool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         Ok(Self {
             source,
-            http: reqwest::Client::builder().timeout(FETCH_TIMEOUT).build()?,
+            http: reqwest::Client::builder()
+                .timeout(FETCH_TIMEOUT)
+                .https_only(https_only)
+                .build()?,
             clock,
             state: RwLock::new(CacheState::default()),
             fetching: tokio::sync::Mutex::new(()),
@@ -156,6 +160,12 @@ impl KeyCache {
     /// Whether signing keys have been loaded at least once.
     pub fn ready(&self) -> bool {
         self.read().loaded
+    }
+
+    /// The issuer as the provider's discovery document published it; `None` before discovery,
+    /// or when the keys come from `jwks_url` or are fixed.
+    pub fn published_issuer(&self) -> Option<String> {
+        self.read().published_issuer.clone()
     }
 
     /// Key-set fetches so far: (succeeded, failed).
@@ -260,8 +270,8 @@ impl KeyCache {
     async fn fetch_and_install(&self) -> anyhow::Result<()> {
         self.write().last_attempt = Some(self.clock.now());
         match self.fetch().await {
-            Ok((set, ttl)) => {
-                self.install(&set, ttl);
+            Ok((set, ttl, issuer)) => {
+                self.install(&set, ttl, issuer);
                 self.write().fetches_ok += 1;
                 Ok(())
             }
@@ -274,11 +284,15 @@ impl KeyCache {
         }
     }
 
-    async fn fetch(&self) -> anyhow::Result<(JwkSet, Duration)> {
-        let jwks_url = match &self.source {
+    /// The key set, how long it may be trusted, and the issuer as discovery published it.
+    async fn fetch(&self) -> anyhow::Result<(JwkSet, Duration, Option<String>)> {
+        let (jwks_url, issuer) = match &self.source {
             KeySource::Fixed => anyhow::bail!("fixed key set"),
-            KeySource::JwksUrl(url) => url.clone(),
-            KeySource::Discovery(issuer) => self.discover(issuer).await?,
+            KeySource::JwksUrl(url) => (url.clone(), None),
+            KeySource::Discovery(issuer) => {
+                let (published, jwks_url) = self.discover(issuer).await?;
+                (jwks_url, Some(published))
+            }
         };
         let res = self.http.get(&jwks_url).send().await?.error_for_status()?;
         let ttl = cache_lifetime(res.headers());
@@ -288,16 +302,21 @@ impl KeyCache {
         }
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| anyhow::anyhow!("the key set at {jwks_url} is not a JWKS: {e}"))?;
-        Ok((set, ttl))
+        Ok((set, ttl, issuer))
     }
 
-    async fn discover(&self, issuer: &str) -> anyhow::Result<String> {
+    /// The issuer as published and the `jwks_uri`. The configured issuer may differ from the
+    /// published one by a trailing slash only.
+    async fn discover(&self, issuer: &str) -> anyhow::Result<(String, String)> {
         #[derive(Deserialize)]
         struct Discovery {
             issuer: String,
             jwks_uri: String,
         }
-        let url = format!("{issuer}/.well-known/openid-configuration");
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
         let doc: Discovery = self
             .http
             .get(&url)
@@ -312,10 +331,10 @@ impl KeyCache {
                 doc.issuer
             );
         }
-        Ok(doc.jwks_uri)
+        Ok((doc.issuer, doc.jwks_uri))
     }
 
-    fn install(&self, set: &JwkSet, ttl: Duration) {
+    fn install(&self, set: &JwkSet, ttl: Duration, published_issuer: Option<String>) {
         let keys: Vec<CachedKey> = set
             .keys
             .iter()
@@ -334,6 +353,9 @@ impl KeyCache {
         let mut state = self.write();
         state.keys = Arc::new(keys);
         state.loaded = true;
+        if published_issuer.is_some() {
+            state.published_issuer = published_issuer;
+        }
         state.failures = 0;
         state.expires_at = Some(self.clock.now() + ttl);
     }
@@ -376,78 +398,5 @@ impl KeyCache {
                 }
             }
         });
-    }
-}
-
-/// The cache lifetime a JWKS response allows: `max-age` less `Age`, within `MIN_TTL..=MAX_TTL`;
-/// `no-store`/`no-cache` mean the minimum; no header means `DEFAULT_TTL`.
-pub fn cache_lifetime(headers: &http::HeaderMap) -> Duration {
-    let directives: Vec<String> = headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_ascii_lowercase())
-        .collect();
-    if directives
-        .iter()
-        .any(|d| d == "no-store" || d == "no-cache")
-    {
-        return MIN_TTL;
-    }
-    let max_age = directives
-        .iter()
-        .filter_map(|d| d.strip_prefix("max-age="))
-        .find_map(|v| v.trim_matches('"').parse::<u64>().ok());
-    let Some(max_age) = max_age else {
-        return DEFAULT_TTL;
-    };
-    let age = headers
-        .get(http::header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    Duration::from_secs(max_age.saturating_sub(age)).clamp(MIN_TTL, MAX_TTL)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
-        let mut h = http::HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
-    }
-
-    #[test]
-    fn the_cache_lifetime_follows_max_age_within_bounds() {
-        let secs = |h: &[(&str, &str)]| cache_lifetime(&headers(h)).as_secs();
-        assert_eq!(secs(&[]), DEFAULT_TTL.as_secs());
-        assert_eq!(secs(&[("cache-control", "public, max-age=600")]), 600);
-        assert_eq!(
-            secs(&[("cache-control", "max-age=600"), ("age", "100")]),
-            500
-        );
-        assert_eq!(secs(&[("cache-control", "max-age=5")]), MIN_TTL.as_secs());
-        assert_eq!(secs(&[("cache-control", "max-age=0")]), MIN_TTL.as_secs());
-        assert_eq!(
-            secs(&[("cache-control", "max-age=99999999")]),
-            MAX_TTL.as_secs()
-        );
-        assert_eq!(secs(&[("cache-control", "no-cache")]), MIN_TTL.as_secs());
-        assert_eq!(
-            secs(&[("cache-control", "max-age=600, no-store")]),
-            MIN_TTL.as_secs()
-        );
-        assert_eq!(
-            secs(&[("cache-control", "max-age=junk")]),
-            DEFAULT_TTL.as_secs()
-        );
     }
 }

@@ -91,9 +91,15 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.settings.leeway.as_secs();
-        validation.set_issuer(&[&self.issuer]);
+        // As the provider published it in discovery, so a configured issuer that differs by a
+        // trailing slash still matches; without discovery, exactly as configured.
+        let issuer = self
+            .keys
+            .published_issuer()
+            .unwrap_or_else(|| self.issuer.clone());
+        validation.set_issuer(&[issuer]);
         validation.validate_nbf = true;
-        match &self.settings.audience {
+        match self.settings.audience.expected() {
             Some(aud) => {
                 validation.set_audience(&[aud]);
                 validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);

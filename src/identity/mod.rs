@@ -5,14 +5,16 @@
 //! [`Identity::verify`] and decides what a refusal means for the response; nothing else here is
 //! public.
 
+mod answer_cache;
 mod introspection;
 mod jwks;
 mod jwt;
+mod key_lifetime;
 mod settings;
 mod verifier;
 
 pub use introspection::IntrospectionSettings;
-pub use settings::{AuthSettings, IntrospectionConfig};
+pub use settings::{Audience, AuthSettings, IntrospectionConfig};
 pub use verifier::{Identity, MAX_TOKEN_BYTES};
 
 use crate::domain::Subject;
@@ -42,7 +44,7 @@ impl Caller {
 
 /// Why a token was refused. Logged, never sent: the client gets a generic 401 (or a 503 for
 /// `ProviderUnavailable`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     #[error("token larger than {MAX_TOKEN_BYTES} bytes")]
     Oversized,

@@ -27,6 +27,19 @@ fn unix_seconds(value: &Value) -> Option<i64> {
     Some(if n > 99_999_999_999 { n / 1000 } else { n })
 }
 
+/// Whether a linked-identity claim names something: a non-empty string, array or object, or
+/// `true`. `false`, `0`, `""`, `[]`, `{}` and `null` are how providers write "not linked", so
+/// they never count.
+fn names_an_identity(value: &Value) -> bool {
+    match value {
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Bool(b) => *b,
+        Value::Number(_) | Value::Null => false,
+    }
+}
+
 /// Turns a bearer string into a verified [`Caller`]. Built once per app; cheap to share.
 pub struct Identity {
     settings: AuthSettings,
@@ -46,13 +59,18 @@ impl Identity {
             .issuer
             .clone()
             .ok_or_else(|| anyhow::anyhow!("no issuer configured"))?;
-        let keys = KeyCache::remote(&issuer, settings.jwks_url.as_deref(), Arc::clone(&clock))?;
+        let keys = KeyCache::remote(
+            &issuer,
+            settings.jwks_url.as_deref(),
+            settings.allow_insecure_urls,
+            Arc::clone(&clock),
+        )?;
         let introspection = introspection
             .map(|i| {
                 Introspector::new(
                     i,
                     issuer.clone(),
-                    settings.audience.clone(),
+                    settings.audience.expected().map(str::to_owned),
                     settings.leeway,
                     Arc::clone(&clock),
                 )
@@ -125,17 +143,10 @@ impl Identity {
             }
             _ => return Err(TokenError::Rejected("no `sub`".into())),
         };
-        if let Some(name) = &self.settings.linked_identity_claim {
-            let present = match claims.get(name) {
-                None | Some(Value::Null) => false,
-                Some(Value::String(s)) => !s.is_empty(),
-                Some(Value::Array(a)) => !a.is_empty(),
-                Some(Value::Object(o)) => !o.is_empty(),
-                Some(_) => true,
-            };
-            if !present {
-                return Err(TokenError::MissingLinkedIdentity);
-            }
+        if let Some(name) = &self.settings.linked_identity_claim
+            && !claims.get(name).is_some_and(names_an_identity)
+        {
+            return Err(TokenError::MissingLinkedIdentity);
         }
         // `scope` (RFC 6749/7662/9068: space-separated); some providers send `scp` as a list.
         let scopes = match (claims.get("scope"), claims.get("scp")) {

@@ -3,9 +3,9 @@
 
 use super::clock::to_millis;
 use super::{ServiceError, Services};
-use crate::domain::{AuditEvent, OtpTypes, Pin, Subject};
-use crate::store::FollowUp;
-use secrecy::SecretString;
+use crate::domain::{Actor, AuditEvent, Factor, GuardedFactor, OtpCode, OtpTypes, Pin, Subject};
+use crate::store::{FollowUp, StoredCredentials};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Which knowledge factors a user has set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,10 +14,35 @@ pub struct FactorsSet {
     pub password: bool,
 }
 
+impl FactorsSet {
+    pub(crate) fn of(stored: &StoredCredentials) -> Self {
+        Self {
+            pin: stored.pin_hash.is_some(),
+            password: stored.password_hash.is_some(),
+        }
+    }
+
+    pub fn has(self, factor: Factor) -> bool {
+        match factor {
+            Factor::Pin => self.pin,
+            Factor::Password => self.password,
+        }
+    }
+}
+
+/// What entitles an erasure.
+pub enum Erasure<'a> {
+    /// The user proves the request with an account OTP or device TOTP, consumed in the same
+    /// transaction as the erasure.
+    WithOtp(&'a SecretString),
+    /// An admin (the identity provider deleted the user) or an operator; audited with who asked.
+    RequestedBy(&'a Actor),
+}
+
 impl Services {
     /// Sets the PIN if it meets the policy and `code` is a valid OTP. The policy is checked first,
-    /// so a refused PIN leaves the OTP usable; the OTP is consumed in the transaction that stores
-    /// the PIN.
+    /// so a refused PIN leaves the OTP usable; then the OTP attempt is reserved, then the PIN is
+    /// hashed, and the OTP is consumed in the transaction that stores the PIN.
     pub async fn change_pin(
         &self,
         sub: &Subject,
@@ -38,24 +63,53 @@ impl Services {
                 return Err(ServiceError::PinRejected(rejection));
             }
         };
-        let phc = self.hasher.hash(pin.expose()).await?;
-        self.redeem_otp_then(sub, otp, OtpTypes::ALL, FollowUp::SetPin { phc: &phc })
+        // The new PIN is hashed only once the OTP attempt is counted (and refused while the OTP
+        // factor is locked), so a locked factor or a stream of bad OTPs costs no Argon2 time. A
+        // full hashing queue is answered before anything is counted: a 503 is no guess.
+        let devices = &self.redeemable_devices(sub, OtpTypes::ALL).await?;
+        let permit = self.hasher.admit()?;
+        let checked = self
+            .guarded(sub, GuardedFactor::Otp, || async {
+                if OtpCode::parse(otp.expose_secret()).is_none() {
+                    return Ok(None);
+                }
+                let phc = permit.hash(pin.expose()).await?;
+                let then = FollowUp::SetPin { phc: &phc };
+                self.try_redeem(sub, otp, OtpTypes::ALL, devices, then)
+                    .await
+            })
             .await?;
+        drop(permit);
+        self.settle_redemption(checked)?;
         Ok(())
     }
 
-    /// Erases every credential record of `sub` if `code` is a valid OTP. Audit rows stay.
-    pub async fn delete_user(&self, sub: &Subject, otp: &SecretString) -> Result<(), ServiceError> {
-        self.redeem_otp_then(sub, otp, OtpTypes::ALL, FollowUp::EraseUser)
-            .await?;
+    /// Erases every credential record of `sub`: the user's own request with a valid OTP
+    /// (`DELETE /user`), or on someone else's word (the identity provider's user-deleted hook
+    /// through the admin API). One function for both, so both erase the same rows under the same
+    /// per-user lock. Audit rows stay.
+    pub async fn delete_user(
+        &self,
+        sub: &Subject,
+        erasure: Erasure<'_>,
+    ) -> Result<(), ServiceError> {
+        match erasure {
+            Erasure::WithOtp(otp) => {
+                self.redeem_otp_then(sub, otp, OtpTypes::ALL, FollowUp::EraseUser)
+                    .await?;
+            }
+            Erasure::RequestedBy(actor) => {
+                let now = to_millis(self.clock.now());
+                self.store
+                    .erase_user_for(sub, &actor.audit_detail(), now)
+                    .await?;
+                self.watch.changed(sub);
+            }
+        }
         Ok(())
     }
 
     pub async fn factors_set(&self, sub: &Subject) -> Result<FactorsSet, ServiceError> {
-        let stored = self.store.credentials(sub).await?;
-        Ok(FactorsSet {
-            pin: stored.pin_hash.is_some(),
-            password: stored.password_hash.is_some(),
-        })
+        Ok(FactorsSet::of(&self.store.credentials(sub).await?))
     }
 }

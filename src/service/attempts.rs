@@ -5,8 +5,8 @@
 
 use super::clock::to_millis;
 use super::{ServiceError, Services};
-use crate::domain::{Admission, AttemptState, GuardedFactor, Subject};
-use crate::store::{FailedAttempt, Reservation};
+use crate::domain::{Actor, Admission, AttemptState, AuditEvent, GuardedFactor, Subject};
+use crate::store::{DeviceSummary, FailedAttempt, Reservation};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -131,37 +131,44 @@ impl Services {
             })
             .collect())
     }
-
-    /// Operator unlock: clears the counters (locks, disabling) of `factors`.
-    pub async fn unlock(
-        &self,
-        sub: &Subject,
-        factors: &[GuardedFactor],
-    ) -> Result<(), ServiceError> {
-        self.store
-            .unlock(sub, factors, to_millis(self.clock.now()))
-            .await?;
-        Ok(())
-    }
 }
 
-/// What `otpd user show` prints: which factors are set and their counters, never a secret.
+/// What `otpd user show` prints and `GET /admin/v1/users/{sub}` answers: which factors are set,
+/// their counters and locks, and the devices (ids and creation times). Never a secret.
 pub struct UserStatus {
     pub sub: Subject,
     pub password_set: bool,
     pub pin_set: bool,
+    /// `stored_hash::describe` of each set hash.
+    pub password_hash: Option<String>,
+    pub pin_hash: Option<String>,
     pub attempts: Vec<(GuardedFactor, AttemptState)>,
+    pub devices: Vec<DeviceSummary>,
     pub now: i64,
 }
 
 impl Services {
-    pub async fn user_status(&self, sub: &Subject) -> Result<UserStatus, ServiceError> {
+    /// The user's state, read on behalf of `viewer` (an admin's read is audited first). A user
+    /// otpd has never heard of looks like one with nothing set: otpd keeps no user registry.
+    pub async fn user_status(
+        &self,
+        sub: &Subject,
+        viewer: &Actor,
+    ) -> Result<UserStatus, ServiceError> {
+        self.audit_read(sub, AuditEvent::AdminUserShown, viewer)
+            .await?;
         let stored = self.store.credentials(sub).await?;
         Ok(UserStatus {
             sub: sub.clone(),
             password_set: stored.password_hash.is_some(),
             pin_set: stored.pin_hash.is_some(),
+            password_hash: stored
+                .password_hash
+                .as_deref()
+                .map(super::stored_hash::describe),
+            pin_hash: stored.pin_hash.as_deref().map(super::stored_hash::describe),
             attempts: self.attempt_states(sub).await?,
+            devices: self.store.device_summaries(sub).await?,
             now: to_millis(self.clock.now()),
         })
     }
@@ -189,12 +196,26 @@ impl fmt::Display for UserStatus {
                     crate::domain::lockout::retry_after_secs(retry_after)
                 ),
             };
+            let hash = match factor {
+                GuardedFactor::Password => self.password_hash.as_deref(),
+                GuardedFactor::Pin => self.pin_hash.as_deref(),
+                GuardedFactor::Otp => None,
+            };
+            let hash = hash.map(|h| format!("  hash: {h}")).unwrap_or_default();
             writeln!(
                 f,
-                "{:<9} {:<8} failures={:<4} {admission}",
+                "{:<9} {:<8} failures={:<4} {admission}{hash}",
                 factor.as_str(),
                 set,
                 state.failures
+            )?;
+        }
+        for device in &self.devices {
+            writeln!(
+                f,
+                "device    {}  created {}",
+                device.device_id,
+                crate::clock::rfc3339_millis(device.created_at)
             )?;
         }
         Ok(())

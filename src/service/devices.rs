@@ -20,6 +20,10 @@ pub struct DeviceTotpSettings {
     /// Key material for sealing device secrets (`TotpCipher::from_key_file`); `None`: derived
     /// from the pepper.
     pub key_file: Option<PathBuf>,
+    /// The id new secrets are labelled with when `key_file` is set.
+    pub key_id: String,
+    /// Older keys by id, loaded to open what they sealed.
+    pub old_key_files: Vec<(String, PathBuf)>,
     pub after_login_window: Duration,
 }
 
@@ -56,12 +60,15 @@ impl Services {
     ) -> Result<IssuedTotp, ServiceError> {
         let settings = self.totp;
         let secret = TotpSecret::generate(&mut rand::rng());
+        let (key_id, secret_ct) = self
+            .totp_keys
+            .seal(sub, &device, settings, &secret)
+            .map_err(|e| anyhow!(e))?;
         let stored = StoredDevice {
             device_id: device.as_str().to_owned(),
-            secret_ct: self
-                .totp_cipher
-                .seal(sub, &device, settings, &secret)
-                .map_err(|e| anyhow!(e))?,
+            secret_ct,
+            key_id: Some(key_id),
+            secret_gen: 0,
             algorithm: settings.algorithm.as_str().to_owned(),
             digits: i64::from(settings.digits),
             period_secs: i64::from(settings.period_secs),
@@ -88,7 +95,7 @@ impl Services {
                 Err(e) => return Err(e),
             }
         }
-        let how = if proof.password.is_some() || proof.pin.is_some() {
+        let (how, requires) = if proof.password.is_some() || proof.pin.is_some() {
             let stored_credentials = self.store.credentials(sub).await?;
             let knowledge = Proof {
                 password: proof.password,
@@ -98,7 +105,7 @@ impl Services {
                 .check_proof(sub, &stored_credentials, &knowledge, ResetAfterSuccess::Now)
                 .await
             {
-                Ok(factor) => factor.as_str(),
+                Ok(factor) => (factor.as_str(), Some(factor)),
                 Err(ServiceError::InvalidCredentials | ServiceError::CredentialNotSet) => {
                     return Err(ServiceError::NoValidProof);
                 }
@@ -107,12 +114,20 @@ impl Services {
         } else if proof.otp.is_none()
             && after_login.is_some_and(|grant| self.within_after_login_window(grant))
         {
-            "after-login"
+            // Not tied to a credential: a grant right after registration stands on its own.
+            ("after-login", None)
         } else {
             return Err(otp_refusal.unwrap_or(ServiceError::NoValidProof));
         };
         let detail = format!("device={} proof={how}", issued.device);
-        self.store.save_device(sub, &stored, &detail, now).await?;
+        if !self
+            .store
+            .save_device(sub, &stored, &detail, requires, now)
+            .await?
+        {
+            // The PIN or password just checked was erased or reset meanwhile (DELETE /user).
+            return Err(ServiceError::NoValidProof);
+        }
         Ok(issued)
     }
 
@@ -123,7 +138,11 @@ impl Services {
         let Some(registered) = grant.registered_at else {
             return false;
         };
-        let age = self.clock.now().unix_timestamp() - registered;
+        // The claim is the token's word: an absurd value (i64::MIN) must not overflow, it is
+        // simply not recent.
+        let Some(age) = self.clock.now().unix_timestamp().checked_sub(registered) else {
+            return false;
+        };
         let window = i64::try_from(self.after_login_window.as_secs()).unwrap_or(i64::MAX);
         let skew = i64::try_from(SKEW.as_secs()).unwrap_or(0);
         (-skew..=window).contains(&age)

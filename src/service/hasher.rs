@@ -4,11 +4,14 @@
 //! `queue` more requests wait for a slot. Beyond that the caller is told `Overloaded` at once, so a
 //! flood turns into fast 503s instead of an ever longer queue and ever more memory.
 //!
-//! The pepper is Argon2's secret input; its id goes into the PHC string's `keyid` parameter so a
-//! later pepper can be introduced without invalidating stored hashes.
+//! The pepper is Argon2's secret input; its id goes into the PHC string's `keyid` parameter. Every
+//! pepper of the ring verifies the hashes made under its id; a hash made under an older one, or
+//! with other parameters, or imported from another system (`imported_hash`), is `outdated` and is
+//! re-hashed under the current pepper after the next successful check.
 
 use super::hashing_settings::Argon2Settings;
-use super::pepper::Pepper;
+use super::pepper::{Pepper, PepperRing};
+pub use super::stored_hash::StoredHash;
 use crate::metrics::Metrics;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, KeyId, ParamsBuilder, PasswordHasher, Version};
@@ -27,6 +30,9 @@ pub enum HashError {
     Overloaded,
     #[error("stored hash unusable: {0}")]
     BadStoredHash(String),
+    /// The hash names a pepper id that is not loaded: nothing can check it until it is.
+    #[error("stored hash made under pepper id `{0}`, which is not loaded")]
+    UnknownPepper(String),
     #[error("hashing failed: {0}")]
     Internal(String),
 }
@@ -45,7 +51,7 @@ pub struct Hasher {
 }
 
 struct Inner {
-    pepper: Pepper,
+    peppers: PepperRing,
     settings: Argon2Settings,
     running: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
@@ -73,12 +79,18 @@ thread_local! {
 
 impl Hasher {
     pub fn new(pepper: Pepper, settings: Argon2Settings, concurrency: usize, queue: usize) -> Self {
-        Self::with_metrics(pepper, settings, concurrency, queue, Metrics::new())
+        Self::with_metrics(
+            PepperRing::single(pepper),
+            settings,
+            concurrency,
+            queue,
+            Metrics::new(),
+        )
     }
 
     /// A pool that reports its wait times and refusals to `metrics`.
     pub fn with_metrics(
-        pepper: Pepper,
+        peppers: PepperRing,
         settings: Argon2Settings,
         concurrency: usize,
         queue: usize,
@@ -86,7 +98,7 @@ impl Hasher {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pepper,
+                peppers,
                 settings,
                 running: Arc::new(Semaphore::new(concurrency)),
                 admitted: Arc::new(Semaphore::new(concurrency + queue)),
@@ -132,6 +144,31 @@ impl Hasher {
         self.admit()?.verify(secret, phc).await
     }
 
+    /// Whether a stored hash can be checked at all (its pepper is loaded, its form is known),
+    /// without hashing: asked before an attempt is counted, so a check that cannot happen is
+    /// answered as unavailable and costs the user nothing.
+    pub fn check_usable(&self, phc: &str) -> Result<(), HashError> {
+        match StoredHash::parse(phc)? {
+            StoredHash::Peppered { pepper_id, .. } => self
+                .inner
+                .peppers
+                .get(&pepper_id)
+                .map(|_| ())
+                .ok_or(HashError::UnknownPepper(pepper_id)),
+            StoredHash::Imported(_) => Ok(()),
+        }
+    }
+
+    /// The ids of the loaded peppers, current first.
+    pub fn pepper_ids(&self) -> Vec<String> {
+        self.inner.peppers.all().map(|p| p.id.clone()).collect()
+    }
+
+    /// The Argon2id parameters of new hashes.
+    pub fn settings(&self) -> Argon2Settings {
+        self.inner.settings
+    }
+
     async fn run<T, F>(&self, admitted: Arc<OwnedSemaphorePermit>, job: F) -> Result<T, HashError>
     where
         T: Send + 'static,
@@ -175,12 +212,22 @@ impl HashPermit<'_> {
             .await
     }
 
+    /// `secret` is the value exactly as typed: an imported hash is checked against these bytes,
+    /// as its source system did. (Any normalization otpd applies to its own hashes belongs in
+    /// the peppered path, never before this call.)
     pub async fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
+        let stored = StoredHash::parse(phc)?;
         let secret = SecretString::from(secret);
         let phc = phc.to_owned();
         self.hasher
-            .run(Arc::clone(&self.admitted), move |inner| {
-                inner.verify(secret.expose_secret(), &phc)
+            .run(Arc::clone(&self.admitted), move |inner| match stored {
+                StoredHash::Peppered { pepper_id, .. } => {
+                    inner.verify(secret.expose_secret(), &phc, &pepper_id)
+                }
+                StoredHash::Imported(imported) => Ok(Verification {
+                    matches: imported.verify(secret.expose_secret().as_bytes()),
+                    outdated: true,
+                }),
             })
             .await
     }
@@ -189,7 +236,7 @@ impl HashPermit<'_> {
 impl Inner {
     fn context<'a>(&'a self, params: argon2::Params) -> Result<Argon2<'a>, HashError> {
         Argon2::new_with_secret(
-            self.pepper.bytes(),
+            self.peppers.current().bytes(),
             Algorithm::Argon2id,
             Version::V0x13,
             params,
@@ -198,7 +245,7 @@ impl Inner {
     }
 
     fn current_params(&self) -> Result<argon2::Params, HashError> {
-        let keyid = KeyId::new(self.pepper.id.as_bytes())
+        let keyid = KeyId::new(self.peppers.current().id.as_bytes())
             .map_err(|e| HashError::Internal(e.to_string()))?;
         ParamsBuilder::new()
             .m_cost(self.settings.m_kib)
@@ -219,16 +266,17 @@ impl Inner {
         Ok(phc.to_string())
     }
 
-    fn verify(&self, secret: &str, phc: &str) -> Result<Verification, HashError> {
+    fn verify(&self, secret: &str, phc: &str, pepper_id: &str) -> Result<Verification, HashError> {
         let bad = |why: &str| HashError::BadStoredHash(why.to_owned());
         let parsed = PasswordHash::new(phc).map_err(|_| bad("not a PHC string"))?;
         if parsed.algorithm.as_str() != "argon2id" {
             return Err(bad("not argon2id"));
         }
         let params = argon2::Params::try_from(&parsed).map_err(|_| bad("bad parameters"))?;
-        if params.keyid() != self.pepper.id.as_bytes() {
-            return Err(bad("hash made with an unknown pepper id"));
-        }
+        let pepper = self
+            .peppers
+            .get(pepper_id)
+            .ok_or_else(|| HashError::UnknownPepper(pepper_id.to_owned()))?;
         let salt = parsed.salt.as_ref().ok_or_else(|| bad("no salt"))?;
         let expected = parsed.hash.as_ref().ok_or_else(|| bad("no hash output"))?;
         let version = parsed
@@ -239,11 +287,11 @@ impl Inner {
         let outdated = params.m_cost() != self.settings.m_kib
             || params.t_cost() != self.settings.t
             || params.p_cost() != self.settings.p
-            || version != Version::V0x13;
+            || version != Version::V0x13
+            || pepper.id != self.peppers.current().id;
         let blocks = params.block_count();
-        let ctx =
-            Argon2::new_with_secret(self.pepper.bytes(), Algorithm::Argon2id, version, params)
-                .map_err(|e| HashError::Internal(e.to_string()))?;
+        let ctx = Argon2::new_with_secret(pepper.bytes(), Algorithm::Argon2id, version, params)
+            .map_err(|e| HashError::Internal(e.to_string()))?;
         let mut out = vec![0u8; expected.len()];
         WORK_AREA
             .with_borrow_mut(|area| {
@@ -308,6 +356,50 @@ mod tests {
         });
         let v = stronger.verify("correct horse", &phc).await.unwrap();
         assert!(v.matches && v.outdated);
+    }
+
+    #[tokio::test]
+    async fn an_old_pepper_verifies_its_hashes_and_marks_them_outdated() {
+        let p = |id: &str, b: u8| Pepper::new(id.into(), vec![b; 32]).unwrap();
+        let old = Hasher::new(p("p1", 1), CHEAP, 1, 1);
+        let phc = old.hash("correct horse").await.unwrap();
+        let ring = PepperRing::new(p("p2", 2), vec![p("p1", 1)]).unwrap();
+        let rotated = Hasher::with_metrics(ring, CHEAP, 1, 1, Metrics::new());
+        let v = rotated.verify("correct horse", &phc).await.unwrap();
+        assert!(v.matches && v.outdated);
+        assert!(!rotated.verify("wrong horse", &phc).await.unwrap().matches);
+        let new = rotated.hash("correct horse").await.unwrap();
+        assert!(new.contains("keyid="), "{new}");
+        assert!(
+            !rotated
+                .verify("correct horse", &new)
+                .await
+                .unwrap()
+                .outdated
+        );
+        // Without p1 loaded the hash cannot be checked: a specific error, before any hashing.
+        let without = Hasher::new(p("p2", 2), CHEAP, 1, 1);
+        assert!(
+            matches!(without.check_usable(&phc), Err(HashError::UnknownPepper(id)) if id == "p1")
+        );
+        assert!(matches!(
+            without.verify("correct horse", &phc).await,
+            Err(HashError::UnknownPepper(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_imported_hash_is_checked_against_the_secret_as_typed() {
+        // "ﬁ" (U+FB01) is what NFKC would turn into "fi": the source hashed the ligature.
+        let typed = "\u{FB01}le secret";
+        let mcf = bcrypt::hash_with_salt(typed, 4, [3u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let h = hasher(CHEAP);
+        h.check_usable(&mcf).unwrap();
+        let v = h.verify(typed, &mcf).await.unwrap();
+        assert!(v.matches && v.outdated);
+        assert!(!h.verify("file secret", &mcf).await.unwrap().matches);
     }
 
     #[tokio::test]

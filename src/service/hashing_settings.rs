@@ -10,6 +10,9 @@ pub struct HashingSettings {
     pub pepper_file: Option<PathBuf>,
     /// Written into each hash (`keyid=`) so a later pepper can be introduced.
     pub pepper_id: String,
+    /// Older peppers by id (`pepper_old_files`): they verify hashes made under them until those
+    /// are re-hashed under the current one.
+    pub pepper_old_files: Vec<(String, PathBuf)>,
     pub argon2: Argon2Settings,
     /// Hashes computed at the same time.
     pub concurrency: usize,

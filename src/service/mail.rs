@@ -61,7 +61,7 @@ impl Services {
                 retry_after: Duration::from_millis(wait_ms).as_secs().max(1),
             });
         }
-        let issued = self.create_otp(sub, "via=mail", None).await?;
+        let issued = self.create_otp(sub, "via=mail", None, None).await?;
         let mail = compose(&to, &issued, self.otp.ttl);
         match mailer.send(mail).await {
             Ok(()) => {
@@ -107,7 +107,7 @@ fn compose(to: &EmailAddress, issued: &IssuedOtp, ttl: Duration) -> OutgoingMail
 }
 
 /// `2026-11-25 20:31:00 UTC`: readable, unambiguous.
-fn mail_datetime(t: OffsetDateTime) -> String {
+pub(super) fn mail_datetime(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     t.format(time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second] UTC"

@@ -2,35 +2,53 @@
 //! and the hashing pool; knows nothing of HTTP or SQL.
 
 pub mod account;
+pub mod admin;
 pub mod attempts;
 pub mod credentials;
 pub mod devices;
 pub mod digest;
 pub mod hasher;
 pub mod hashing_settings;
+pub mod import;
+pub mod imported_hash;
+pub mod keycloak_hash;
+pub mod keys;
 pub mod mail;
 pub mod otp;
+pub mod password_links;
+pub mod password_page;
+pub mod password_reset;
+pub mod passwords;
 pub mod pepper;
 pub mod redeem;
 pub mod retention;
+pub mod stored_hash;
 pub mod totp_cipher;
+pub mod totp_keys;
 pub mod watch;
 
 /// The clock lives at the crate root (identity reads it too); re-exported where use cases find it.
 pub use crate::clock::{self, Clock, ManualClock, SystemClock};
-use crate::domain::{LockoutPolicies, OtpSettings, PinPolicy, PinRejection, TotpSettings};
+use crate::domain::{
+    LockoutPolicies, OtpSettings, PasswordPolicy, PasswordRejection, PinPolicy, PinRejection,
+    TotpSettings,
+};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use crate::templates::Templates;
 pub use devices::DeviceTotpSettings;
 pub use digest::OtpKey;
 pub use hasher::{HashError, Hasher};
 pub use hashing_settings::{Argon2Settings, HashingSettings};
 pub use mail::Mailer;
-pub use pepper::Pepper;
+pub use password_links::{LinkKey, LinkSettings, PublicUrl};
+pub use passwords::PasswordSettings;
+pub use pepper::{Pepper, PepperRing};
 pub use retention::RetentionSettings;
 use std::sync::Arc;
 use std::time::Duration;
 pub use totp_cipher::TotpCipher;
+pub use totp_keys::TotpKeyRing;
 pub use watch::CredentialWatch;
 
 /// Everything the use cases need, built once by `app`.
@@ -49,11 +67,19 @@ pub struct Services {
     pub lockout: LockoutPolicies,
     /// Parameters of new device TOTPs (stored devices keep their own).
     pub totp: TotpSettings,
-    pub totp_cipher: TotpCipher,
+    /// Seals new device secrets under the current key, opens them under any loaded one.
+    pub totp_keys: TotpKeyRing,
     /// How long after registration the after-login grant allows a device TOTP without proof.
     pub after_login_window: Duration,
     pub watch: CredentialWatch,
     pub retention: RetentionSettings,
+    /// The rules every new password must meet (pages and the operator command alike).
+    pub password_policy: PasswordPolicy,
+    /// Where password links point, how long they work, the service's name.
+    pub links: LinkSettings,
+    pub link_key: LinkKey,
+    /// Pages and mails, built in or the operator's.
+    pub templates: Arc<Templates>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +96,20 @@ pub enum ServiceError {
     CredentialDisabled,
     #[error("the one-time password is not valid")]
     InvalidOtp,
+    #[error("the user has no such device")]
+    DeviceNotFound,
     #[error("none of the offered proofs is valid")]
     NoValidProof,
     #[error("the new PIN breaks the PIN policy: {0}")]
     PinRejected(PinRejection),
+    #[error("the new password breaks the password policy: {0}")]
+    PasswordRejected(PasswordRejection),
+    /// `PUT /user/password`: the user has a password; PACE answers 409.
+    #[error("the user already has a password")]
+    PasswordAlreadySet,
+    /// No `public_url`: no link can be made.
+    #[error("no public URL is configured for links")]
+    PublicUrlNotConfigured,
     #[error("too many hashing requests waiting")]
     Overloaded,
     #[error("mail is not configured")]
@@ -84,6 +120,10 @@ pub enum ServiceError {
     MailFailed(anyhow::Error),
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
+    /// A stored hash or device secret names a key that is not loaded: it cannot be checked until
+    /// the operator loads that key. Nothing was counted.
+    #[error("{0}")]
+    KeyUnavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -101,6 +141,9 @@ impl From<HashError> for ServiceError {
     fn from(e: HashError) -> Self {
         match e {
             HashError::Overloaded => ServiceError::Overloaded,
+            HashError::UnknownPepper(id) => ServiceError::KeyUnavailable(format!(
+                "a stored hash was made under pepper id `{id}`, which is not loaded: add it to pepper_old_files"
+            )),
             other => ServiceError::Internal(other.into()),
         }
     }

@@ -3,9 +3,11 @@
 use super::attempts::Checked;
 use super::clock::to_millis;
 use super::{ServiceError, Services};
+use crate::domain::password::check_candidates;
 use crate::domain::{Attempt, Factor, GuardedFactor, OtpCode, Subject};
 use crate::store::{NewOtp, OtpInsert, StoredCredentials};
 use anyhow::anyhow;
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -55,6 +57,16 @@ impl Refusals {
     }
 }
 
+/// The forms of an offered secret to check, in order. A password: its NFKC form (what this
+/// version hashes), then, if different, the raw input (hashes set before normalization, or imported
+/// from systems that hashed the raw input); see `domain::password::check_candidates`. A PIN: as is.
+fn check_forms(factor: Factor, attempt: &Attempt) -> Vec<SecretString> {
+    match factor {
+        Factor::Password => check_candidates(attempt.expose()),
+        Factor::Pin => vec![SecretString::from(attempt.expose())],
+    }
+}
+
 /// How many times a freshly drawn code may collide with a stored digest before we give up. With a
 /// handful of live OTPs per user a collision is a one-in-100,000 event; three in a row is a bug.
 const MAX_DRAWS: usize = 3;
@@ -65,9 +77,12 @@ impl Services {
         let factor = self
             .check_proof(sub, &stored, &proof, ResetAfterSuccess::ByCaller)
             .await?;
-        // The counter of the factor that passed is reset in the OTP's own transaction.
+        // The counter of the factor that passed is reset in the OTP's own transaction, which
+        // stores the OTP only while that factor is still set.
         let detail = format!("factor={}", factor.as_str());
-        let issued = self.create_otp(sub, &detail, Some(factor.into())).await?;
+        let issued = self
+            .create_otp(sub, &detail, Some(factor), Some(factor.into()))
+            .await?;
         self.metrics.otp_issued("credential");
         Ok(issued)
     }
@@ -94,13 +109,25 @@ impl Services {
         if offered.is_empty() {
             return Err(ServiceError::CredentialNotSet);
         }
+        // A hash under a pepper that is not loaded cannot be checked: 503 before anything is
+        // counted, like a full queue.
+        for (_, _, phc) in &offered {
+            self.hasher.check_usable(phc)?;
+        }
         // A full hashing queue is answered before anything is counted: a 503 is no guess.
         let permit = self.hasher.admit()?;
         let mut refusals = Refusals::default();
         for (factor, attempt, phc) in offered {
+            let forms = check_forms(factor, attempt);
             let check = || async {
-                let v = permit.verify(attempt.expose(), phc).await?;
-                Ok(v.matches.then_some(v))
+                // One attempt, however many forms of it are tried (see `check_forms`).
+                for (i, form) in forms.iter().enumerate() {
+                    let v = permit.verify(form.expose_secret(), phc).await?;
+                    if v.matches {
+                        return Ok(Some((v, i)));
+                    }
+                }
+                Ok(None)
             };
             let checked = match reset {
                 ResetAfterSuccess::Now => self.guarded(sub, factor.into(), check).await?,
@@ -110,10 +137,12 @@ impl Services {
                 }
             };
             match checked {
-                Checked::Passed(v) => {
+                Checked::Passed((v, i)) => {
                     drop(permit);
-                    if v.outdated {
-                        self.upgrade_hash(sub, factor, attempt, phc).await;
+                    // A hash of the raw input is replaced by one of its normalized form, so the
+                    // next check needs one hash only.
+                    if v.outdated || i > 0 {
+                        self.upgrade_hash(sub, factor, &forms[0], phc).await;
                     }
                     return Ok(factor);
                 }
@@ -130,9 +159,9 @@ impl Services {
 
     /// Re-hashes with the current parameters after a successful check. Best effort: a failure
     /// here must not fail the login, and the old hash stays valid.
-    async fn upgrade_hash(&self, sub: &Subject, factor: Factor, attempt: &Attempt, old: &str) {
+    async fn upgrade_hash(&self, sub: &Subject, factor: Factor, secret: &SecretString, old: &str) {
         let result = async {
-            let new = self.hasher.hash(attempt.expose()).await?;
+            let new = self.hasher.hash(secret.expose_secret()).await?;
             self.store
                 .upgrade_hash(sub, factor, old, &new, to_millis(self.clock.now()))
                 .await?;
@@ -153,18 +182,20 @@ impl Services {
     ) -> Result<Vec<String>, ServiceError> {
         let mut codes = Vec::with_capacity(count);
         for _ in 0..count {
-            let issued = self.create_otp(sub, "factor=bench", None).await?;
+            let issued = self.create_otp(sub, "factor=bench", None, None).await?;
             codes.push(issued.code.expose().to_owned());
         }
         Ok(codes)
     }
 
-    /// Draws a code, stores its digest, and returns it with its expiry; resets the attempt
-    /// counter of `reset_attempts` in the same transaction.
+    /// Draws a code, stores its digest, and returns it with its expiry; with `requires`, only while
+    /// that factor is still set; resets the attempt counter of `reset_attempts` in the same
+    /// transaction.
     pub(crate) async fn create_otp(
         &self,
         sub: &Subject,
         audit_detail: &str,
+        requires: Option<Factor>,
         reset_attempts: Option<GuardedFactor>,
     ) -> Result<IssuedOtp, ServiceError> {
         let now = self.clock.now();
@@ -180,10 +211,14 @@ impl Services {
                 expires_at: to_millis(expires_at),
                 max_live: self.otp.max_live,
                 audit_detail,
+                requires,
                 reset_attempts,
             };
-            if self.store.insert_otp(sub, new).await? == OtpInsert::Inserted {
-                return Ok(IssuedOtp { code, expires_at });
+            match self.store.insert_otp(sub, new).await? {
+                OtpInsert::Inserted => return Ok(IssuedOtp { code, expires_at }),
+                OtpInsert::DigestTaken => {}
+                // Erased (DELETE /user) or reset since it was checked: as if it had not been set.
+                OtpInsert::CredentialGone => return Err(ServiceError::CredentialNotSet),
             }
         }
         Err(anyhow!("{MAX_DRAWS} OTP draws in a row collided with stored digests").into())

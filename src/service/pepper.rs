@@ -1,5 +1,7 @@
 //! The pepper: the secret mixed into every password and PIN hash (and the root of the OTP and TOTP
-//! keys), kept outside the database, and how it is read from its file.
+//! keys), kept outside the database, and how it is read from its file. Several can be loaded at
+//! once (`PepperRing`): the current one for new hashes, older ones so hashes made under them still
+//! verify until they are re-hashed (docs/key-rotation.md).
 
 use secrecy::{ExposeSecret, SecretBox};
 use std::fmt;
@@ -44,6 +46,59 @@ impl Pepper {
     }
 }
 
+/// The current pepper and the older ones still loaded, by id.
+pub struct PepperRing {
+    current: Pepper,
+    old: Vec<Pepper>,
+}
+
+impl fmt::Debug for PepperRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let old: Vec<&str> = self.old.iter().map(|p| p.id.as_str()).collect();
+        write!(
+            f,
+            "PepperRing {{ current: {:?}, old: {old:?} }}",
+            self.current.id
+        )
+    }
+}
+
+impl PepperRing {
+    /// Refuses two peppers with the same id: a hash must name exactly one pepper.
+    pub fn new(current: Pepper, old: Vec<Pepper>) -> Result<Self, String> {
+        let mut ids = vec![current.id.as_str()];
+        for p in &old {
+            if ids.contains(&p.id.as_str()) {
+                return Err(format!("pepper id `{}` is loaded twice", p.id));
+            }
+            ids.push(&p.id);
+        }
+        Ok(Self { current, old })
+    }
+
+    /// A ring of one pepper (no rotation in progress).
+    pub fn single(current: Pepper) -> Self {
+        Self {
+            current,
+            old: Vec::new(),
+        }
+    }
+
+    /// The pepper new hashes are made with.
+    pub fn current(&self) -> &Pepper {
+        &self.current
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Pepper> {
+        self.all().find(|p| p.id == id)
+    }
+
+    /// The current pepper first, then the older ones in the order they were configured.
+    pub fn all(&self) -> impl Iterator<Item = &Pepper> {
+        std::iter::once(&self.current).chain(&self.old)
+    }
+}
+
 /// The bytes of a key file, less trailing line breaks: a newline from `echo` or an editor is not
 /// part of the secret. Shared by the pepper and the TOTP key file.
 pub(crate) fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
@@ -64,6 +119,20 @@ mod tests {
         assert!(Pepper::new("p1".into(), vec![0; 31]).is_err());
         let p = Pepper::new("p1".into(), vec![7; 32]).unwrap();
         assert!(!format!("{p:?}").contains('7'));
+    }
+
+    #[test]
+    fn a_ring_finds_peppers_by_id_and_refuses_a_duplicate_id() {
+        let p = |id: &str, b: u8| Pepper::new(id.into(), vec![b; 32]).unwrap();
+        let ring = PepperRing::new(p("p2", 2), vec![p("p1", 1), p("p0", 0)]).unwrap();
+        assert_eq!(ring.current().id, "p2");
+        assert_eq!(ring.get("p0").unwrap().bytes()[0], 0);
+        assert!(ring.get("p9").is_none());
+        let ids: Vec<&str> = ring.all().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["p2", "p1", "p0"]);
+        let e = PepperRing::new(p("p2", 2), vec![p("p2", 3)]).unwrap_err();
+        assert!(e.contains("`p2` is loaded twice"), "{e}");
+        assert!(!format!("{ring:?}").contains('\u{2}'));
     }
 
     #[test]

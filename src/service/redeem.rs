@@ -41,8 +41,11 @@ impl Services {
         types: OtpTypes,
         then: FollowUp<'_>,
     ) -> Result<Redeemed, ServiceError> {
+        // Read (and checked for a missing key) before anything is counted.
+        let devices = self.redeemable_devices(sub, types).await?;
         let now = self.clock.now();
-        let (candidates, devices_checked) = self.candidates(sub, otp, types, now).await?;
+        let candidates = self.candidates(sub, otp, types, &devices, now);
+        let devices_checked = !devices.is_empty();
         let changes_credentials = !matches!(then, FollowUp::Nothing);
         let policy = self.lockout.of(GuardedFactor::Otp);
         let counted = self
@@ -75,47 +78,111 @@ impl Services {
             }
             CountedRedemption::Refused(state) => {
                 self.metrics.otp_refused();
-                Err(match refusal::<()>(state, to_millis(now)) {
-                    Checked::Disabled => ServiceError::CredentialDisabled,
-                    Checked::Locked { retry_after } => {
-                        ServiceError::CredentialLocked { retry_after }
-                    }
-                    Checked::Passed(()) | Checked::Failed => ServiceError::CredentialLocked {
-                        retry_after: std::time::Duration::from_secs(1),
-                    },
-                })
+                Err(refused(refusal::<()>(state, to_millis(now))))
             }
         }
     }
 
-    /// What `otp` could be for `sub`: the digest of an account OTP, and each device step whose
-    /// code it is; and whether device codes were compared at all (a failure then counts against
-    /// the user's devices). A value that is not 6..10 digits matches nothing.
-    async fn candidates(
+    /// The devices a redemption of `types` may match. Read before the attempt is counted: a device
+    /// sealed under a key that is not loaded makes the redemption uncheckable, which is the
+    /// operator's problem to fix (503), not a guess to count against the user.
+    pub(super) async fn redeemable_devices(
+        &self,
+        sub: &Subject,
+        types: OtpTypes,
+    ) -> Result<Vec<StoredDevice>, ServiceError> {
+        let devices = if types.device_totp {
+            self.store.devices(sub).await?
+        } else {
+            Vec::new()
+        };
+        if let Some(id) = devices
+            .iter()
+            .filter_map(|d| d.key_id.as_deref())
+            .find(|id| !self.totp_keys.contains(id))
+        {
+            return Err(ServiceError::KeyUnavailable(format!(
+                "a device TOTP secret is sealed under TOTP key id `{id}`, which is not loaded: add it to totp_old_key_files (or its pepper to pepper_old_files)"
+            )));
+        }
+        Ok(devices)
+    }
+
+    /// The answer to a redemption guarded by `guarded` (`PUT /user/pin`, which reserves the
+    /// attempt before hashing the new PIN), counted in the metrics.
+    pub(super) fn settle_redemption(
+        &self,
+        checked: Checked<Redeemed>,
+    ) -> Result<Redeemed, ServiceError> {
+        match checked {
+            Checked::Passed(redeemed) => {
+                self.metrics.otp_redeemed();
+                Ok(redeemed)
+            }
+            Checked::Failed => {
+                self.metrics.otp_refused();
+                Err(ServiceError::InvalidOtp)
+            }
+            other => {
+                self.metrics.otp_refused();
+                Err(refused(other))
+            }
+        }
+    }
+
+    /// One redemption, already admitted by the attempt limit (`guarded`): `None` when no candidate
+    /// is valid. Consumes and applies `then` in one transaction.
+    pub(super) async fn try_redeem(
         &self,
         sub: &Subject,
         otp: &SecretString,
         types: OtpTypes,
+        devices: &[StoredDevice],
+        then: FollowUp<'_>,
+    ) -> Result<Option<Redeemed>, ServiceError> {
+        let now = self.clock.now();
+        let candidates = self.candidates(sub, otp, types, devices, now);
+        let changes_credentials = !matches!(then, FollowUp::Nothing);
+        match self
+            .store
+            .redeem(sub, &candidates, then, to_millis(now))
+            .await?
+        {
+            Some(redeemed) => {
+                if changes_credentials {
+                    self.watch.changed(sub);
+                }
+                Ok(Some(redeemed))
+            }
+            // The refusal's audit row is written by the attempt limit, with the failure count.
+            None => Ok(None),
+        }
+    }
+
+    /// What `otp` could be for `sub`: the digests of an account OTP (one per pepper in use), and
+    /// each step of `devices` whose code it is. A value that is not 6..10 digits matches nothing.
+    fn candidates(
+        &self,
+        sub: &Subject,
+        otp: &SecretString,
+        types: OtpTypes,
+        devices: &[StoredDevice],
         now: time::OffsetDateTime,
-    ) -> Result<(Redemption, bool), ServiceError> {
+    ) -> Redemption {
         let mut candidates = Redemption::default();
-        let devices = if types.device_totp {
-            self.store.devices(sub).await?
-        } else {
-            vec![]
-        };
         let Some(code) = OtpCode::parse(otp.expose_secret()) else {
-            return Ok((candidates, !devices.is_empty()));
+            return candidates;
         };
         if types.account {
-            candidates.account_digest = Some(self.otp_key.digest(sub.as_str(), code.expose()));
+            candidates.account_digests =
+                self.otp_key.candidate_digests(sub.as_str(), code.expose());
         }
-        for device in &devices {
+        for device in devices {
             for step in self.device_steps(sub, device, &code, now.unix_timestamp()) {
                 candidates.device_steps.push((device.clone(), step));
             }
         }
-        Ok((candidates, !devices.is_empty()))
+        candidates
     }
 
     /// The steps of `device` whose code is `code`. A device whose row cannot be read (wrong key,
@@ -131,7 +198,13 @@ impl Services {
             tracing::error!(device = %device.device_id, "stored device TOTP has unusable parameters");
             return vec![];
         };
-        match self.totp_cipher.open(sub, &id, settings, &device.secret_ct) {
+        match self.totp_keys.open(
+            device.key_id.as_deref(),
+            sub,
+            &id,
+            settings,
+            &device.secret_ct,
+        ) {
             Ok(secret) => matching_steps(secret.bytes(), settings, code.expose(), unix_secs),
             Err(e) => {
                 tracing::error!(device = %device.device_id, error = %e, "device TOTP secret unreadable");
@@ -151,4 +224,15 @@ pub(crate) fn stored_settings(device: &StoredDevice) -> Option<(DeviceId, TotpSe
             algorithm: TotpAlgorithm::parse(&device.algorithm)?,
         },
     ))
+}
+
+/// The error of a redemption the attempt limit did not let through.
+fn refused<T>(checked: Checked<T>) -> ServiceError {
+    match checked {
+        Checked::Disabled => ServiceError::CredentialDisabled,
+        Checked::Locked { retry_after } => ServiceError::CredentialLocked { retry_after },
+        Checked::Passed(_) | Checked::Failed => ServiceError::CredentialLocked {
+            retry_after: std::time::Duration::from_secs(1),
+        },
+    }
 }

@@ -1,6 +1,6 @@
 //! The retention job: removes rows that stopped mattering (expired OTPs, stale attempt counters,
-//! audit events past `audit_retention_days`) in small batches, outside the request path, on one
-//! replica at a time. See docs/retention.md.
+//! audit events past `audit_retention_days`, expired password links) in small batches, outside the
+//! request path, on one replica at a time. See docs/retention.md.
 
 use super::clock::to_millis;
 use super::{ServiceError, Services};
@@ -32,6 +32,9 @@ impl Default for RetentionSettings {
 
 /// An OTP attempt counter untouched this long, with no lock in force, guards nothing any more.
 const STALE_OTP_COUNTER: Duration = Duration::from_secs(24 * 3600);
+/// How long an expired password link is kept: a click on it within this time still gets the page
+/// that says it was used or expired, not an unknown-link answer.
+const EXPIRED_LINK_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Pause between batches, so request writes interleave with the job's.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(5);
 /// At most this many batches of one kind per run: a backlog is worked off over several runs.
@@ -80,6 +83,7 @@ impl Services {
         match kind {
             PruneKind::ExpiredOtps => Some(now),
             PruneKind::StaleAttempts => Some(ago(STALE_OTP_COUNTER)),
+            PruneKind::ExpiredPasswordLinks => Some(ago(EXPIRED_LINK_GRACE)),
             PruneKind::OldAuditEvents => (self.retention.audit_days > 0).then(|| {
                 ago(Duration::from_secs(
                     u64::from(self.retention.audit_days) * 24 * 3600,

@@ -2,7 +2,9 @@
 //!
 //! The key comes from `totp_key_file` when set, otherwise it is derived from the pepper; either way
 //! it never lives in the database. The associated data binds each ciphertext to its user, device
-//! and TOTP parameters, so a row copied to another user or edited to weaker parameters fails to open.
+//! and TOTP parameters, so a row copied to another user or edited to weaker parameters fails to open,
+//! and (format 2) to the id of the key that sealed it, so a row relabelled to another key fails too.
+//! Several keys are loaded at once by `totp_keys::TotpKeyRing`.
 
 use super::pepper::{Pepper, read_key_file};
 use crate::domain::{DeviceId, Subject, TotpSecret, TotpSettings};
@@ -14,8 +16,10 @@ use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 use std::path::Path;
 
-/// First byte of every ciphertext: lets a later format or key coexist with this one.
+/// First byte of every ciphertext: lets a later format or key coexist with this one. Format 1 was
+/// sealed before key ids (its key is unknown: any loaded key may open it); format 2 names its key.
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 const NONCE_LEN: usize = 12;
 const DERIVATION_LABEL: &[u8] = b"otpd/totp-secret/v1";
 
@@ -25,6 +29,9 @@ pub struct TotpCipher(SecretBox<[u8; 32]>);
 pub enum CipherError {
     #[error("stored TOTP secret cannot be decrypted (wrong key or altered row)")]
     Unreadable,
+    /// Sealed under a key id that is not loaded.
+    #[error("stored TOTP secret sealed under key id `{0}`, which is not loaded")]
+    UnknownKey(String),
     #[error("TOTP secret encryption failed")]
     Seal,
 }
@@ -57,9 +64,16 @@ impl TotpCipher {
         Aes256Gcm::new(self.0.expose_secret().into())
     }
 
-    fn aad(sub: &Subject, device: &DeviceId, settings: TotpSettings) -> Vec<u8> {
+    /// `key_id` is `None` for format 1, whose associated data did not name the key.
+    fn aad(
+        key_id: Option<&str>,
+        sub: &Subject,
+        device: &DeviceId,
+        settings: TotpSettings,
+    ) -> Vec<u8> {
+        let key = key_id.map(|k| format!("v2\0{k}\0")).unwrap_or_default();
         format!(
-            "{}\0{}\0{}\0{}\0{}",
+            "{key}{}\0{}\0{}\0{}\0{}",
             sub.as_str(),
             device.as_str(),
             settings.algorithm.as_str(),
@@ -69,8 +83,22 @@ impl TotpCipher {
         .into_bytes()
     }
 
+    /// Seals under this key, labelled `key_id` (format 2).
     pub fn seal(
         &self,
+        key_id: &str,
+        sub: &Subject,
+        device: &DeviceId,
+        settings: TotpSettings,
+        secret: &TotpSecret,
+    ) -> Result<Vec<u8>, CipherError> {
+        self.seal_as(Some(key_id), sub, device, settings, secret)
+    }
+
+    /// `None`: the format written before key ids (kept for tests of reading old rows).
+    pub(crate) fn seal_as(
+        &self,
+        key_id: Option<&str>,
         sub: &Subject,
         device: &DeviceId,
         settings: TotpSettings,
@@ -78,7 +106,7 @@ impl TotpCipher {
     ) -> Result<Vec<u8>, CipherError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let aad = Self::aad(sub, device, settings);
+        let aad = Self::aad(key_id, sub, device, settings);
         let sealed = self
             .cipher()
             .encrypt(
@@ -90,26 +118,37 @@ impl TotpCipher {
             )
             .map_err(|_| CipherError::Seal)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(FORMAT_V1);
+        out.push(if key_id.is_some() {
+            FORMAT_V2
+        } else {
+            FORMAT_V1
+        });
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         Ok(out)
     }
 
+    /// Opens a format 2 secret labelled `key_id`, or (with `None`) a format 1 secret.
     pub fn open(
         &self,
+        key_id: Option<&str>,
         sub: &Subject,
         device: &DeviceId,
         settings: TotpSettings,
         stored: &[u8],
     ) -> Result<TotpSecret, CipherError> {
         let (&format, rest) = stored.split_first().ok_or(CipherError::Unreadable)?;
-        if format != FORMAT_V1 || rest.len() < NONCE_LEN {
+        let expected = if key_id.is_some() {
+            FORMAT_V2
+        } else {
+            FORMAT_V1
+        };
+        if format != expected || rest.len() < NONCE_LEN {
             return Err(CipherError::Unreadable);
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CipherError::Unreadable)?;
-        let aad = Self::aad(sub, device, settings);
+        let aad = Self::aad(key_id, sub, device, settings);
         self.cipher()
             .decrypt(
                 &Nonce::from(nonce),
@@ -141,21 +180,48 @@ mod tests {
         let device = DeviceId::parse("738e379f-fe30-45ab-819c-ba88804b6368").unwrap();
         let settings = TotpSettings::default();
         let secret = TotpSecret::generate(&mut rand::rng());
-        let sealed = cipher.seal(&alice, &device, settings, &secret).unwrap();
+        let sealed = cipher
+            .seal("k1", &alice, &device, settings, &secret)
+            .unwrap();
         assert!(
             !sealed
                 .windows(secret.bytes().len())
                 .any(|w| w == secret.bytes())
         );
-        let opened = cipher.open(&alice, &device, settings, &sealed).unwrap();
+        let opened = cipher
+            .open(Some("k1"), &alice, &device, settings, &sealed)
+            .unwrap();
         assert_eq!(opened.bytes(), secret.bytes());
-        assert!(cipher.open(&bob, &device, settings, &sealed).is_err());
+        assert!(
+            cipher
+                .open(Some("k1"), &bob, &device, settings, &sealed)
+                .is_err()
+        );
         let eight = TotpSettings {
             digits: 8,
             ..settings
         };
-        assert!(cipher.open(&alice, &device, eight, &sealed).is_err());
+        assert!(
+            cipher
+                .open(Some("k1"), &alice, &device, eight, &sealed)
+                .is_err()
+        );
         let other = TotpCipher::derive(b"other key material, 32 bytes long");
-        assert!(other.open(&alice, &device, settings, &sealed).is_err());
+        assert!(
+            other
+                .open(Some("k1"), &alice, &device, settings, &sealed)
+                .is_err()
+        );
+        // Relabelled to another key id, or read as the old format: refused.
+        assert!(
+            cipher
+                .open(Some("k2"), &alice, &device, settings, &sealed)
+                .is_err()
+        );
+        assert!(
+            cipher
+                .open(None, &alice, &device, settings, &sealed)
+                .is_err()
+        );
     }
 }

@@ -120,11 +120,13 @@ pub trait AttemptStore: Send + Sync {
         sub: &Subject,
     ) -> Result<Vec<(GuardedFactor, AttemptState)>, StoreError>;
 
-    /// Clears the counters of `factors` (operator unlock), with an audit row per factor.
+    /// Clears the counters of `factors` (operator or admin unlock), with an audit row per factor
+    /// whose detail says who asked.
     async fn unlock(
         &self,
         sub: &Subject,
         factors: &[GuardedFactor],
+        detail: &str,
         now: Millis,
     ) -> Result<(), StoreError>;
 }
@@ -135,7 +137,7 @@ macro_rules! impl_attempt_store {
     ($store:ident, $db:ty) => {
         mod attempt_sql {
             use super::$store;
-            use super::shared_sql::{consume, insert_audit, redeemed_with};
+            use super::shared_sql::{consume, insert_audit, lock_user, redeemed_with};
             use $crate::domain::{AttemptState, AuditEvent, GuardedFactor, LockPolicy, Subject};
             use $crate::store::{
                 CountedRedemption, FailedAttempt, FollowUp, Millis, Redemption, Reservation,
@@ -290,6 +292,13 @@ macro_rules! impl_attempt_store {
                 now: Millis,
             ) -> Result<CountedRedemption, StoreError> {
                 let factor = GuardedFactor::Otp;
+                // A redemption that changes the user's rows (a follow-up, or device failure
+                // counts and revocations) is ordered against the user's other writes, taking the
+                // per-user lock before the counter's row lock as every other writer does. A plain
+                // account-OTP verification only counts and consumes, which the row lock orders.
+                if !matches!(then, FollowUp::Nothing) || devices_checked {
+                    lock_user(&mut *conn, sub).await?;
+                }
                 // Counting first takes the row lock (PostgreSQL) or runs under the file's write
                 // lock (SQLite): the check below is already counted when it runs. A refusal
                 // writes nothing.
@@ -342,6 +351,11 @@ macro_rules! impl_attempt_store {
                     now: Millis,
                 ) -> Result<u64, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    // Device failure counts and revocations are writes of the user's device rows:
+                    // ordered against the user's other writes like `redeem_counted`.
+                    if failed.revoke_devices_after.is_some() {
+                        lock_user(&mut tx, sub).await?;
+                    }
                     let revoked = record_failure(&mut tx, sub, &failed, now).await?;
                     tx.commit().await?;
                     Ok(revoked)
@@ -392,6 +406,7 @@ macro_rules! impl_attempt_store {
                     &self,
                     sub: &Subject,
                     factors: &[GuardedFactor],
+                    detail: &str,
                     now: Millis,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.begin_write().await?;
@@ -401,7 +416,7 @@ macro_rules! impl_attempt_store {
                             .bind(factor.as_str())
                             .execute(&mut *tx)
                             .await?;
-                        insert_audit(&mut tx, sub, AuditEvent::Unlocked(*factor), "", now).await?;
+                        insert_audit(&mut tx, sub, AuditEvent::Unlocked(*factor), detail, now).await?;
                     }
                     tx.commit().await?;
                     Ok(())

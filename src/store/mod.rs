@@ -2,17 +2,24 @@
 //! implementation per backend. Every state change that matters is a single statement or a single
 //! transaction, and its audit row is written in the same transaction.
 
+mod admin;
 mod attempts;
+pub mod backup;
 pub mod copy;
 mod group_commit;
+pub mod keys;
+pub mod password_links;
 pub mod postgres;
 pub(crate) mod retention;
 mod sql;
 pub mod sqlite;
 
 use crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
+pub use admin::{AdminStore, DeviceSummary};
 use async_trait::async_trait;
 pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
+pub use keys::{HashRow, ImportOutcome, ImportRow, KeyStore, Reseal};
+pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
 pub use retention::{PruneKind, RetentionLease, RetentionStore};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
@@ -143,6 +150,9 @@ pub struct NewOtp<'a> {
     /// The check that earned this OTP succeeded: that factor's attempt counter starts over in the
     /// same transaction (one write after the hash instead of two).
     pub reset_attempts: Option<GuardedFactor>,
+    /// The factor that earned the OTP, which must still be set when it is stored: a PIN checked
+    /// just before a concurrent `DELETE /user` must not leave an OTP behind. `None` for mail.
+    pub requires: Option<Factor>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +160,8 @@ pub enum OtpInsert {
     Inserted,
     /// Another live or retired OTP already has this digest: draw a new code.
     DigestTaken,
+    /// The factor in `requires` is no longer set (erased or replaced meanwhile): nothing stored.
+    CredentialGone,
 }
 
 /// The answer to "may this user be sent one more mail now?".
@@ -163,6 +175,8 @@ pub enum MailQuota {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
+    /// Ascending in the order events were written: the cursor of the admin API's audit pages.
+    pub id: i64,
     pub at: Millis,
     pub event: String,
     pub detail: String,
@@ -206,15 +220,23 @@ pub struct StoredDevice {
     pub algorithm: String,
     pub digits: i64,
     pub period_secs: i64,
+    /// The TOTP key that sealed `secret_ct`; `None` for secrets sealed before key ids existed.
+    pub key_id: Option<String>,
+    /// Changes whenever the secret itself is replaced, never when it is only sealed anew under
+    /// another key. Ignored when saving (the store keeps it).
+    pub secret_gen: i64,
 }
 
-/// What one redemption may consume, all candidates of the same code: the account OTP with this
-/// digest, else the first device step that is newer than the device's last accepted step.
+/// What one redemption may consume, all candidates of the same code: an account OTP with one of
+/// these digests (one per loaded pepper: an OTP issued by a replica whose current pepper differs
+/// from ours still redeems here), else the first device step that is newer than the device's last
+/// accepted step.
 #[derive(Debug, Clone, Default)]
 pub struct Redemption {
-    pub account_digest: Option<[u8; 32]>,
-    /// `(device, step)` pairs whose code matched, oldest step first. The ciphertext is part of
-    /// the condition, so a step computed from a secret replaced meanwhile consumes nothing.
+    pub account_digests: Vec<[u8; 32]>,
+    /// `(device, step)` pairs whose code matched, oldest step first. The secret generation is
+    /// part of the condition, so a step computed from a secret replaced meanwhile consumes
+    /// nothing, while a secret merely sealed anew (`otpd keys reencrypt-totp`) still redeems.
     pub device_steps: Vec<(StoredDevice, i64)>,
 }
 
@@ -250,17 +272,11 @@ impl AuditRecord {
     /// One line of `otpd audit`: `2026-11-25T20:31:00.123Z  otp.issued  factor=pin`, or a JSON
     /// object with `at`, `event` and `detail`.
     pub fn to_line(&self, json: bool) -> String {
-        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at) * 1_000_000)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| self.at.to_string());
+        let at = crate::clock::rfc3339_millis(self.at);
         if json {
             serde_json::json!({"at": at, "event": self.event, "detail": self.detail}).to_string()
         } else {
-            format!("{at}  {:<20}  {}", self.event, self.detail)
+            format!("{at:<24}  {:<20}  {}", self.event, self.detail)
                 .trim_end()
                 .to_owned()
         }
@@ -268,7 +284,9 @@ impl AuditRecord {
 }
 
 #[async_trait]
-pub trait Store: AttemptStore + RetentionStore + Send + Sync + 'static {
+pub trait Store:
+    AttemptStore + RetentionStore + AdminStore + PasswordLinkStore + KeyStore + Send + Sync + 'static
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
@@ -336,14 +354,16 @@ pub trait Store: AttemptStore + RetentionStore + Send + Sync + 'static {
     async fn devices(&self, sub: &Subject) -> Result<Vec<StoredDevice>, StoreError>;
 
     /// Creates a device TOTP or replaces the secret of an existing device id (resetting its last
-    /// accepted step), with its audit row.
+    /// accepted step), with its audit row. With `requires`, only while that factor (the proof
+    /// just checked) is still set; answers whether the device was saved.
     async fn save_device(
         &self,
         sub: &Subject,
         device: &StoredDevice,
         audit_detail: &str,
+        requires: Option<Factor>,
         now: Millis,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Consumes one of the candidates by a conditional update and applies `then`, in one
     /// transaction with the audit rows. `None` (and nothing changed) when no candidate was still
@@ -365,6 +385,8 @@ pub trait Store: AttemptStore + RetentionStore + Send + Sync + 'static {
 struct CredentialSql {
     upsert: &'static str,
     upgrade: &'static str,
+    /// One row when the factor is set.
+    is_set: &'static str,
 }
 
 fn credential_sql(factor: Factor) -> CredentialSql {
@@ -373,11 +395,13 @@ fn credential_sql(factor: Factor) -> CredentialSql {
             upsert: "INSERT INTO users (sub, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $3)
                      ON CONFLICT (sub) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
             upgrade: "UPDATE users SET password_hash = $1, updated_at = $2 WHERE sub = $3 AND password_hash = $4",
+            is_set: "SELECT 1 FROM users WHERE sub = $1 AND password_hash IS NOT NULL",
         },
         Factor::Pin => CredentialSql {
             upsert: "INSERT INTO users (sub, pin_hash, created_at, updated_at) VALUES ($1, $2, $3, $3)
                      ON CONFLICT (sub) DO UPDATE SET pin_hash = excluded.pin_hash, updated_at = excluded.updated_at",
             upgrade: "UPDATE users SET pin_hash = $1, updated_at = $2 WHERE sub = $3 AND pin_hash = $4",
+            is_set: "SELECT 1 FROM users WHERE sub = $1 AND pin_hash IS NOT NULL",
         },
     }
 }
@@ -392,6 +416,32 @@ fn set_event(factor: Factor) -> AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_lines_have_fixed_width_columns() {
+        let line = |at: Millis, event: &str| {
+            AuditRecord {
+                id: 1,
+                at,
+                event: event.to_owned(),
+                detail: "factor=pin".to_owned(),
+            }
+            .to_line(false)
+        };
+        let lines = [
+            line(1_764_102_660_000, "otp.issued"),
+            line(1_764_102_660_100, "device-totp.created"),
+            line(1_764_102_660_123, "pin.set"),
+        ];
+        assert_eq!(
+            lines[0],
+            format!("2025-11-25T20:31:00.000Z  {:<20}  factor=pin", "otp.issued")
+        );
+        assert!(lines[1].starts_with("2025-11-25T20:31:00.100Z  device-totp.created "));
+        for l in &lines {
+            assert_eq!(l.find("factor="), Some(48), "{l}");
+        }
+    }
 
     #[test]
     fn unreachable_or_busy_databases_are_unavailable_and_other_errors_are_not() {

@@ -17,14 +17,17 @@ pub enum PruneKind {
     StaleAttempts,
     /// Audit events older than `audit_retention_days`.
     OldAuditEvents,
-    // Password links (used or expired reset/creation links) join here with their own statement.
+    /// Password links (set or reset) that expired before the cutoff, whether used, retired or
+    /// never opened: an expired link can no longer set a password.
+    ExpiredPasswordLinks,
 }
 
 impl PruneKind {
-    pub const ALL: [PruneKind; 3] = [
+    pub const ALL: [PruneKind; 4] = [
         PruneKind::ExpiredOtps,
         PruneKind::StaleAttempts,
         PruneKind::OldAuditEvents,
+        PruneKind::ExpiredPasswordLinks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl PruneKind {
             PruneKind::ExpiredOtps => "expired_otps",
             PruneKind::StaleAttempts => "stale_attempts",
             PruneKind::OldAuditEvents => "old_audit_events",
+            PruneKind::ExpiredPasswordLinks => "expired_password_links",
         }
     }
 }
@@ -89,6 +93,10 @@ pub(super) fn prune_sql(kind: PruneKind) -> &'static str {
         PruneKind::OldAuditEvents => {
             "DELETE FROM audit_events WHERE id IN
                (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)"
+        }
+        PruneKind::ExpiredPasswordLinks => {
+            "DELETE FROM password_links WHERE digest IN
+               (SELECT digest FROM password_links WHERE expires_at <= $1 LIMIT $2)"
         }
     }
 }

@@ -67,12 +67,13 @@ macro_rules! impl_store {
                 now: Millis,
             ) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO device_totps (sub, device_id, secret_ct, algorithm, digits, period_secs, last_step, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7)
+                    "INSERT INTO device_totps (sub, device_id, secret_ct, algorithm, digits, period_secs, last_step, created_at, updated_at, key_id, secret_gen)
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7, $8, 0)
                      ON CONFLICT (sub, device_id) DO UPDATE SET secret_ct = excluded.secret_ct,
                        algorithm = excluded.algorithm, digits = excluded.digits,
                        period_secs = excluded.period_secs, last_step = NULL, failures = 0,
-                       updated_at = excluded.updated_at",
+                       updated_at = excluded.updated_at,
+                       key_id = excluded.key_id, secret_gen = device_totps.secret_gen + 1",
                 )
                 .bind(sub.as_str())
                 .bind(&d.device_id)
@@ -81,6 +82,7 @@ macro_rules! impl_store {
                 .bind(d.digits)
                 .bind(d.period_secs)
                 .bind(now)
+                .bind(&d.key_id)
                 .execute(conn)
                 .await?;
                 Ok(())
@@ -95,7 +97,7 @@ macro_rules! impl_store {
                 candidates: &Redemption,
                 now: Millis,
             ) -> Result<Option<Redeemed>, StoreError> {
-                if let Some(digest) = &candidates.account_digest {
+                for digest in &candidates.account_digests {
                     let used = sqlx::query(
                         "UPDATE otps SET used_at = $1
                          WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
@@ -113,14 +115,14 @@ macro_rules! impl_store {
                 for (device, step) in &candidates.device_steps {
                     let used = sqlx::query(
                         "UPDATE device_totps SET last_step = $1, failures = 0
-                         WHERE sub = $2 AND device_id = $3 AND secret_ct = $4
+                         WHERE sub = $2 AND device_id = $3 AND secret_gen = $4
                            AND (last_step IS NULL OR last_step < $1)
                          RETURNING device_id",
                     )
                     .bind(*step)
                     .bind(sub.as_str())
                     .bind(&device.device_id)
-                    .bind(&device.secret_ct)
+                    .bind(device.secret_gen)
                     .fetch_optional(&mut *conn)
                     .await?;
                     if used.is_some() {
@@ -170,8 +172,22 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// Every credential record of a user; the audit rows are kept on purpose.
-            async fn erase_user(
+            /// Whether `factor` is set; under `lock_user`, it stays so until the commit.
+            async fn factor_set(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                factor: Factor,
+            ) -> Result<bool, StoreError> {
+                let row = sqlx::query(credential_sql(factor).is_set)
+                    .bind(sub.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            /// Every record of a user (credentials, OTPs, devices, counters, mail quota); the
+            /// audit rows are kept on purpose.
+            pub(super) async fn erase_user(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sub: &Subject,
             ) -> Result<(), StoreError> {
@@ -180,6 +196,10 @@ macro_rules! impl_store {
                     "DELETE FROM otps WHERE sub = $1",
                     "DELETE FROM device_totps WHERE sub = $1",
                     "DELETE FROM attempts WHERE sub = $1",
+                    "DELETE FROM mail_quota WHERE sub = $1",
+                    // A live password link must not bring a password back to an erased account.
+                    "DELETE FROM password_links WHERE sub = $1",
+                    "DELETE FROM reset_proves WHERE sub = $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }
@@ -228,6 +248,7 @@ macro_rules! impl_store {
                     now: Millis,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.begin_write().await?;
+                    lock_user(&mut tx, sub).await?;
                     sqlx::query(credential_sql(factor).upsert)
                         .bind(sub.as_str())
                         .bind(phc)
@@ -267,6 +288,12 @@ macro_rules! impl_store {
                 async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError> {
                     let mut tx = self.begin_write().await?;
                     lock_user(&mut tx, sub).await?;
+                    if let Some(factor) = otp.requires {
+                        if !factor_set(&mut tx, sub, factor).await? {
+                            tx.rollback().await?;
+                            return Ok(OtpInsert::CredentialGone);
+                        }
+                    }
                     if let Some(factor) = otp.reset_attempts {
                         sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
                             .bind(sub.as_str())
@@ -386,7 +413,7 @@ macro_rules! impl_store {
 
                 async fn devices(&self, sub: &Subject) -> Result<Vec<StoredDevice>, StoreError> {
                     let rows = sqlx::query(
-                        "SELECT device_id, secret_ct, algorithm, digits, period_secs
+                        "SELECT device_id, secret_ct, algorithm, digits, period_secs, key_id, secret_gen
                          FROM device_totps WHERE sub = $1 ORDER BY device_id",
                     )
                     .bind(sub.as_str())
@@ -400,6 +427,8 @@ macro_rules! impl_store {
                                 algorithm: row.try_get(2)?,
                                 digits: row.try_get(3)?,
                                 period_secs: row.try_get(4)?,
+                                key_id: row.try_get(5)?,
+                                secret_gen: row.try_get(6)?,
                             })
                         })
                         .collect()
@@ -410,13 +439,21 @@ macro_rules! impl_store {
                     sub: &Subject,
                     device: &StoredDevice,
                     audit_detail: &str,
+                    requires: Option<Factor>,
                     now: Millis,
-                ) -> Result<(), StoreError> {
+                ) -> Result<bool, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    lock_user(&mut tx, sub).await?;
+                    if let Some(factor) = requires {
+                        if !factor_set(&mut tx, sub, factor).await? {
+                            tx.rollback().await?;
+                            return Ok(false);
+                        }
+                    }
                     upsert_device(&mut tx, sub, device, now).await?;
                     insert_audit(&mut tx, sub, AuditEvent::DeviceTotpCreated, audit_detail, now).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(true)
                 }
 
                 async fn redeem(
@@ -427,6 +464,12 @@ macro_rules! impl_store {
                     now: Millis,
                 ) -> Result<Option<Redeemed>, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    // A redemption that changes the user's rows is ordered against the user's
+                    // other writes (an erase must not miss a PIN or device committed beside it).
+                    // A plain verification only consumes, which the conditional update orders.
+                    if !matches!(then, FollowUp::Nothing) {
+                        lock_user(&mut tx, sub).await?;
+                    }
                     let Some(redeemed) = consume(&mut tx, sub, candidates, now).await? else {
                         tx.rollback().await?;
                         return Ok(None);
@@ -438,16 +481,17 @@ macro_rules! impl_store {
 
                 async fn audit_events(&self, sub: &Subject) -> Result<Vec<AuditRecord>, StoreError> {
                     let rows =
-                        sqlx::query("SELECT at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
+                        sqlx::query("SELECT id, at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
                             .bind(sub.as_str())
                             .fetch_all(&self.pool)
                             .await?;
                     rows.iter()
                         .map(|row| {
                             Ok(AuditRecord {
-                                at: row.try_get(0)?,
-                                event: row.try_get(1)?,
-                                detail: row.try_get(2)?,
+                                id: row.try_get(0)?,
+                                at: row.try_get(1)?,
+                                event: row.try_get(2)?,
+                                detail: row.try_get(3)?,
                             })
                         })
                         .collect()

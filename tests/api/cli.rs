@@ -1,64 +1,35 @@
 //! The operator commands, run as the real binary.
 
+use crate::support::process::{run_otpd, with_env};
 use crate::support::*;
 use serde_json::json;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Output;
 
-fn otpd(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
-    otpd_with_env(app.env.clone(), args, stdin)
+/// `otpd ARGS` with the app's settings, bounded in time.
+fn otpd(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    run_otpd(&app.env, args, stdin)
 }
 
-fn otpd_with_env(env: Vec<(String, String)>, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
-        .args(args)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+/// Asserts that the command succeeded, showing its stderr if not; returns its stdout.
+fn succeeded(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]
 async fn set_password_and_set_pin_read_the_secret_from_stdin() {
     let app = TestApp::spawn().await;
-    let out = otpd(
+    let password = "a password from stdin";
+    succeeded(&otpd(
         &app,
         &["user", "set-password", "lena"],
-        "a password from stdin\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = otpd(&app, &["user", "set-pin", "lena"], "4378\n");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        app.create_otp("lena", json!({"password": "a password from stdin"}))
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(
-        app.create_otp("lena", json!({"pin": "4378"}))
-            .await
-            .status(),
-        201
-    );
+        &format!("{password}\n"),
+    ));
+    succeeded(&otpd(&app, &["user", "set-pin", "lena"], "4378\n"));
+    let lena = app.as_user("lena");
+    assert_eq!(lena.create_otp_with_password(password).await.status(), 201);
+    assert_eq!(lena.create_otp_with_pin("4378").await.status(), 201);
 }
 
 #[tokio::test]
@@ -75,44 +46,57 @@ async fn the_operator_commands_apply_the_policies() {
 #[tokio::test]
 async fn check_config_prints_settings_without_secrets() {
     let app = TestApp::spawn().await;
-    let mut env = app.env.clone();
-    env.push((
-        "OTPD_DATABASE_URL".into(),
-        "postgres://otpd:hunter2@db.internal/otpd".into(),
-    ));
-    let out = otpd_with_env(env, &["check-config"], "");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // A pepper whose content would stand out if printed, and a database password.
+    let pepper = "pepper-canary-6c1f9e2a-would-show-if-printed-0123456789";
+    let pepper_file = app.dir.path().join("canary-pepper");
+    std::fs::write(&pepper_file, pepper).unwrap();
+    let env = with_env(
+        &app.env,
+        "OTPD_PEPPER_FILE",
+        &pepper_file.display().to_string(),
     );
-    assert!(text.contains("otp_digits = 6"));
-    assert!(!text.contains("hunter2"));
-    assert!(!text.contains("test pepper"));
+    let env = with_env(
+        &env,
+        "OTPD_DATABASE_URL",
+        "postgres://otpd:hunter2@db.internal/otpd",
+    );
+    let out = run_otpd(&env, &["check-config"], "");
+    let text = succeeded(&out);
+    assert!(text.contains("otp_digits = 6"), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for secret in ["hunter2", pepper] {
+        assert!(
+            !text.contains(secret) && !stderr.contains(secret),
+            "{text}{stderr}"
+        );
+    }
+    // It did read the pepper file: without one, check-config fails naming the setting.
+    let missing = app.dir.path().join("no-such-pepper");
+    let env = with_env(&env, "OTPD_PEPPER_FILE", &missing.display().to_string());
+    let out = run_otpd(&env, &["check-config"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pepper_file") || stderr.contains("PEPPER"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn serve_refuses_to_start_without_a_pepper_and_says_which_setting() {
     let app = TestApp::spawn().await;
-    let mut env = app.env.clone();
-    env.retain(|(k, _)| k != "OTPD_PEPPER_FILE");
-    let out = Command::new(env!("CARGO_BIN_EXE_otpd"))
-        .arg("serve")
-        .env_clear()
-        .envs(env)
-        .output()
-        .unwrap();
+    // Bounded: a `serve` that started after all would fail the test instead of hanging it.
+    let env: Vec<_> = app
+        .env
+        .iter()
+        .filter(|(k, _)| k != "OTPD_PEPPER_FILE")
+        .cloned()
+        .collect();
+    let out = run_otpd(&env, &["serve"], "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("OTPD_PEPPER_FILE"));
-    let mut env = app.env.clone();
-    env.push(("OTPD_OTP_TTL_SECONDS".into(), "900".into()));
-    let out = Command::new(env!("CARGO_BIN_EXE_otpd"))
-        .arg("serve")
-        .env_clear()
-        .envs(env)
-        .output()
-        .unwrap();
+    let env = with_env(&app.env, "OTPD_OTP_TTL_SECONDS", "900");
+    let out = run_otpd(&env, &["serve"], "");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("otp_ttl_seconds"));
 }
@@ -121,20 +105,9 @@ async fn serve_refuses_to_start_without_a_pepper_and_says_which_setting() {
 async fn audit_prints_the_events_of_a_user_without_secrets() {
     let app = TestApp::spawn().await;
     app.set_password("otto", "correct horse battery").await;
-    let res = app
-        .create_otp("otto", json!({"password": "correct horse battery"}))
-        .await;
-    let otp = res.json::<serde_json::Value>().await.unwrap()["otp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let out = otpd(&app, &["audit", "otto"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let otto = app.as_user("otto");
+    let otp = otp_of(otto.create_otp_with_password("correct horse battery").await).await;
+    let text = succeeded(&otpd(&app, &["audit", "otto"], ""));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].contains("password.set"), "{text}");
@@ -163,17 +136,16 @@ async fn user_show_and_unlock_report_and_clear_locks_without_secrets() {
     for _ in 0..4 {
         app.create_otp("rosa", json!({"pin": "1235"})).await;
     }
-    let out = otpd(&app, &["user", "show", "rosa"], "");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&otpd(&app, &["user", "show", "rosa"], ""));
     assert!(text.contains("password  not set  failures=0"), "{text}");
     assert!(text.contains("pin       set      failures=4"), "{text}");
     assert!(text.contains("locked for "), "{text}");
-    assert!(!text.contains("argon2") && !text.contains("4378"), "{text}");
+    // The scheme and pepper id of the hash, never the hash itself.
+    assert!(
+        text.contains("hash: argon2id m=256,t=1,p=1 pepper=p1"),
+        "{text}"
+    );
+    assert!(!text.contains('$') && !text.contains("4378"), "{text}");
     assert_error(
         app.create_otp("rosa", json!({"pin": "4378"})).await,
         429,
@@ -181,12 +153,11 @@ async fn user_show_and_unlock_report_and_clear_locks_without_secrets() {
     )
     .await;
 
-    let out = otpd(
+    succeeded(&otpd(
         &app,
         &["user", "unlock", "rosa", "--factor", "password"],
         "",
-    );
-    assert!(out.status.success());
+    ));
     assert_eq!(
         app.create_otp("rosa", json!({"pin": "4378"}))
             .await
@@ -194,14 +165,12 @@ async fn user_show_and_unlock_report_and_clear_locks_without_secrets() {
         429,
         "unlocking another factor leaves the PIN locked"
     );
-    let out = otpd(&app, &["user", "unlock", "rosa", "--factor", "pin"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text =
-        String::from_utf8_lossy(&otpd(&app, &["user", "show", "rosa"], "").stdout).into_owned();
+    succeeded(&otpd(
+        &app,
+        &["user", "unlock", "rosa", "--factor", "pin"],
+        "",
+    ));
+    let text = succeeded(&otpd(&app, &["user", "show", "rosa"], ""));
     assert!(
         text.contains("pin       set      failures=0    open"),
         "{text}"

@@ -8,10 +8,10 @@ use tokio::net::TcpStream;
 
 /// Generous upper bound for things that should happen within a second or two: a safety net so a
 /// broken server fails the test instead of hanging it, not a timing assertion.
-const SAFETY: Duration = Duration::from_secs(15);
+pub(crate) const SAFETY: Duration = Duration::from_secs(15);
 
 /// Reads until the server closes the connection; returns what it sent.
-async fn read_until_closed(stream: &mut TcpStream) -> String {
+pub(crate) async fn read_until_closed(stream: &mut TcpStream) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -54,17 +54,31 @@ async fn read_response(stream: &mut TcpStream) -> String {
     }
 }
 
-#[tokio::test]
-async fn a_client_dribbling_headers_is_cut_off() {
+const LIVE: &[u8] = b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n\r\n";
+
+/// An app that waits at most a second for a request's headers, and a raw connection to it.
+async fn app_with_header_timeout() -> (TestApp, TcpStream) {
     let app = TestApp::builder()
         .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
         .spawn()
         .await;
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n")
-        .await
-        .unwrap();
+    let stream = TcpStream::connect(app.addr).await.unwrap();
+    (app, stream)
+}
+
+/// Sends `request` and reads the response, which must be a 200.
+async fn ok_response(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.unwrap();
+    let response = read_response(stream).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[tokio::test]
+async fn a_client_dribbling_headers_is_cut_off() {
+    let (app, mut stream) = app_with_header_timeout().await;
+    // The request line and one header, without the blank line that ends the headers.
+    stream.write_all(&LIVE[..LIVE.len() - 2]).await.unwrap();
     // One more header line every 100 ms, never the blank line that ends the headers.
     let dribble = async {
         for i in 0.. {
@@ -91,38 +105,19 @@ async fn a_client_dribbling_headers_is_cut_off() {
         .await
         .expect("the server cut off the slow client");
     // Others are served as usual.
-    assert_eq!(
-        reqwest::get(app.root_url("/health/live"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_root("/health/live").await.status(), 200);
 }
 
 #[tokio::test]
 async fn a_silent_connection_is_closed() {
-    let app = TestApp::builder()
-        .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
-        .spawn()
-        .await;
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let (_app, mut stream) = app_with_header_timeout().await;
     assert_eq!(read_until_closed(&mut stream).await, "");
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let app = TestApp::builder()
-        .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
-        .spawn()
-        .await;
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n\r\n")
-        .await
-        .unwrap();
-    let first = read_response(&mut stream).await;
-    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let (_app, mut stream) = app_with_header_timeout().await;
+    ok_response(&mut stream, LIVE).await;
     assert_eq!(read_until_closed(&mut stream).await, "");
 }
 
@@ -158,17 +153,12 @@ async fn keep_alive_connections_close_after_the_request_cap() {
         .spawn()
         .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    let request = b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n\r\n";
-    stream.write_all(request).await.unwrap();
-    let first = read_response(&mut stream).await;
-    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let first = ok_response(&mut stream, LIVE).await;
     assert!(
         !first.to_ascii_lowercase().contains("connection: close"),
         "{first}"
     );
-    stream.write_all(request).await.unwrap();
-    let second = read_response(&mut stream).await;
-    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    let second = ok_response(&mut stream, LIVE).await;
     assert!(
         second.to_ascii_lowercase().contains("connection: close"),
         "{second}"

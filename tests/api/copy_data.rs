@@ -1,11 +1,10 @@
 //! `otpd copy-data`: a SQLite deployment moved to PostgreSQL keeps its users, live OTPs and audit
 //! trail, and serves them. Runs in the PostgreSQL half of the suite (it needs a server).
 
-use crate::store_contract::count_live_digest;
 use crate::support::*;
 use otpd::domain::Subject;
 use otpd::store::PoolSettings;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::process::Command;
 
 fn copy_data(env: &[(String, String)], args: &[&str]) -> std::process::Output {
@@ -20,21 +19,15 @@ fn copy_data(env: &[(String, String)], args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn copy_data_moves_a_sqlite_deployment_into_postgresql() {
-    let Ok(pg) = std::env::var("OTPD_TEST_DATABASE_URL") else {
-        return; // SQLite-only run: no server to copy into
-    };
-    assert!(pg.starts_with("postgres"));
+    if postgres_server().is_none() {
+        skip!("PostgreSQL only: a SQLite-only run has no server to copy into");
+    }
     let dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}/old.db", dir.path().display());
     let old = TestApp::builder().database_url(&sqlite_url).spawn().await;
     old.set_pin("mover", "4378").await;
     old.set_password("mover", "correct horse battery").await;
-    let res = old.create_otp("mover", json!({"pin": "4378"})).await;
-    assert_eq!(res.status(), 201);
-    let otp = res.json::<Value>().await.unwrap()["otp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let otp = old.as_user("mover").new_otp(json!({"pin": "4378"})).await;
     let old_store = otpd::app::open_store(&sqlite_url, PoolSettings::default())
         .await
         .unwrap();

@@ -1,7 +1,6 @@
 //! Failures every body-taking endpoint of the credential API shares: oversized and malformed
 //! bodies, and methods a route does not have.
 
-use crate::credential_support::*;
 use crate::support::*;
 use reqwest::Method;
 
@@ -25,18 +24,14 @@ async fn send(
     } else {
         "application/json"
     };
-    app.http
-        .request(
-            Method::from_bytes(method.as_bytes()).unwrap(),
-            app.url(path),
-        )
-        .bearer_auth(app.issuer.token("eve"))
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    app.as_user("eve")
+        .request(method, path)
         .header("content-type", content_type)
         .header("accept", accept)
         .body(body)
         .send()
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -70,12 +65,10 @@ async fn methods_a_route_does_not_have_are_405_with_allow() {
         (Method::GET, "/user", "DELETE"),
     ] {
         let res = app
-            .http
-            .request(method.clone(), app.url(path))
-            .bearer_auth(app.issuer.token("eve"))
+            .as_user("eve")
+            .request(method.clone(), path)
             .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(res.headers()["allow"], allow, "{method} {path}");
         assert_error(res, 405, "method-not-allowed").await;
     }

@@ -1,6 +1,5 @@
 //! `DELETE /user`: erase every credential record with an OTP; the audit trail stays.
 
-use crate::credential_support::*;
 use crate::support::*;
 use serde_json::json;
 
@@ -13,41 +12,18 @@ async fn a_valid_otp_erases_everything_and_answers_202() {
         .await;
     let spare = app.account_otp("erin").await;
     let otp = app.account_otp("erin").await;
-    let res = app.delete_user("erin", &otp).await;
+    let erin = app.as_user("erin");
+    let res = erin.delete_user(&otp).await;
     assert_eq!(res.status(), 202);
     assert_eq!(content_type(&res), None);
-    assert_error(
-        app.get_check("/user/pin", "erin").await,
-        404,
-        "credential-not-set",
-    )
-    .await;
-    assert_error(
-        app.get_check("/user/password", "erin").await,
-        404,
-        "credential-not-set",
-    )
-    .await;
-    let both: serde_json::Value = app
-        .get_check("/user/pin-or-password", "erin")
-        .await
-        .json()
-        .await
-        .unwrap();
+    for check in ["/user/pin", "/user/password"] {
+        assert_error(erin.check(check).await, 404, "credential-not-set").await;
+    }
+    let both = erin.pin_or_password().await;
     assert_eq!(both, json!({"pin": false, "password": false}));
     // Other live OTPs and the device are gone too.
-    assert_error(
-        app.verify("erin", json!({ "otp": spare })).await,
-        404,
-        "invalid-otp",
-    )
-    .await;
-    assert_error(
-        app.verify("erin", json!({ "otp": device.now() })).await,
-        404,
-        "invalid-otp",
-    )
-    .await;
+    assert_error(erin.verify(&spare).await, 404, "invalid-otp").await;
+    assert_error(erin.verify(&device.now()).await, 404, "invalid-otp").await;
     let events = app.audit_events("erin").await;
     assert!(events.contains(&"user.deleted".to_owned()), "{events:?}");
     assert!(
@@ -60,49 +36,27 @@ async fn a_valid_otp_erases_everything_and_answers_202() {
 async fn a_bad_otp_is_403_and_erases_nothing() {
     let app = TestApp::spawn().await;
     app.set_pin("erin", "4378").await;
-    assert_error(app.delete_user("erin", "000000").await, 403, "invalid-otp").await;
-    assert_error(app.delete_user("erin", "x").await, 403, "invalid-otp").await;
-    assert_eq!(app.get_check("/user/pin", "erin").await.status(), 200);
+    let erin = app.as_user("erin");
+    assert_error(erin.delete_user("000000").await, 403, "invalid-otp").await;
+    assert_error(erin.delete_user("x").await, 403, "invalid-otp").await;
+    assert_eq!(erin.check("/user/pin").await.status(), 200);
 }
 
 #[tokio::test]
 async fn media_types_token_scope_and_body() {
     let app = TestApp::spawn().await;
-    let url = app.url("/user");
-    let res = app
-        .http
-        .delete(&url)
-        .bearer_auth(app.issuer.token("erin"))
-        .header("content-type", "application/vnd.api+json")
+    let erin = app.as_user("erin");
+    let res = erin
+        .delete("/user")
+        .header("content-type", JSON_API)
         .body(r#"{"otp":"123456"}"#)
         .send()
-        .await
-        .unwrap();
+        .await;
     assert_error(res, 415, "unsupported-media-type").await;
-    let res = app
-        .http
-        .delete(&url)
-        .bearer_auth(app.issuer.token("erin"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = erin.delete("/user").json(&json!({})).send().await;
     assert_error(res, 422, "invalid-field").await;
-    let res = app
-        .http
-        .delete(&url)
-        .bearer_auth(app.issuer.token_with_scope("erin", "user:otp:create"))
-        .json(&json!({"otp": "123456"}))
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 403, "insufficient-scope").await;
-    let res = app
-        .http
-        .delete(&url)
-        .json(&json!({"otp": "123456"}))
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 401, "missing-token").await;
+    app.assert_guarded("user:otp:create", |u| {
+        u.delete("/user").json(&json!({"otp": "123456"}))
+    })
+    .await;
 }

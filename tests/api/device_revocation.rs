@@ -1,19 +1,12 @@
 //! The lifetime bound on guessing a device TOTP: after `otp_disable_after` failed redemptions that
 //! checked a device's codes, with no success of that device in between, the device is revoked.
 
-use crate::credential_support::DeviceSecret;
 use crate::lockout::{count, events};
 use crate::support::*;
 use otpd::service::{Clock, ManualClock};
-use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 
 const DEVICE: &str = "0b9f3a36-8f1e-4c8a-b7f4-6f0d2e0c4a11";
-
-fn manual_clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()))
-}
 
 /// The device's code at the clock's time.
 fn code_now(device: &DeviceSecret, clock: &ManualClock) -> String {
@@ -35,7 +28,8 @@ fn wrong_code(device: &DeviceSecret, clock: &ManualClock, seed: u32) -> String {
 async fn guess(app: &TestApp, clock: &ManualClock, sub: &str, device: &DeviceSecret, n: u32) {
     loop {
         let res = app
-            .verify(sub, json!({ "otp": wrong_code(device, clock, n * 7919) }))
+            .as_user(sub)
+            .verify(&wrong_code(device, clock, n * 7919))
             .await;
         match res.status().as_u16() {
             404 => return,
@@ -72,19 +66,9 @@ async fn two_hundred_guesses_spaced_by_retry_after_revoke_the_device_at_the_twen
 
     // The secret is gone: its right code is now just a wrong one.
     clock.advance(Duration::from_secs(15 * 60));
-    let res = app
-        .verify("gina", json!({ "otp": code_now(&device, &clock) }))
-        .await;
+    let res = app.as_user("gina").verify(&code_now(&device, &clock)).await;
     assert_eq!(res.status(), 404);
-    let metrics = app
-        .http
-        .get(app.root_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("otpd_device_totps_revoked_total 1"),
         "{metrics}"
@@ -108,16 +92,11 @@ async fn an_account_otp_success_does_not_forgive_device_failures_but_a_device_su
     }
     clock.advance(Duration::from_secs(30));
     let otp = app.account_otp("hugo").await;
-    assert_eq!(
-        app.verify("hugo", json!({ "otp": otp })).await.status(),
-        204
-    );
+    assert_eq!(app.as_user("hugo").verify(&otp).await.status(), 204);
     assert_eq!(count(&events(&app, "hugo").await, "device-totp.revoked"), 0);
     guess(&app, &clock, "hugo", &hugo, 5).await;
     assert_eq!(count(&events(&app, "hugo").await, "device-totp.revoked"), 1);
-    let res = app
-        .verify("hugo", json!({ "otp": code_now(&hugo, &clock) }))
-        .await;
+    let res = app.as_user("hugo").verify(&code_now(&hugo, &clock)).await;
     assert_eq!(res.status(), 404, "the revoked device's code");
 
     // The same with a success of the device itself: its count starts over.
@@ -126,9 +105,7 @@ async fn an_account_otp_success_does_not_forgive_device_failures_but_a_device_su
         guess(&app, &clock, "ines", &ines, n).await;
     }
     clock.advance(Duration::from_secs(30));
-    let res = app
-        .verify("ines", json!({ "otp": code_now(&ines, &clock) }))
-        .await;
+    let res = app.as_user("ines").verify(&code_now(&ines, &clock)).await;
     assert_eq!(res.status(), 204);
     for n in 5..10 {
         guess(&app, &clock, "ines", &ines, n).await;
@@ -136,9 +113,7 @@ async fn an_account_otp_success_does_not_forgive_device_failures_but_a_device_su
     assert_eq!(count(&events(&app, "ines").await, "device-totp.revoked"), 0);
     // Wait out the lock and a time step (each step is accepted once): the device still works.
     clock.advance(Duration::from_secs(15 * 60));
-    let res = app
-        .verify("ines", json!({ "otp": code_now(&ines, &clock) }))
-        .await;
+    let res = app.as_user("ines").verify(&code_now(&ines, &clock)).await;
     assert_eq!(res.status(), 204);
 }
 
@@ -154,15 +129,11 @@ async fn failures_that_did_not_check_device_codes_do_not_count_against_devices()
     // `types: ["account"]` narrows the check to account OTPs: the device is not guessed at.
     for n in 0..4 {
         let wrong = wrong_code(&jana, &clock, n);
-        let res = app
-            .verify("jana", json!({ "otp": wrong, "types": ["account"] }))
-            .await;
+        let res = app.as_user("jana").verify_as(&wrong, &["account"]).await;
         assert_eq!(res.status(), 404);
     }
     assert_eq!(count(&events(&app, "jana").await, "device-totp.revoked"), 0);
     clock.advance(Duration::from_secs(60));
-    let res = app
-        .verify("jana", json!({ "otp": code_now(&jana, &clock) }))
-        .await;
+    let res = app.as_user("jana").verify(&code_now(&jana, &clock)).await;
     assert_eq!(res.status(), 204);
 }

@@ -2,11 +2,8 @@
 //! middle of a stream of `POST /user/otp`, restarted on the same database, and every OTP it had
 //! answered is redeemed there, exactly once.
 
-use crate::process::Server;
+use crate::support::process::Server;
 use crate::support::*;
-use otpd::domain::{Pin, Subject};
-use otpd::service::credentials::NewCredential;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,19 +14,14 @@ const USERS: usize = 60;
 const KILL_AFTER: usize = 20;
 const CLIENTS: usize = 4;
 
+/// Gives the users `PREFIX-0` … `PREFIX-(count-1)` the PIN `pin`.
 pub async fn set_pins(app: &TestApp, prefix: &str, count: usize, pin: &str) {
-    let services = app.services().await;
-    let policy = app.config().pin;
     for i in 0..count {
-        let new = NewCredential::Pin(Pin::parse(SecretString::from(pin), policy).unwrap());
-        services
-            .set_credential(&Subject::parse(&format!("{prefix}-{i}")).unwrap(), new)
-            .await
-            .unwrap();
+        app.set_pin(&format!("{prefix}-{i}"), pin).await;
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_otp_answered_201_before_a_sigkill_is_redeemable_once_after_restart() {
     let app = TestApp::spawn().await;
     set_pins(&app, "crash", USERS, "4378").await;
@@ -46,7 +38,7 @@ async fn every_otp_answered_201_before_a_sigkill_is_redeemable_once_after_restar
                 Arc::clone(&issued),
                 Arc::clone(&enough),
             );
-            let url = server.url("/user/otp");
+            let api = server.url("");
             let issuer = Arc::clone(&app.issuer);
             tokio::spawn(async move {
                 loop {
@@ -55,11 +47,11 @@ async fn every_otp_answered_201_before_a_sigkill_is_redeemable_once_after_restar
                         break;
                     }
                     let user = format!("crash-{i}");
-                    let sent = http
-                        .post(&url)
-                        .bearer_auth(issuer.token(&user))
+                    let client = User::new(&http, api.clone(), &issuer, &user);
+                    let sent = client
+                        .post("/user/otp")
                         .json(&json!({"pin": "4378"}))
-                        .send()
+                        .try_send()
                         .await;
                     let Ok(res) = sent else { break }; // the server is gone
                     if res.status() != 201 {
@@ -98,13 +90,8 @@ async fn every_otp_answered_201_before_a_sigkill_is_redeemable_once_after_restar
 
 /// The OTP is accepted once and refused the second time, by `server`.
 pub async fn assert_redeemable_once(app: &TestApp, server: &Server, user: &str, otp: &str) {
-    let http = reqwest::Client::new();
-    let verify = || {
-        http.post(server.url("/user/otp/verify"))
-            .bearer_auth(app.issuer.token(user))
-            .json(&json!({ "otp": otp }))
-            .send()
-    };
-    assert_eq!(verify().await.unwrap().status(), 204, "OTP of {user} lost");
-    assert_error(verify().await.unwrap(), 404, "invalid-otp").await;
+    let user_there = server.as_user(&app.issuer, user);
+    let first = user_there.verify(otp).await;
+    assert_eq!(first.status(), 204, "OTP of {user} lost");
+    assert_error(user_there.verify(otp).await, 404, "invalid-otp").await;
 }

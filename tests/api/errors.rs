@@ -9,18 +9,13 @@ async fn post_raw(
     accept: Option<&str>,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let mut req = app
-        .http
-        .post(app.url("/user/otp"))
-        .bearer_auth(app.issuer.token("u1"))
-        .body(body);
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
+    let mut req = app.as_user("u1").post("/user/otp").body(body);
+    for (name, value) in [("content-type", content_type), ("accept", accept)] {
+        if let Some(value) = value {
+            req = req.header(name, value);
+        }
     }
-    if let Some(a) = accept {
-        req = req.header("accept", a);
-    }
-    req.send().await.unwrap()
+    req.send().await
 }
 
 #[tokio::test]
@@ -147,9 +142,9 @@ async fn an_oversized_body_is_413() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_api_errors() {
     let app = TestApp::spawn().await;
-    let res = app.http.get(app.root_url("/nowhere")).send().await.unwrap();
+    let res = app.get_root("/nowhere").await;
     assert_error(res, 404, "not-found").await;
-    let res = app.http.get(app.url("/user/otp")).send().await.unwrap();
+    let res = app.request(reqwest::Method::GET, "/user/otp").send().await;
     assert_eq!(res.headers()["allow"], "POST");
     assert_error(res, 405, "method-not-allowed").await;
 }
@@ -157,24 +152,15 @@ async fn unknown_routes_and_methods_get_json_api_errors() {
 #[tokio::test]
 async fn a_sane_request_id_is_kept_and_a_strange_one_replaced() {
     let app = TestApp::spawn().await;
-    let res = app
-        .http
-        .get(app.root_url("/nowhere"))
-        .header("request-id", "client-id-123")
-        .send()
-        .await
-        .unwrap();
+    let nowhere = |id: &str| {
+        let req = app.http.get(app.root_url("/nowhere"));
+        req.header("request-id", id).send()
+    };
+    let res = nowhere("client-id-123").await.unwrap();
     assert_eq!(res.headers()["request-id"], "client-id-123");
     let err = assert_error(res, 404, "not-found").await;
     assert_eq!(err["id"], "client-id-123");
-    let res = app
-        .http
-        .get(app.root_url("/nowhere"))
-        .header("request-id", "<script>")
-        .send()
-        .await
-        .unwrap();
-    let id = res.headers()["request-id"].to_str().unwrap().to_owned();
+    let id = request_id(&nowhere("<script>").await.unwrap());
     assert_eq!(id.len(), 20, "a fresh xid: {id}");
 }
 
@@ -185,29 +171,22 @@ async fn an_internal_error_is_500_without_internals_and_logged_with_its_cause() 
     // Corrupt the stored hash behind the service's back.
     corrupt_pin_hash(&app.database_url, "broken").await;
     let res = app.create_otp("broken", json!({"pin": "1235"})).await;
-    let request_id = res.headers()["request-id"].to_str().unwrap().to_owned();
+    let request_id = request_id(&res);
     let err = assert_error(res, 500, "internal-error").await;
     let text = err.to_string();
     assert!(
         !text.contains("PHC") && !text.contains("hash") && !text.contains("argon"),
         "{text}"
     );
-    let logs = captured_logs();
-    let line = logs
-        .lines()
-        .find(|l| l.contains(&request_id) && l.contains("request failed"))
+    let lines = log_lines_with(&request_id);
+    let line = lines
+        .iter()
+        .find(|l| l.contains("request failed"))
         .expect("logged");
     assert!(line.contains("stored hash unusable"), "{line}");
 }
 
 async fn corrupt_pin_hash(url: &str, sub: &str) {
-    use sqlx::Connection;
     let sql = "UPDATE users SET pin_hash = 'not a hash' WHERE sub = $1";
-    if is_sqlite(url) {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(sql).bind(sub).execute(&mut c).await.unwrap();
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(sql).bind(sub).execute(&mut c).await.unwrap();
-    }
+    assert_eq!(execute(url, sql, sub).await, 1);
 }

@@ -13,28 +13,35 @@ use std::time::Duration;
 const CLIENT_ID: &str = "otpd";
 const CLIENT_SECRET: &str = "introspection-secret-7f3a9c";
 
-/// An introspection endpoint: answers from a table of tokens, `{"active": false}` for others.
-struct Stub {
+/// An introspection endpoint: answers from a table of tokens, `{"active": false}` for others. It
+/// counts the calls it gets, and can hold its answers back (`hold`) so tests can pile requests up.
+pub(crate) struct Stub {
     url: String,
     answers: Arc<Mutex<HashMap<String, Value>>>,
     calls: Arc<AtomicUsize>,
-    down: Arc<AtomicBool>,
+    pub(crate) down: Arc<AtomicBool>,
+    gate: Arc<tokio::sync::RwLock<()>>,
     secret_dir: tempfile::TempDir,
 }
 
 impl Stub {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let answers: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let calls = Arc::new(AtomicUsize::new(0));
         let down = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
         let (a, c, d) = (Arc::clone(&answers), Arc::clone(&calls), Arc::clone(&down));
+        let g = Arc::clone(&gate);
         let router = axum::Router::new().route(
             "/introspect",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap, body: String| async move {
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let g = Arc::clone(&g);
+                let (a, c, d) = (Arc::clone(&a), Arc::clone(&c), Arc::clone(&d));
+                async move {
                     use axum::http::StatusCode;
                     use axum::response::IntoResponse;
                     c.fetch_add(1, Ordering::SeqCst);
+                    let _open = g.read().await;
                     if d.load(Ordering::SeqCst) {
                         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
                     }
@@ -61,8 +68,8 @@ impl Stub {
                         .cloned()
                         .unwrap_or(json!({"active": false}));
                     axum::Json(answer).into_response()
-                },
-            ),
+                }
+            }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/introspect", listener.local_addr().unwrap());
@@ -78,22 +85,28 @@ impl Stub {
             answers,
             calls,
             down,
+            gate,
             secret_dir,
         }
     }
 
-    fn set(&self, token: &str, answer: Value) {
+    /// Holds every answer back (the calls are still counted) until the guard is dropped.
+    pub(crate) async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.gate).write_owned().await
+    }
+
+    pub(crate) fn set(&self, token: &str, answer: Value) {
         self.answers
             .lock()
             .unwrap()
             .insert(token.to_owned(), answer);
     }
 
-    fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 
-    fn app(&self) -> TestAppBuilder {
+    pub(crate) fn app(&self) -> TestAppBuilder {
         TestApp::builder()
             .env("OTPD_INTROSPECTION_URL", &self.url)
             .env("OTPD_INTROSPECTION_CLIENT_ID", CLIENT_ID)
@@ -104,35 +117,37 @@ impl Stub {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// What a provider says about an active token of `sub` that expires at `exp` (unix seconds).
-fn active_until(app: &TestApp, sub: &str, scope: &str, exp: i64) -> Value {
+pub(crate) fn active_until(app: &TestApp, sub: &str, scope: &str, exp: i64) -> Value {
     json!({"active": true, "sub": sub, "scope": scope, "client_id": "app", "iss": app.issuer.url,
            "token_type": "Bearer", "exp": exp, "iat": exp - 600})
 }
 
-fn active(app: &TestApp, sub: &str, scope: &str, exp_in: i64) -> Value {
+pub(crate) fn active(app: &TestApp, sub: &str, scope: &str, exp_in: i64) -> Value {
     active_until(app, sub, scope, now() + exp_in)
 }
 
-async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/user/otp"))
-        .bearer_auth(token)
-        .json(&json!({"pin": "1235"}))
-        .send()
-        .await
-        .unwrap()
+/// An app that introspects with `stub`, and kim with a PIN.
+async fn kim_behind(stub: &Stub) -> TestApp {
+    let app = stub.app().spawn().await;
+    app.set_pin("kim", "1235").await;
+    app
+}
+
+/// `POST /user/otp` with kim's PIN and `token`, whatever it is.
+pub(crate) async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
+    let kim = app.as_user("kim").with_token(token);
+    kim.create_otp_with_pin("1235").await
 }
 
 #[tokio::test]
 async fn an_active_opaque_token_is_accepted_and_an_inactive_one_refused() {
     let stub = Stub::start().await;
-    let app = stub.app().spawn().await;
-    app.set_pin("kim", "1235").await;
+    let app = kim_behind(&stub).await;
     stub.set("opaque-good", active(&app, "kim", "user:otp:create", 600));
     assert_eq!(post_with(&app, "opaque-good").await.status(), 201);
     stub.set("opaque-dead", json!({"active": false}));
@@ -247,8 +262,7 @@ async fn answers_are_cached_briefly_and_never_past_the_tokens_exp() {
 #[tokio::test]
 async fn a_provider_that_cannot_answer_is_503_not_401() {
     let stub = Stub::start().await;
-    let app = stub.app().spawn().await;
-    app.set_pin("kim", "1235").await;
+    let app = kim_behind(&stub).await;
     stub.set("tok", active(&app, "kim", "user:otp:create", 600));
     stub.down.store(true, Ordering::SeqCst);
     let res = post_with(&app, "tok").await;
@@ -269,29 +283,54 @@ async fn a_provider_that_cannot_answer_is_503_not_401() {
         )
         .spawn()
         .await;
-    assert_error(
-        post_with(&misconfigured, "tok").await,
-        503,
-        "identity-provider-unavailable",
-    )
-    .await;
-    // Nothing of the secret or the token reaches the logs.
+    let res = post_with(&misconfigured, "tok").await;
+    let id = request_id(&res);
+    assert_error(res, 503, "identity-provider-unavailable").await;
+    // The stub refused the wrong secret (the client id was right): the request's log says the
+    // provider could not answer, and nothing of either secret reaches the logs.
+    assert_logged(&id, "identity provider cannot vouch");
     let logs = captured_logs();
     assert!(!logs.contains(CLIENT_SECRET));
     assert!(!logs.contains("not-the-secret"));
-    assert!(logs.contains("identity provider cannot vouch"));
 }
 
 #[tokio::test]
 async fn introspection_needs_a_client_id_and_a_secret_file() {
-    let err = otpd::config::Config::load(
-        None,
-        vec![(
-            "OTPD_INTROSPECTION_URL".to_owned(),
-            "https://id.example/introspect".to_owned(),
-        )],
-        true,
-    )
-    .unwrap_err();
+    let load = |settings: &[(&str, &str)]| {
+        let env = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>();
+        otpd::config::Config::load(None, env, true).unwrap_err()
+    };
+    let url = ("OTPD_INTROSPECTION_URL", "https://id.example/introspect");
+    let err = load(&[url]);
     assert!(err.to_string().contains("introspection_client_id"), "{err}");
+    let err = load(&[url, ("OTPD_INTROSPECTION_CLIENT_ID", CLIENT_ID)]);
+    assert!(
+        err.to_string().contains("introspection_client_secret_file"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_secret_is_read_from_its_file_and_sent_with_the_client_id() {
+    // The stub answers only for CLIENT_ID:CLIENT_SECRET, the secret file's content without its
+    // trailing newline; with another client id and the right secret, it refuses as well.
+    let stub = Stub::start().await;
+    let app = kim_behind(&stub).await;
+    stub.set("tok", active(&app, "kim", "user:otp:create", 600));
+    let res = post_with(&app, "tok").await;
+    assert_eq!(
+        res.status(),
+        201,
+        "the secret file's content, trimmed, was sent"
+    );
+    let other_client = stub
+        .app()
+        .env("OTPD_INTROSPECTION_CLIENT_ID", "not-otpd")
+        .spawn()
+        .await;
+    let res = post_with(&other_client, "tok").await;
+    assert_error(res, 503, "identity-provider-unavailable").await;
 }

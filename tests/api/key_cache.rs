@@ -4,18 +4,13 @@
 use crate::support::*;
 use jsonwebtoken::{Algorithm, Header};
 use otpd::service::ManualClock;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `POST /user/otp` with kim's PIN and `token`, whatever it is.
 async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/user/otp"))
-        .bearer_auth(token)
-        .json(&json!({"pin": "1235"}))
-        .send()
-        .await
-        .unwrap()
+    let kim = app.as_user("kim").with_token(token);
+    kim.create_otp_with_pin("1235").await
 }
 
 async fn status_with(app: &TestApp, token: &str) -> u16 {
@@ -24,6 +19,15 @@ async fn status_with(app: &TestApp, token: &str) -> u16 {
 
 fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()))
+}
+
+/// An app on a manual clock where kim has a PIN, and a token of kim's.
+async fn kim_on_a_manual_clock() -> (Arc<ManualClock>, TestApp, String) {
+    let clock = manual_clock();
+    let app = TestApp::builder().clock(clock.clone()).spawn().await;
+    app.set_pin("kim", "1235").await;
+    let token = app.issuer.token("kim");
+    (clock, app, token)
 }
 
 const OTHER_KID: &str = "test-rsa-2";
@@ -64,10 +68,7 @@ async fn keys_are_kept_for_the_jwks_max_age_and_fetched_again_after_it() {
 
 #[tokio::test]
 async fn a_new_key_is_accepted_and_a_withdrawn_key_refused_without_a_restart() {
-    let clock = manual_clock();
-    let app = TestApp::builder().clock(clock.clone()).spawn().await;
-    app.set_pin("kim", "1235").await;
-    let old = app.issuer.token("kim");
+    let (clock, app, old) = kim_on_a_manual_clock().await;
     assert_eq!(status_with(&app, &old).await, 201);
 
     // The provider publishes a new key and signs with it: the unknown kid triggers a fetch.
@@ -90,29 +91,18 @@ async fn a_new_key_is_accepted_and_a_withdrawn_key_refused_without_a_restart() {
 
 #[tokio::test]
 async fn cached_keys_keep_serving_while_the_provider_is_unreachable() {
-    let clock = manual_clock();
-    let app = TestApp::builder().clock(clock.clone()).spawn().await;
-    app.set_pin("kim", "1235").await;
-    let token = app.issuer.token("kim");
+    let (clock, app, token) = kim_on_a_manual_clock().await;
     app.issuer.set_down(true);
     clock.advance(Duration::from_secs(3600));
     let res = post_with(&app, &token).await;
     assert_eq!(res.status(), 201);
     // The request found the cache expired, tried the provider, and went on with the cached keys.
-    let id = res.headers()["request-id"].to_str().unwrap().to_owned();
-    assert!(
-        log_lines_with(&id)
-            .iter()
-            .any(|l| l.contains("could not refresh signing keys; keeping the cached ones")),
-        "{:#?}",
-        log_lines_with(&id)
+    let id = request_id(&res);
+    assert_logged(
+        &id,
+        "could not refresh signing keys; keeping the cached ones",
     );
-    let ready = app
-        .http
-        .get(app.root_url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get_root("/health/ready").await;
     assert_eq!(ready.status(), 200, "still ready on cached keys");
     app.issuer.set_down(false);
 }
@@ -123,14 +113,13 @@ async fn otpd_starts_while_the_provider_is_down_and_becomes_ready_when_keys_load
     issuer.set_down(true);
     let app = TestApp::builder().issuer(Arc::clone(&issuer)).spawn().await;
     app.set_pin("kim", "1235").await;
-    let ready = app
-        .http
-        .get(app.root_url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get_root("/health/ready").await;
     assert_error(ready, 503, "not-ready").await;
-    assert!(captured_logs().contains("could not load signing keys yet; not ready until they load"));
+    // This app's warning: other apps of the run log the same words, but not about this issuer.
+    let warned = log_lines_with(&issuer.url)
+        .into_iter()
+        .any(|l| l.contains("could not load signing keys yet; not ready until they load"));
+    assert!(warned, "{:#?}", log_lines_with(&issuer.url));
     // A token cannot be judged without keys: that is the provider's outage, not the caller's fault.
     let res = post_with(&app, &issuer.token("kim")).await;
     assert_eq!(res.headers()["retry-after"], "1");
@@ -140,25 +129,18 @@ async fn otpd_starts_while_the_provider_is_down_and_becomes_ready_when_keys_load
     // The background task retries (1 s, 2 s, 4 s, …); wait for it, with a generous bound.
     let mut status = 0;
     for _ in 0..120 {
-        status = app
-            .http
-            .get(app.root_url("/health/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
+        status = app.get_root("/health/ready").await.status().as_u16();
         if status == 200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(status, 200, "ready once the keys load");
-    assert!(captured_logs().contains("signing keys loaded; ready"));
+    assert!(issuer.jwks_fetches() >= 1, "the keys came from this issuer");
     assert_eq!(status_with(&app, &issuer.token("kim")).await, 201);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_unknown_key_ids_causes_at_most_one_fetch() {
     let clock = manual_clock();
     let app = Arc::new(TestApp::builder().clock(clock.clone()).spawn().await);

@@ -12,33 +12,25 @@ fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()))
 }
 
-/// An app on a manual clock whose hashing queue admits every request of a burst, so the burst
-/// reaches the attempt counter instead of being shed.
+/// An app on a manual clock that admits every request of a burst, so the burst reaches the
+/// attempt counter instead of being shed.
 async fn app_with(clock: &Arc<ManualClock>) -> TestApp {
     TestApp::builder()
-        .env("OTPD_HASH_QUEUE", "500")
+        .admitting_bursts()
         .clock(clock.clone())
         .spawn()
         .await
 }
 
 pub async fn events(app: &TestApp, sub: &str) -> Vec<String> {
-    app.services()
-        .await
-        .store
-        .audit_events(&Subject::parse(sub).unwrap())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect()
+    app.audit_events(sub).await
 }
 
 pub fn count(events: &[String], name: &str) -> usize {
     events.iter().filter(|e| *e == name).count()
 }
 
-/// Fires `n` requests at once and returns their statuses (sorted) and Retry-After values.
+/// Fires `n` requests at once and returns their statuses, sorted.
 async fn burst(app: &TestApp, sub: &str, body: serde_json::Value, n: usize) -> Vec<u16> {
     let requests = (0..n).map(|_| app.create_otp(sub, body.clone()));
     let mut statuses: Vec<u16> = join_all(requests)
@@ -54,7 +46,7 @@ fn tally(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_parallel_wrong_pins_evaluate_no_more_than_the_policy_allows() {
     let clock = manual_clock();
     let app = app_with(&clock).await;
@@ -86,7 +78,7 @@ async fn a_hundred_parallel_wrong_pins_evaluate_no_more_than_the_policy_allows()
     assert_eq!(count(&events(&app, "lena").await, "pin.refused"), 4);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_wrong_pins_spread_over_two_replicas_share_one_counter() {
     let clock = manual_clock();
     let one = app_with(&clock).await;
@@ -131,10 +123,7 @@ async fn ten_wrong_pins_disable_the_pin_until_a_new_one_is_set_even_across_resta
     assert_eq!(count(&log, "pin.locked"), 6, "failures 4..=9 lock: {log:?}");
 
     // A restart and a day later change nothing.
-    let restart = app
-        .sibling()
-        .env("OTPD_HASH_QUEUE", "500")
-        .clock(clock.clone());
+    let restart = app.sibling().admitting_bursts().clock(clock.clone());
     app.stop().await;
     clock.advance(Duration::from_secs(86_400));
     let app = restart.spawn().await;
@@ -148,7 +137,10 @@ async fn ten_wrong_pins_disable_the_pin_until_a_new_one_is_set_even_across_resta
     // A new PIN set through `PUT /user/pin` with an OTP from the password path re-enables the
     // factor with clean counters.
     let otp = app.account_otp("nora").await;
-    assert_eq!(app.put_pin("nora", "5791", &otp).await.status(), 200);
+    assert_eq!(
+        app.as_user("nora").put_pin("5791", &otp).await.status(),
+        200
+    );
     assert_eq!(
         app.create_otp("nora", json!({"pin": "5791"}))
             .await
@@ -157,7 +149,7 @@ async fn ten_wrong_pins_disable_the_pin_until_a_new_one_is_set_even_across_resta
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_pin_storm_leaves_the_password_path_working() {
     let clock = manual_clock();
     let app = app_with(&clock).await;
@@ -200,7 +192,7 @@ async fn a_wrong_pin_storm_leaves_the_password_path_working() {
     assert_eq!(failures, [("password", 5), ("pin", 0), ("otp", 0)]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_locked_factor_with_a_wrong_other_factor_is_still_invalid_credentials() {
     let clock = manual_clock();
     let app = app_with(&clock).await;

@@ -32,10 +32,7 @@ async fn requests_are_counted_by_route_template_and_status() {
         .await;
     assert_eq!(wrong.status(), 422);
     for path in ["/nope/uma-7f3a9", "/nope/other-1c2b"] {
-        assert_eq!(
-            reqwest::get(app.root_url(path)).await.unwrap().status(),
-            404
-        );
+        assert_eq!(app.get_root(path).await.status(), 404);
     }
     let text = scrape(app.root_url("/metrics")).await;
 
@@ -94,12 +91,7 @@ async fn a_separate_admin_listener_serves_metrics_and_health_and_nothing_else() 
         .await;
     let admin = app.admin_addr.expect("an admin listener");
     assert_ne!(admin, app.addr);
-    assert_error(
-        reqwest::get(app.root_url("/metrics")).await.unwrap(),
-        404,
-        "not-found",
-    )
-    .await;
+    assert_error(app.get_root("/metrics").await, 404, "not-found").await;
     let text = scrape(format!("http://{admin}/metrics")).await;
     assert!(text.contains("otpd_jwks_refreshes_total"), "{text}");
     for path in ["/health/live", "/health/ready"] {
@@ -110,10 +102,7 @@ async fn a_separate_admin_listener_serves_metrics_and_health_and_nothing_else() 
                 .status(),
             200
         );
-        assert_eq!(
-            reqwest::get(app.root_url(path)).await.unwrap().status(),
-            200
-        );
+        assert_eq!(app.get_root(path).await.status(), 200);
     }
     let res = reqwest::Client::new()
         .post(format!("http://{admin}{}/user/otp", app.base))

@@ -9,12 +9,7 @@ const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"
 #[tokio::test]
 async fn the_served_document_matches_the_committed_copy() {
     let app = TestApp::spawn().await;
-    let res = app
-        .http
-        .get(app.root_url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_root("/openapi.json").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/json");
     let served: Value = res.json().await.unwrap();

@@ -5,42 +5,25 @@ use futures::future::join_all;
 use otpd::domain::Subject;
 use serde_json::json;
 
-fn token_for_client(app: &TestApp, sub: &str, client: &str) -> String {
-    let mut claims = app.issuer.claims(sub, ALL_SCOPES);
-    claims["azp"] = json!(client);
-    app.issuer.sign_rs256(&claims)
+/// `sub` calling through the OAuth client `client` (the token's `azp`).
+fn through_client<'a>(app: &'a TestApp, sub: &str, client: &str) -> User<'a> {
+    app.as_user(sub).with_claims(json!({ "azp": client }))
 }
 
-async fn create_otp_with(
-    app: &TestApp,
-    http: &reqwest::Client,
-    token: &str,
-    body: serde_json::Value,
-) -> reqwest::Response {
-    http.post(app.url("/user/otp"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flooding_client_gets_429_and_other_clients_and_the_user_are_unaffected() {
     // PIN locking off: parallel checks of one PIN are counted before they are checked, and five
     // at once would reach the lock threshold; this test is about the per-client limit alone.
     let app = TestApp::builder()
         .env("OTPD_RATE_LIMIT_PER_CLIENT", "5/min")
-        .env("OTPD_HASH_QUEUE", "100")
+        .admitting_bursts()
         .env("OTPD_PIN_LOCK_FROM", "0")
         .env("OTPD_PIN_DISABLE_AFTER", "0")
         .spawn()
         .await;
     app.set_pin("sara", "4378").await;
-    let flooder = token_for_client(&app, "sara", "flooder");
-    let body = json!({"pin": "4378"});
-    let responses =
-        join_all((0..20).map(|_| create_otp_with(&app, &app.http, &flooder, body.clone()))).await;
+    let flooder = through_client(&app, "sara", "flooder");
+    let responses = join_all((0..20).map(|_| flooder.create_otp_with_pin("4378"))).await;
     let mut created = 0;
     let mut limited = vec![];
     for res in responses {
@@ -63,8 +46,8 @@ async fn a_flooding_client_gets_429_and_other_clients_and_the_user_are_unaffecte
     }
 
     // Another client of the same user is not limited, and nothing was counted against the user.
-    let other = token_for_client(&app, "sara", "other-app");
-    let res = create_otp_with(&app, &app.http, &other, body.clone()).await;
+    let other = through_client(&app, "sara", "other-app");
+    let res = other.create_otp_with_pin("4378").await;
     assert_eq!(res.status(), 201);
     let states = app
         .services()
@@ -87,33 +70,23 @@ async fn a_flooding_address_gets_429_and_other_addresses_are_unaffected() {
         .spawn()
         .await;
     app.set_pin("tina", "4378").await;
-    let token = app.issuer.token("tina");
-    let body = json!({"pin": "4378"});
+    let tina = app.as_user("tina");
     let mut statuses = vec![];
     for _ in 0..6 {
-        statuses.push(
-            create_otp_with(&app, &app.http, &token, body.clone())
-                .await
-                .status()
-                .as_u16(),
-        );
+        statuses.push(tina.create_otp_with_pin("4378").await.status().as_u16());
     }
     assert_eq!(statuses, [201, 201, 201, 429, 429, 429]);
-    let res = create_otp_with(&app, &app.http, &token, body.clone()).await;
+    let res = tina.create_otp_with_pin("4378").await;
     assert_error(res, 429, "rate-limited").await;
     // Health checks are not limited.
-    let res = app
-        .http
-        .get(app.root_url("/health/live"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_root("/health/live").await;
     assert_eq!(res.status(), 200);
     // Another source address (loopback is all of 127/8) has its own budget.
     let elsewhere = reqwest::Client::builder()
         .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap();
-    let res = create_otp_with(&app, &elsewhere, &token, body).await;
+    let tina_elsewhere = User::new(&elsewhere, app.url(""), &app.issuer, "tina");
+    let res = tina_elsewhere.create_otp_with_pin("4378").await;
     assert_eq!(res.status(), 201);
 }

@@ -61,16 +61,20 @@ impl Provider {
     /// outside CI.
     async fn start_or_skip(test: &str, keys: &[&str]) -> Option<Self> {
         if let Some(why) = missing_node() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{test}: {why}; the real-provider tests must run in CI");
-            }
-            eprintln!("SKIPPED {test}: {why}");
+            report_missing_tool(&format!("real_provider::{test}"), &why);
             return None;
         }
         Some(Self::start_on(0, keys).await)
     }
 
     async fn start_on(port: u16, keys: &[&str]) -> Self {
+        Self::try_start_on(port, keys)
+            .await
+            .unwrap_or_else(|log| panic!("the provider did not start: {log}"))
+    }
+
+    /// The provider on `port` (0: any), or its log if it did not come up.
+    async fn try_start_on(port: u16, keys: &[&str]) -> Result<Self, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let keys: Vec<String> = keys
@@ -91,17 +95,14 @@ impl Provider {
             .spawn()
             .expect("node starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        let Some(first) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .ok()
             .and_then(Result::ok)
             .flatten()
-            .unwrap_or_else(|| {
-                panic!(
-                    "the provider did not start: {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                )
-            });
+        else {
+            return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+        };
         // Keep draining its notices so the pipe never fills.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let issuer = serde_json::from_str::<Value>(&first).unwrap()["issuer"]
@@ -109,19 +110,31 @@ impl Provider {
             .unwrap()
             .to_owned();
         let port = issuer.rsplit(':').next().unwrap().parse().unwrap();
-        Self {
+        Ok(Self {
             issuer,
             port,
             child,
             http: reqwest::Client::new(),
             _log_dir: log_dir,
-        }
+        })
     }
 
-    /// The same issuer (same port) with another key set: a key rotation.
+    /// The same issuer (same port) with another key set: a key rotation. The port is free only
+    /// once the old process is gone, and something else may take it first: a few tries.
     async fn restart_with(mut self, keys: &[&str]) -> Self {
         let _ = self.child.kill().await;
-        Self::start_on(self.port, keys).await
+        let mut log = String::new();
+        for _ in 0..10 {
+            match Self::try_start_on(self.port, keys).await {
+                Ok(provider) => return provider,
+                Err(l) => log = l,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "the provider did not start again on port {}: {log}",
+            self.port
+        );
     }
 
     /// A client-credentials access token for `resource`, about the user `sub`, with `claims` added.
@@ -185,14 +198,10 @@ fn linked() -> Value {
     json!({"pace_linked": "idp-1"})
 }
 
+/// `POST /user/otp` with kim's PIN and `token` from the provider.
 async fn create_otp(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/user/otp"))
-        .bearer_auth(token)
-        .json(&json!({"pin": "1235"}))
-        .send()
-        .await
-        .unwrap()
+    let kim = app.as_user("kim").with_token(token);
+    kim.create_otp_with_pin("1235").await
 }
 
 fn header_alg(token: &str) -> String {
@@ -323,6 +332,20 @@ async fn a_real_opaque_token_is_introspected_and_refused_once_revoked() {
         .await;
     assert!(!opaque.contains('.'), "an opaque token: {opaque}");
     assert_eq!(create_otp(&app, &opaque).await.status(), 201);
+    // The provider checks the secret from the file, not only the client id: with the right id
+    // and a wrong secret it answers no introspection, which is the operator's problem (503).
+    let wrong_file = secret_dir.path().join("wrong-secret");
+    std::fs::write(&wrong_file, "not-the-introspection-secret").unwrap();
+    let wrong_secret = app
+        .sibling()
+        .env(
+            "OTPD_INTROSPECTION_CLIENT_SECRET_FILE",
+            &wrong_file.display().to_string(),
+        )
+        .spawn()
+        .await;
+    let res = create_otp(&wrong_secret, &opaque).await;
+    assert_error(res, 503, "identity-provider-unavailable").await;
     // Same scope and identity rules as for JWTs.
     let narrow = provider
         .token(OPAQUE_RESOURCE, "user:otp:verify", "kim", linked())

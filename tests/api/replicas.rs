@@ -2,18 +2,15 @@
 //! across them (single use, long-poll wake-up), because all state that matters is in the database.
 
 use crate::durability::set_pins;
-use crate::process::{Server, with_env};
+use crate::support::process::{Server, with_env};
 use crate::support::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-const JSON_API: &str = "application/vnd.api+json";
 
 struct Replicas {
     a: Server,
     b: Server,
     issuer: Arc<TestIssuer>,
-    http: reqwest::Client,
 }
 
 async fn replicas(app: &TestApp) -> Replicas {
@@ -21,8 +18,10 @@ async fn replicas(app: &TestApp) -> Replicas {
 }
 
 async fn replicas_with(app: &TestApp, extra: &[(&str, &str)]) -> Replicas {
-    // The tests race many requests at once; a short hashing queue would answer some with 503.
-    let mut env = with_env(&app.env, "OTPD_HASH_QUEUE", "64");
+    // The tests race many requests at once; a short hashing queue or connection wait would
+    // answer some with 503.
+    let mut env = with_env(&app.env, "OTPD_HASH_QUEUE", "1000");
+    env = with_env(&env, "OTPD_DATABASE_ACQUIRE_TIMEOUT_MS", "60000");
     for (k, v) in extra {
         env = with_env(&env, k, v);
     }
@@ -30,31 +29,22 @@ async fn replicas_with(app: &TestApp, extra: &[(&str, &str)]) -> Replicas {
         a: Server::start(&env).await,
         b: Server::start(&env).await,
         issuer: Arc::clone(&app.issuer),
-        http: reqwest::Client::new(),
     }
 }
 
 impl Replicas {
-    async fn issue_otp(&self, on: &Server, user: &str, proof: Value) -> String {
-        let res = self
-            .http
-            .post(on.url("/user/otp"))
-            .bearer_auth(self.issuer.token(user))
-            .json(&proof)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let body = res.json::<Value>().await.unwrap();
-        assert_eq!(status, 201, "{body}");
-        body["otp"].as_str().unwrap().to_owned()
+    /// `user` calling replica `a` (`i` even) or `b` (`i` odd).
+    fn user_on(&self, i: usize, user: &str) -> User<'_> {
+        let on = if i.is_multiple_of(2) {
+            &self.a
+        } else {
+            &self.b
+        };
+        on.as_user(&self.issuer, user)
     }
 
-    fn verify(&self, on: &Server, user: &str, otp: &str) -> reqwest::RequestBuilder {
-        self.http
-            .post(on.url("/user/otp/verify"))
-            .bearer_auth(self.issuer.token(user))
-            .json(&json!({ "otp": otp }))
+    async fn issue_otp(&self, i: usize, user: &str, proof: Value) -> String {
+        self.user_on(i, user).new_otp(proof).await
     }
 }
 
@@ -62,7 +52,7 @@ impl Replicas {
 const RACERS: usize = 10;
 const ROUNDS: usize = 5;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_otp_issued_on_a_is_redeemed_on_b_exactly_once_when_both_race() {
     let app = TestApp::spawn().await;
     set_pins(&app, "replica", ROUNDS, "4378").await;
@@ -70,13 +60,10 @@ async fn an_otp_issued_on_a_is_redeemed_on_b_exactly_once_when_both_race() {
     // A user per round: the losers' failed redemptions count towards the user's OTP attempt limit.
     for round in 0..ROUNDS {
         let user = format!("replica-{round}");
-        let otp = r.issue_otp(&r.a, &user, json!({"pin": "4378"})).await;
+        let otp = r.issue_otp(0, &user, json!({"pin": "4378"})).await;
         let racers = (0..RACERS).map(|i| {
             let (r, otp, user) = (Arc::clone(&r), otp.clone(), user.clone());
-            tokio::spawn(async move {
-                let on = if i % 2 == 0 { &r.a } else { &r.b };
-                r.verify(on, &user, &otp).send().await.unwrap().status()
-            })
+            tokio::spawn(async move { r.user_on(i, &user).verify(&otp).await.status() })
         });
         let statuses: Vec<u16> = futures::future::join_all(racers)
             .await
@@ -97,7 +84,7 @@ async fn an_otp_issued_on_a_is_redeemed_on_b_exactly_once_when_both_race() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pin_set_through_a_ends_a_long_poll_waiting_on_b() {
     let app = TestApp::spawn().await;
     app.set_password("poller", "correct horse battery").await;
@@ -105,36 +92,23 @@ async fn a_pin_set_through_a_ends_a_long_poll_waiting_on_b() {
     let poll = {
         let r = Arc::clone(&r);
         tokio::spawn(async move {
-            r.http
-                .get(r.b.url("/user/pin?timeout=60"))
-                .bearer_auth(r.issuer.token("poller"))
-                .send()
+            r.user_on(1, "poller")
+                .check("/user/pin?timeout=60")
                 .await
-                .unwrap()
                 .status()
         })
     };
     // Not asserting "still waiting" here: that would be a timed assertion. The poll's answer says
     // whether the PIN was seen: 404 would mean it timed out without noticing.
     let otp = r
-        .issue_otp(&r.a, "poller", json!({"password": "correct horse battery"}))
+        .issue_otp(0, "poller", json!({"password": "correct horse battery"}))
         .await;
-    let doc = json!({"data": {"type": "pin", "attributes": {"pin": "4378", "otp": otp}}});
-    let res = r
-        .http
-        .put(r.a.url("/user/pin"))
-        .bearer_auth(r.issuer.token("poller"))
-        .header("content-type", JSON_API)
-        .header("accept", JSON_API)
-        .body(doc.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = r.user_on(0, "poller").put_pin("4378", &otp).await;
     assert!(res.status().is_success(), "PUT /user/pin: {}", res.status());
     assert_eq!(poll.await.unwrap(), 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn otps_issued_on_both_replicas_at_once_stay_within_max_live() {
     let app = TestApp::spawn().await;
     set_pins(&app, "both", 1, "4378").await;
@@ -149,10 +123,7 @@ async fn otps_issued_on_both_replicas_at_once_stay_within_max_live() {
     );
     let issues = (0..20).map(|i| {
         let r = Arc::clone(&r);
-        tokio::spawn(async move {
-            let on = if i % 2 == 0 { &r.a } else { &r.b };
-            r.issue_otp(on, "both-0", json!({"pin": "4378"})).await
-        })
+        tokio::spawn(async move { r.issue_otp(i, "both-0", json!({"pin": "4378"})).await })
     });
     let otps: Vec<String> = futures::future::join_all(issues)
         .await
@@ -162,14 +133,12 @@ async fn otps_issued_on_both_replicas_at_once_stay_within_max_live() {
     let key = otpd::service::OtpKey::derive(&app.config().hashing.read_pepper().unwrap());
     let mut live = 0;
     for otp in &otps {
-        live +=
-            crate::store_contract::count_live_digest(&app.database_url, &key.digest("both-0", otp))
-                .await;
+        live += count_live_digest(&app.database_url, &key.digest("both-0", otp)).await;
     }
     assert_eq!(live, 3, "otp_max_live (3) holds across replicas");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wrong_pins_spread_over_two_replicas_add_up_to_one_lock() {
     let app = TestApp::spawn().await;
     set_pins(&app, "spread", 1, "4378").await;
@@ -177,16 +146,8 @@ async fn wrong_pins_spread_over_two_replicas_add_up_to_one_lock() {
     let attempts = (0..40).map(|i| {
         let r = Arc::clone(&r);
         tokio::spawn(async move {
-            let on = if i % 2 == 0 { &r.a } else { &r.b };
-            r.http
-                .post(on.url("/user/otp"))
-                .bearer_auth(r.issuer.token("spread-0"))
-                .json(&json!({"pin": "1235"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            let spread = r.user_on(i, "spread-0");
+            spread.create_otp_with_pin("1235").await.status().as_u16()
         })
     });
     let statuses: Vec<u16> = futures::future::join_all(attempts)
@@ -199,15 +160,8 @@ async fn wrong_pins_spread_over_two_replicas_add_up_to_one_lock() {
     assert_eq!(tally(422), 4, "{statuses:?}");
     assert_eq!(tally(429), 36, "{statuses:?}");
     // Locked on both replicas, even for the right PIN.
-    for on in [&r.a, &r.b] {
-        let res = r
-            .http
-            .post(on.url("/user/otp"))
-            .bearer_auth(r.issuer.token("spread-0"))
-            .json(&json!({"pin": "4378"}))
-            .send()
-            .await
-            .unwrap();
+    for i in [0, 1] {
+        let res = r.user_on(i, "spread-0").create_otp_with_pin("4378").await;
         assert_error(res, 429, "credential-locked").await;
     }
 }

@@ -2,18 +2,13 @@
 //! it must keep, and that one replica at a time runs it.
 
 use crate::lockout::{count, events};
-use crate::store_contract::{contract, scalar};
+use crate::store_contract::contract;
 use crate::support::*;
-use otpd::service::{ManualClock, Services};
-use serde_json::json;
+use otpd::service::{Clock, ManualClock, Services};
 use std::sync::Arc;
 use std::time::Duration;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-fn manual_clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()))
-}
 
 async fn services_on(app: &TestApp, clock: &Arc<ManualClock>) -> Services {
     otpd::app::services(&app.config(), clock.clone())
@@ -36,10 +31,10 @@ async fn the_job_removes_expired_otps_idle_otp_counters_and_old_audit_events_and
     let services = services_on(&app, &clock).await;
     let otp = app.account_otp("kai").await;
     app.set_pin("kai", "4378").await;
-    let wrong_pin = app.create_otp("kai", json!({"pin": "1235"})).await;
+    let wrong_pin = app.as_user("kai").create_otp_with_pin("1235").await;
     assert_eq!(wrong_pin.status(), 422);
     let wrong = if otp == "000000" { "111111" } else { "000000" };
-    assert_eq!(app.verify("kai", json!({"otp": wrong})).await.status(), 404);
+    assert_eq!(app.as_user("kai").verify(wrong).await.status(), 404);
     let audit_before = events(&app, "kai").await.len();
 
     let report = services.prune_once().await.unwrap().expect("the lease");
@@ -67,7 +62,7 @@ async fn the_job_removes_expired_otps_idle_otp_counters_and_old_audit_events_and
 
     // A month later the early events go; one written now stays.
     clock.advance(30 * DAY);
-    assert_eq!(app.verify("kai", json!({"otp": wrong})).await.status(), 404);
+    assert_eq!(app.as_user("kai").verify(wrong).await.status(), 404);
     let report = services.prune_once().await.unwrap().unwrap();
     assert_eq!(
         report["old_audit_events"], audit_before as u64,
@@ -76,15 +71,7 @@ async fn the_job_removes_expired_otps_idle_otp_counters_and_old_audit_events_and
     let log = events(&app, "kai").await;
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(count(&log, "otp.refused"), 1);
-    let metrics = app
-        .http
-        .get(app.root_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     // The series exist from the start (this test's runs counted in its own Services).
     assert!(metrics.contains("otpd_retention_deleted_total{kind=\"expired_otps\"}"));
 }
@@ -130,4 +117,45 @@ async fn one_process_at_a_time_holds_the_job_on_postgresql() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(again.is_some(), "released when the holder let go");
+}
+
+#[tokio::test]
+async fn expired_password_links_go_a_week_after_their_expiry() {
+    let clock = manual_clock();
+    let app = TestApp::builder().clock(clock.clone()).spawn().await;
+    let services = services_on(&app, &clock).await;
+    let store = otpd::app::open_store(
+        &app.config().store.url,
+        otpd::store::PoolSettings::default(),
+    )
+    .await
+    .unwrap();
+    let now = clock.now().unix_timestamp() * 1000;
+    let hour = 3_600_000;
+    // Two users' links, both expiring in an hour.
+    for (sub, digest) in [("mia", [1u8; 32]), ("noa", [2u8; 32])] {
+        let link = otpd::store::NewLink {
+            digest: &digest,
+            seal: &[0u8; 32],
+            purpose: otpd::domain::LinkPurpose::Reset,
+            email: "someone@example.com",
+            created_at: now,
+            expires_at: now + hour,
+        };
+        let sub = otpd::domain::Subject::parse(sub).unwrap();
+        store.insert_password_link(&sub, link).await.unwrap();
+    }
+    let links = "SELECT COUNT(*) FROM password_links WHERE sub = $1";
+
+    // Expired, but within the week in which a click still gets the explanatory page.
+    clock.advance(2 * DAY);
+    let report = services.prune_once().await.unwrap().unwrap();
+    assert_eq!(report["expired_password_links"], 0, "{report:?}");
+    assert_eq!(rows(&app, links, "mia").await, 1);
+
+    clock.advance(6 * DAY);
+    let report = services.prune_once().await.unwrap().unwrap();
+    assert_eq!(report["expired_password_links"], 2, "{report:?}");
+    assert_eq!(rows(&app, links, "mia").await, 0);
+    assert_eq!(rows(&app, links, "noa").await, 0);
 }

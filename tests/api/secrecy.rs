@@ -1,14 +1,20 @@
-//! No secret in the logs or the metrics: a full flow with known secrets, then a search of
-//! everything the app logged (JSON lines, debug level) and of the `/metrics` text.
+//! No secret in the logs, the metrics or the database: a full flow with known secrets (OTPs by
+//! password, PIN and mail, a verification, a PIN change, a device, a deletion, and refusals),
+//! then a search of everything the app logged (JSON lines, debug level), of the `/metrics` text
+//! and of every stored row.
 
 use crate::sendmail::code_in;
-use crate::smtp::SmtpSink;
+use crate::support::mail::SmtpSink;
 use crate::support::*;
 use serde_json::{Value, json};
 
+const DEVICE: &str = "5d0c3f0e-8a51-4c1e-b1f4-2a9e7c3d6b10";
+
 #[tokio::test]
-async fn a_full_flow_leaves_no_secret_in_logs_or_metrics() {
-    let mut smtp = SmtpSink::start().await;
+async fn a_full_flow_leaves_no_secret_in_logs_metrics_or_database() {
+    let Some(mut smtp) = SmtpSink::start().await else {
+        skip!(tool: "{}", SmtpSink::MISSING)
+    };
     // Long codes and PINs: a 4- or 6-digit value would turn up in timestamps by chance.
     let app = TestApp::builder()
         .env("OTPD_SMTP_URL", &smtp.url())
@@ -23,81 +29,91 @@ async fn a_full_flow_leaves_no_secret_in_logs_or_metrics() {
     let wrong_password = "Wrong-password-2a4f6d";
     let pin = "47395168";
     let wrong_pin = "58217394";
+    let new_pin = "61938275";
     app.set_password(sub, password).await;
     app.set_pin(sub, pin).await;
-    let mut claims = app.issuer.claims(sub, ALL_SCOPES);
-    claims["email"] = json!(email);
-    let token = app.issuer.sign_rs256(&claims);
+    let token = app
+        .issuer
+        .token_with_claims(sub, json!({ "email": email, "email_verified": true }));
     let forged = format!("{}x", &token[..token.len() - 1]);
+    let user = app.as_user(sub).with_token(&token);
 
-    let post = |body: Value, bearer: &str| {
-        app.http
-            .post(app.url("/user/otp"))
-            .bearer_auth(bearer)
-            .json(&body)
-            .send()
-    };
     let mut codes = Vec::new();
     let mut request_ids = Vec::new();
-    for body in [json!({"password": password}), json!({"pin": pin})] {
-        let res = post(body, &token).await.unwrap();
-        assert_eq!(res.status(), 201);
-        request_ids.push(res.headers()["request-id"].to_str().unwrap().to_owned());
-        let v: Value = res.json().await.unwrap();
-        codes.push(v["otp"].as_str().unwrap().to_owned());
-    }
-    for body in [
-        json!({"password": wrong_password}),
-        json!({"pin": wrong_pin}),
+    for res in [
+        user.create_otp_with_password(password).await,
+        user.create_otp_with_pin(pin).await,
     ] {
-        assert_eq!(post(body, &token).await.unwrap().status(), 422);
+        request_ids.push(request_id(&res));
+        codes.push(otp_of(res).await);
     }
     assert_eq!(
-        post(json!({"pin": pin}), &forged).await.unwrap().status(),
-        401
+        user.create_otp_with_password(wrong_password).await.status(),
+        422
     );
-    let res = app
-        .http
-        .post(app.url("/user/otp/sendmail"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(user.create_otp_with_pin(wrong_pin).await.status(), 422);
+    let forger = app.as_user(sub).with_token(&forged);
+    assert_eq!(forger.create_otp_with_pin(pin).await.status(), 401);
+    let res = user.sendmail().await;
     assert_eq!(res.status(), 204);
-    request_ids.push(res.headers()["request-id"].to_str().unwrap().to_owned());
+    request_ids.push(request_id(&res));
     codes.push(code_in(&smtp.next_message().await.data));
-    let metrics = reqwest::get(app.root_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+
+    // Every use of a secret: a verification, a PIN change, a device, and the deletion.
+    assert_eq!(user.verify(&codes[0]).await.status(), 204);
+    assert_eq!(user.put_pin(new_pin, &codes[1]).await.status(), 200);
+    let res = user
+        .create_device(DEVICE, json!({"password": password, "pin": wrong_pin}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let device = DeviceSecret::from_response(res).await;
+    let database = stored_bytes(&app.database_url, app.dir.path()).await;
+    assert_eq!(user.delete_user(&codes[2]).await.status(), 202);
+    let database_after = stored_bytes(&app.database_url, app.dir.path()).await;
+    let metrics = app.metrics_text().await;
 
     let logs = captured_logs();
     // The capture works: this flow's request lines are there, as JSON.
     for id in &request_ids {
         assert!(logs.contains(id.as_str()), "request {id} not logged");
     }
-    for line in logs.lines().filter(|l| l.contains(request_ids[0].as_str())) {
-        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    for line in log_lines_with(&request_ids[0]) {
+        serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
+    assert!(database.len() > 1000, "the database was read");
     let signature = token.rsplit('.').next().unwrap();
+    let device_key = device.bytes();
     let mut secrets = vec![
-        password,
-        wrong_password,
-        pin,
-        wrong_pin,
-        token.as_str(),
-        forged.as_str(),
-        signature,
+        password.as_bytes(),
+        wrong_password.as_bytes(),
+        pin.as_bytes(),
+        wrong_pin.as_bytes(),
+        new_pin.as_bytes(),
+        token.as_bytes(),
+        forged.as_bytes(),
+        signature.as_bytes(),
+        device.secret.as_bytes(),
+        &device_key,
     ];
-    secrets.extend(codes.iter().map(String::as_str));
+    secrets.extend(codes.iter().map(String::as_bytes));
+    let contains =
+        |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
     for secret in &secrets {
-        assert!(!logs.contains(secret), "a secret is in the logs: {secret}");
+        let shown = String::from_utf8_lossy(secret);
         assert!(
-            !metrics.contains(secret),
-            "a secret is in the metrics: {secret}"
+            !contains(logs.as_bytes(), secret),
+            "a secret is in the logs: {shown}"
         );
+        assert!(
+            !contains(metrics.as_bytes(), secret),
+            "a secret is in the metrics: {shown}"
+        );
+        for db in [&database, &database_after] {
+            assert!(
+                !contains(db, secret),
+                "a secret is in the database: {shown}"
+            );
+        }
     }
     // Metrics are about the service, not about people.
     assert!(

@@ -30,6 +30,8 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
         &[],
     ),
     ("jwks_url", &["file:///etc/jwks.json"], &[]),
+    ("allow_insecure_idp_urls", &["yes", "1", "TRUE "], &[]),
+    ("introspection_max_per_second", &["0", "100001", "-1"], &[]),
     ("token_leeway_seconds", &["301", "-1", "30s"], &[]),
     ("introspection_url", &["id.example.com/introspect"], &[]),
     (
@@ -42,6 +44,17 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
         ],
     ),
     ("pepper_id", &["key-1", "p123456789", "ключ"], &[]),
+    (
+        "pepper_old_files",
+        &["p0", "p-0:/x", "p0:/x,p0:/y", "p1:/x", "p0:"],
+        &[],
+    ),
+    ("totp_key_id", &["pepper:p1", "t123456789"], &[]),
+    (
+        "totp_old_key_files",
+        &["t0", "t1:/x", "t0:/a,t0:/b", "t-0:/x"],
+        &[],
+    ),
     (
         "argon2",
         &[
@@ -81,10 +94,17 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ("after_login_window_seconds", &["3601"], &[]),
     ("max_body_bytes", &["1023", "1048577"], &[]),
     ("metrics_listen", &["nowhere", "9090"], &[]),
+    ("admin_api", &["yes", "listener"], &[]),
+    ("admin_scope", &["two scopes", "user:otp:create"], &[]),
     ("header_read_timeout_seconds", &["0", "301"], &[]),
     ("request_timeout_seconds", &["0", "601"], &[]),
     ("max_requests_per_connection", &["0", "1000001"], &[]),
     ("max_connections", &["0", "100001"], &[]),
+    ("first_request_timeout_seconds", &["0", "301", "3s"], &[]),
+    ("idle_timeout_seconds", &["0", "3601"], &[]),
+    ("max_connections_per_address", &["0", "100001", "none"], &[]),
+    ("long_poll_max_per_user", &["1001", "-1"], &[]),
+    ("long_poll_max_total", &["100001", "-1"], &[]),
     ("shutdown_grace_seconds", &["601"], &[]),
     (
         "smtp_url",
@@ -93,6 +113,29 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ),
     ("mail_per_hour", &["0", "1001"], &[]),
     ("log_format", &["xml", "JSON "], &[]),
+    ("password_min_length", &["7", "65", "eight"], &[]),
+    (
+        "password_blocklist_file",
+        &["/nonexistent/blocklist.txt"],
+        &[],
+    ),
+    (
+        "public_url",
+        &[
+            "account.example.com",
+            "ftp://x",
+            "https://x/?a=b",
+            "https://u@x",
+        ],
+        &[],
+    ),
+    (
+        "service_name",
+        &["nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"],
+        &[],
+    ),
+    ("password_link_ttl_seconds", &["299", "604801", "-1"], &[]),
+    ("templates_dir", &["/nonexistent/templates"], &[]),
 ];
 
 /// Settings that must be given together, or in a certain relation: the combination that is
@@ -110,6 +153,7 @@ const BAD_COMBINATIONS: &[(Settings, &str)] = &[
         "introspection_client_secret_file",
     ),
     (&[("smtp_url", "smtp://mail.example.com:25")], "mail_from"),
+    (&[("admin_api", "admin-listener")], "admin_api"),
     (
         &[("lock_base_seconds", "60"), ("lock_max_seconds", "59")],
         "lock_max_seconds",
@@ -240,6 +284,9 @@ fn the_edges_of_every_range_are_accepted() {
         ("database_acquire_timeout_ms", "60000"),
         ("token_leeway_seconds", "0"),
         ("token_leeway_seconds", "300"),
+        ("introspection_max_per_second", "1"),
+        ("introspection_max_per_second", "100000"),
+        ("allow_insecure_idp_urls", "true"),
         ("hash_concurrency", "256"),
         ("hash_queue", "0"),
         ("pin_lock_from", "0"),
@@ -268,12 +315,18 @@ fn the_edges_of_every_range_are_accepted() {
         ("max_connections", "100000"),
         ("shutdown_grace_seconds", "0"),
         ("mail_per_hour", "1000"),
+        ("password_min_length", "64"),
+        ("password_link_ttl_seconds", "300"),
+        ("public_url", "http://127.0.0.1:8080/otpd/"),
+        ("service_name", "Acme Pay"),
         ("rate_limit_per_client", "1000000/h"),
         ("rate_limit_per_address", "off"),
         ("argon2", "m=8,t=1,p=1"),
         ("pepper_id", "abcd1234"),
         ("totp_algorithm", "SHA512"),
         ("metrics_listen", "[::1]:9090"),
+        ("admin_api", "off"),
+        ("admin_scope", "https://otpd.example/admin"),
     ] {
         if let Err(e) = load_env(&[(setting, good)]) {
             panic!("{}={good:?} refused: {e}", var(setting));

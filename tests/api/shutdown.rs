@@ -1,113 +1,15 @@
 //! SIGTERM on the real binary: stop accepting, let in-flight requests finish, exit within the
 //! drain deadline even when a client stalls. Its JSON log lines carry no secret.
 
+use crate::support::process::serve_binary;
 use crate::support::*;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
 const SAFETY: Duration = Duration::from_secs(60);
-
-/// `otpd serve` as a child process with JSON logs; its stderr lines are collected.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-    /// Ends when the child's stderr closes: every line is collected then.
-    collector: Option<tokio::task::JoinHandle<()>>,
-}
-
-async fn serve_binary(app: &TestApp, extra: &[(&str, &str)]) -> Served {
-    let mut env = app.env.clone();
-    env.retain(|(k, _)| k != "OTPD_LISTEN");
-    env.push(("OTPD_LISTEN".into(), "127.0.0.1:0".into()));
-    env.push(("OTPD_LOG_FORMAT".into(), "json".into()));
-    env.push(("OTPD_LOG".into(), "debug".into()));
-    for (k, v) in extra {
-        env.push(((*k).into(), (*v).into()));
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
-        .arg("serve")
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("otpd starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let addr = loop {
-        let line = tokio::time::timeout(SAFETY, lines.next_line())
-            .await
-            .expect("otpd logs its address")
-            .unwrap()
-            .expect("otpd exited before listening");
-        logs.lock().unwrap().push(line.clone());
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["message"] == "otpd listening"
-        {
-            break v["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    let collected = Arc::clone(&logs);
-    let collector = tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            collected.lock().unwrap().push(line);
-        }
-    });
-    Served {
-        child,
-        addr,
-        logs,
-        collector: Some(collector),
-    }
-}
-
-impl Served {
-    fn terminate(&self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits until a new connection is refused: the listener is closed.
-    async fn wait_until_refusing(&self) {
-        let refused = async {
-            while TcpStream::connect(self.addr).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(SAFETY, refused)
-            .await
-            .expect("the listener closes after SIGTERM");
-    }
-
-    /// Waits for the process to exit and for its last log lines.
-    async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
-        let status = tokio::time::timeout(SAFETY, self.child.wait())
-            .await
-            .expect("otpd exits after SIGTERM")
-            .unwrap();
-        if let Some(collector) = self.collector.take() {
-            let _ = tokio::time::timeout(SAFETY, collector).await;
-        }
-        status
-    }
-
-    fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
-    }
-}
 
 /// A `POST /user/otp` that is in its handler: sent with `Expect: 100-continue`, and returned
 /// once the server has answered `100 Continue`, which it does when the handler starts reading

@@ -26,7 +26,7 @@ async fn reserve_all(c: &Contract, user: &str, factor: GuardedFactor, policy: Lo
         .count()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_parallel_reservations_admit_no_more_than_the_policy_allows() {
     let c = contract().await;
     let pin = LockPolicy::PIN;
@@ -83,7 +83,7 @@ async fn store_a_success_resets_its_factor_and_unlock_clears_the_rest() {
         [GuardedFactor::Otp]
     );
     c.store
-        .unlock(&u, &[GuardedFactor::Otp], NOW)
+        .unlock(&u, &[GuardedFactor::Otp], "via=cli", NOW)
         .await
         .unwrap();
     assert!(c.store.attempt_states(&u).await.unwrap().is_empty());
@@ -103,7 +103,7 @@ async fn store_a_failure_that_revokes_deletes_only_live_otps_with_its_audit_rows
     c.store.insert_otp(&u, otp(&used, NOW, 3)).await.unwrap();
     c.store.insert_otp(&u, otp(&live, NOW, 3)).await.unwrap();
     let redemption = otpd::store::Redemption {
-        account_digest: Some(used),
+        account_digests: vec![used],
         device_steps: vec![],
     };
     let first = c

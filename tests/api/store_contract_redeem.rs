@@ -13,19 +13,21 @@ fn device(id: &str, secret: &[u8]) -> StoredDevice {
         algorithm: "SHA1".to_owned(),
         digits: 6,
         period_secs: 30,
+        key_id: None,
+        secret_gen: 0,
     }
 }
 
 fn account(digest: [u8; 32]) -> Redemption {
     Redemption {
-        account_digest: Some(digest),
+        account_digests: vec![digest],
         device_steps: vec![],
     }
 }
 
 fn step(d: &StoredDevice, step: i64) -> Redemption {
     Redemption {
-        account_digest: None,
+        account_digests: vec![],
         device_steps: vec![(d.clone(), step)],
     }
 }
@@ -77,26 +79,31 @@ async fn store_devices_are_saved_listed_and_replaced() {
     let u = sub("contract-devices");
     assert!(c.store.devices(&u).await.unwrap().is_empty());
     c.store
-        .save_device(&u, &device("phone", b"ct-1"), "device=phone", 1)
+        .save_device(&u, &device("phone", b"ct-1"), "device=phone", None, 1)
         .await
         .unwrap();
     c.store
-        .save_device(&u, &device("phone", b"ct-2"), "device=phone", 2)
+        .save_device(&u, &device("phone", b"ct-2"), "device=phone", None, 2)
         .await
         .unwrap();
     c.store
-        .save_device(&u, &device("tablet", b"ct-3"), "device=tablet", 3)
+        .save_device(&u, &device("tablet", b"ct-3"), "device=tablet", None, 3)
         .await
         .unwrap();
     let saved = c.store.devices(&u).await.unwrap();
-    assert_eq!(saved, [device("phone", b"ct-2"), device("tablet", b"ct-3")]);
+    // Replacing a secret starts a new generation of it (codes of the old one consume nothing).
+    let replaced = StoredDevice {
+        secret_gen: 1,
+        ..device("phone", b"ct-2")
+    };
+    assert_eq!(saved, [replaced, device("tablet", b"ct-3")]);
     assert_eq!(
         events(&c, "contract-devices", AuditEvent::DeviceTotpCreated).await,
         3
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_parallel_redemptions_consume_an_account_otp_exactly_once() {
     let c = contract().await;
     let u = sub("contract-redeem");
@@ -138,12 +145,12 @@ async fn store_an_expired_or_foreign_account_otp_is_not_redeemed() {
     assert_eq!(in_time.await, Some(Redeemed::Account));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_a_totp_step_is_accepted_once_and_never_an_older_one() {
     let c = contract().await;
     let u = sub("contract-totp");
     let phone = device("phone", b"ct-1");
-    c.store.save_device(&u, &phone, "", 1).await.unwrap();
+    c.store.save_device(&u, &phone, "", None, 1).await.unwrap();
     assert_eq!(race(&c, "contract-totp", step(&phone, 100), 3_000).await, 1);
     let user = "contract-totp";
     let replay = |p: &StoredDevice, s: i64| redeem(&c, user, step(p, s), FollowUp::Nothing, 3_100);
@@ -154,8 +161,12 @@ async fn store_a_totp_step_is_accepted_once_and_never_an_older_one() {
         Some(Redeemed::Device("phone".into()))
     );
     // A step computed from a secret that was replaced in the meantime consumes nothing.
-    let replaced = device("phone", b"ct-2");
-    c.store.save_device(&u, &replaced, "", 4).await.unwrap();
+    c.store
+        .save_device(&u, &device("phone", b"ct-2"), "", None, 4)
+        .await
+        .unwrap();
+    // As a redemption reads it: with the generation the replacement gave it.
+    let replaced = c.store.devices(&u).await.unwrap().remove(0);
     assert_eq!(replay(&phone, 200).await, None);
     assert_eq!(
         replay(&replaced, 5).await,
@@ -205,7 +216,7 @@ async fn store_follow_ups_happen_only_with_a_redemption_and_in_its_transaction()
     let last = [3u8; 32];
     c.store.insert_otp(&u, otp(&last, 6, 3)).await.unwrap();
     c.store
-        .save_device(&u, &device("phone", b"ct"), "", 6)
+        .save_device(&u, &device("phone", b"ct"), "", None, 6)
         .await
         .unwrap();
     let erase = redeem(&c, user, account(last), FollowUp::EraseUser, 7);

@@ -3,78 +3,64 @@
 //! after-login window (the app's injected clock, so exact to the second), and `bad-request`.
 
 use crate::support::*;
-use otpd::service::{Clock, ManualClock};
+use otpd::service::Clock;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// `GET /user/pin-or-password` with `claims` signed by the app's issuer.
-async fn check_with(app: &TestApp, claims: &Value) -> reqwest::Response {
-    app.http
-        .get(app.url("/user/pin-or-password"))
-        .bearer_auth(app.issuer.sign_rs256(claims))
-        .send()
-        .await
-        .unwrap()
+/// `GET /user/pin-or-password` with a token whose time claim `name` is `value`.
+async fn check_with(app: &TestApp, name: &str, value: i64) -> reqwest::Response {
+    let lea = app.as_user("lea").with_claims(json!({ name: value }));
+    lea.check("/user/pin-or-password").await
 }
 
-fn with_claim(app: &TestApp, name: &str, value: i64) -> Value {
-    let mut claims = app.issuer.claims("lea", ALL_SCOPES);
-    claims[name] = json!(value);
-    claims
+/// An app whose token leeway is `secs`.
+async fn with_leeway(secs: &str) -> TestApp {
+    let builder = TestApp::builder().env("OTPD_TOKEN_LEEWAY_SECONDS", secs);
+    builder.spawn().await
 }
 
 #[tokio::test]
 async fn an_expired_token_is_accepted_within_the_configured_leeway_and_refused_a_second_past_it() {
     // 120 s: neither the library's default (60) nor ours (30).
-    let app = TestApp::builder()
-        .env("OTPD_TOKEN_LEEWAY_SECONDS", "120")
-        .spawn()
-        .await;
+    let app = with_leeway("120").await;
     // Refused: expired one second more than the leeway allows. Exact, as time only moves on.
     let t = now();
-    let res = check_with(&app, &with_claim(&app, "exp", t - 121)).await;
+    let res = check_with(&app, "exp", t - 121).await;
     assert_error(res, 401, "invalid-token").await;
     // Accepted: 3 s inside the leeway (the margin is for the wall clock ticking meanwhile).
     let t = now();
-    let res = check_with(&app, &with_claim(&app, "exp", t - 117)).await;
+    let res = check_with(&app, "exp", t - 117).await;
     assert_eq!(res.status(), 200);
     // Well inside the library's default leeway, but outside a leeway of 0.
-    let strict = TestApp::builder()
-        .env("OTPD_TOKEN_LEEWAY_SECONDS", "0")
-        .spawn()
-        .await;
+    let strict = with_leeway("0").await;
     let t = now();
-    let res = check_with(&strict, &with_claim(&strict, "exp", t - 1)).await;
+    let res = check_with(&strict, "exp", t - 1).await;
     assert_error(res, 401, "invalid-token").await;
-    let res = check_with(&strict, &with_claim(&strict, "exp", now() + 3)).await;
+    let res = check_with(&strict, "exp", now() + 3).await;
     assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
 async fn a_token_not_yet_valid_is_accepted_up_to_the_leeway_and_refused_beyond_it() {
-    let app = TestApp::builder()
-        .env("OTPD_TOKEN_LEEWAY_SECONDS", "120")
-        .spawn()
-        .await;
+    let app = with_leeway("120").await;
     // Accepted: `nbf` exactly the leeway ahead. Exact, as time only moves on.
     let t = now();
-    let res = check_with(&app, &with_claim(&app, "nbf", t + 120)).await;
+    let res = check_with(&app, "nbf", t + 120).await;
     assert_eq!(res.status(), 200);
     // Refused: 3 s beyond the leeway (the margin is for the wall clock ticking meanwhile).
     let t = now();
-    let res = check_with(&app, &with_claim(&app, "nbf", t + 123)).await;
+    let res = check_with(&app, "nbf", t + 123).await;
     assert_error(res, 401, "invalid-token").await;
     // The default leeway is 30 s, not the library's 60 s.
     let default = TestApp::spawn().await;
     let t = now();
-    let res = check_with(&default, &with_claim(&default, "nbf", t + 33)).await;
+    let res = check_with(&default, "nbf", t + 33).await;
     assert_error(res, 401, "invalid-token").await;
-    let res = check_with(&default, &with_claim(&default, "nbf", now() + 30)).await;
+    let res = check_with(&default, "nbf", now() + 30).await;
     assert_eq!(res.status(), 200);
 }
 
@@ -88,20 +74,14 @@ const AFTER_LOGIN: &str = "user:device-totps:create-after-login";
 async fn create_after_login(app: &TestApp, sub: &str, created_at: Value) -> reqwest::Response {
     let mut claims = app.issuer.claims(sub, AFTER_LOGIN);
     claims["created_at"] = created_at;
-    let doc = json!({"data": {"type": "deviceTOTP", "id": DEVICE, "attributes": {}}});
-    app.http
-        .post(app.url("/user/devices/totp"))
-        .bearer_auth(app.issuer.sign_rs256(&claims))
-        .header("content-type", "application/vnd.api+json")
-        .header("accept", "application/vnd.api+json")
-        .body(doc.to_string())
-        .send()
-        .await
-        .unwrap()
+    // Signed as built: `with_claims` would drop a `null` registration time, not send it.
+    let token = app.issuer.sign_rs256(&claims);
+    let user = app.as_user(sub).with_token(&token);
+    user.create_device(DEVICE, json!({})).await
 }
 
 async fn after_login_app(window: Option<&str>) -> (TestApp, i64) {
-    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let clock = manual_clock();
     let mut builder = TestApp::builder().clock(clock.clone());
     if let Some(w) = window {
         builder = builder.env("OTPD_AFTER_LOGIN_WINDOW_SECONDS", w);
@@ -205,17 +185,18 @@ async fn raw_exchange(app: &TestApp, path: &str, raw: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// The documented exception (README, "Errors"): hyper refuses a request it cannot parse before any
+/// of our layers runs, so there is no JSON:API body to give and no handler sees the request.
 #[tokio::test]
-#[ignore = "app bug (or accepted limitation): a request hyper cannot parse (here a non-numeric Content-Length) is answered by hyper itself with a bare 400 and an empty body, not the JSON:API bad-request error every error is promised to have"]
-async fn a_request_that_cannot_be_parsed_gets_a_json_api_bad_request() {
+async fn a_request_the_http_parser_refuses_gets_a_bare_400_before_any_layer_of_ours() {
     let app = TestApp::spawn().await;
     let raw = "POST {path} HTTP/1.1\r\nHost: otpd\r\nContent-Type: application/json\r\nContent-Length: many\r\n\r\n{}";
     let answer = raw_exchange(&app, "/user/otp", raw).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    let lower = answer.to_ascii_lowercase();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(body.is_empty(), "{answer}");
     assert!(
-        lower.contains("content-type: application/vnd.api+json"),
-        "{answer}"
+        !head.to_ascii_lowercase().contains("request-id"),
+        "no layer of ours ran: {answer}"
     );
-    assert!(answer.contains("\"code\":\"bad-request\""), "{answer}");
 }

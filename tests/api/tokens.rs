@@ -3,15 +3,12 @@
 use crate::support::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
+/// `POST /user/otp` with kim's PIN and `token`, whatever it is.
 async fn post_with(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/user/otp"))
-        .bearer_auth(token)
-        .json(&json!({"pin": "1235"}))
-        .send()
-        .await
-        .unwrap()
+    let kim = app.as_user("kim").with_token(token);
+    kim.create_otp_with_pin("1235").await
 }
 
 async fn assert_unauthorized(res: reqwest::Response) {
@@ -47,41 +44,49 @@ async fn rs256_and_es256_tokens_from_the_published_keys_are_accepted() {
 
 #[tokio::test]
 async fn keys_are_discovered_from_the_issuer_or_taken_from_a_jwks_url() {
-    let app = TestApp::spawn().await;
-    app.set_pin("kim", "1235").await;
-    let direct = app
-        .sibling()
-        .env("OTPD_JWKS_URL", &format!("{}/jwks.json", app.issuer.url))
+    // The issuer otpd trusts publishes no keys at the JWKS its discovery document names; another
+    // host serves them. Only an app that uses OTPD_JWKS_URL instead of discovery can verify.
+    let issuer = Arc::new(TestIssuer::start().await);
+    let key_host = TestIssuer::start().await;
+    issuer.withdraw(RSA_KID);
+    issuer.withdraw(EC_KID);
+    let direct = TestApp::builder()
+        .issuer(Arc::clone(&issuer))
+        .env("OTPD_JWKS_URL", &format!("{}/jwks.json", key_host.url))
         .spawn()
         .await;
+    direct.set_pin("kim", "1235").await;
+    assert_eq!(post_with(&direct, &issuer.token("kim")).await.status(), 201);
+    assert!(key_host.jwks_fetches() >= 1);
     assert_eq!(
-        post_with(&direct, &direct.issuer.token("kim"))
-            .await
-            .status(),
-        201
+        issuer.jwks_fetches(),
+        0,
+        "the discovered JWKS was never asked"
+    );
+    // Without OTPD_JWKS_URL, the same app finds only the empty set discovery points at.
+    let discovering = direct.sibling().without_env("OTPD_JWKS_URL").spawn().await;
+    assert_refused(
+        post_with(&discovering, &issuer.token("kim")).await,
+        "no RS256 key for kid",
+    )
+    .await;
+    assert!(
+        issuer.jwks_fetches() >= 1,
+        "discovery found the issuer's JWKS"
     );
 }
 
 #[tokio::test]
 async fn a_missing_token_is_401_with_a_bearer_challenge() {
     let app = TestApp::spawn().await;
-    let res = app
-        .http
-        .post(app.url("/user/otp"))
-        .json(&json!({"pin": "1235"}))
-        .send()
-        .await
-        .unwrap();
+    let nobody = app.anonymous();
+    let res = nobody.create_otp_with_pin("1235").await;
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
     assert_error(res, 401, "missing-token").await;
-    let res = app
-        .http
-        .post(app.url("/user/otp"))
-        .header("authorization", "Basic dTpw")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let basic = nobody
+        .post("/user/otp")
+        .header("authorization", "Basic dTpw");
+    let res = basic.json(&json!({})).send().await;
     assert_error(res, 401, "missing-token").await;
 }
 
@@ -235,15 +240,13 @@ async fn a_token_without_the_linked_identity_gets_the_documented_401() {
 async fn cheap_checks_come_before_the_token() {
     // A wrong content type is refused even with a garbage token: no signature work is spent on it.
     let app = TestApp::spawn().await;
-    let res = app
-        .http
-        .post(app.url("/user/otp"))
-        .bearer_auth("garbage")
+    let garbage = app.as_user("kim").with_token("garbage");
+    let res = garbage
+        .post("/user/otp")
         .header("content-type", "text/plain")
         .body("x")
         .send()
-        .await
-        .unwrap();
+        .await;
     assert_error(res, 415, "unsupported-media-type").await;
 }
 

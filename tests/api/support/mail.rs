@@ -1,10 +1,11 @@
-//! A real SMTP server for the mail tests: aiosmtpd on loopback, in the venv that
-//! `scripts/test-venv.sh` creates (run here on first use if `scripts/test.sh` has not).
+//! The mail sink: a real SMTP server for the mail tests, aiosmtpd on loopback, run by the Python
+//! of `OTPD_TEST_PYTHON` or the venv `scripts/test.sh` makes. Without one the mail tests skip
+//! (fail under CI); nothing is installed mid-run.
 
+use super::skip::python_with;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -23,37 +24,25 @@ pub struct Received {
     pub data: String,
 }
 
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let status = std::process::Command::new(root.join("scripts/test-venv.sh"))
-                .status()
-                .expect("running scripts/test-venv.sh");
-            assert!(
-                status.success(),
-                "scripts/test-venv.sh failed: no aiosmtpd for the mail tests"
-            );
-            root.join("target/test-venv/bin/python")
-        })
-        .clone()
-}
-
 impl SmtpSink {
-    /// A server that accepts every message.
-    pub async fn start() -> Self {
+    /// Why the sink cannot run here, for the skip line.
+    pub const MISSING: &str =
+        "no Python with aiosmtpd (run scripts/test.sh, or set OTPD_TEST_PYTHON)";
+
+    /// A server that accepts every message, or `None` without a Python that has aiosmtpd.
+    pub async fn start() -> Option<Self> {
         Self::start_with(&[]).await
     }
 
     /// A server that refuses every message with a permanent error.
-    pub async fn rejecting() -> Self {
+    pub async fn rejecting() -> Option<Self> {
         Self::start_with(&["reject"]).await
     }
 
-    async fn start_with(args: &[&str]) -> Self {
+    async fn start_with(args: &[&str]) -> Option<Self> {
+        let python = python_with("aiosmtpd")?;
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
-        let mut child = Command::new(python())
+        let mut child = Command::new(python)
             .arg(script)
             .args(args)
             .stdin(Stdio::piped())
@@ -70,11 +59,11 @@ impl SmtpSink {
         let port = serde_json::from_str::<Value>(&first).expect("JSON")["port"]
             .as_u64()
             .expect("port") as u16;
-        Self {
+        Some(Self {
             port,
             lines,
             _child: child,
-        }
+        })
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,245 @@
+//! Request bodies: a declared length over the limit is refused before reading, and JSON is parsed
+//! into our error format (400 for syntax, 422 with a pointer for shape, duplicate keys included).
+
+use super::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+/// A request whose `Content-Length` already exceeds the body limit is answered 413 at once: the
+/// body limit alone would wait for bytes that a lying or huge request may never send, until the
+/// request timeout.
+pub async fn refuse_declared_oversize(
+    axum::extract::State(max_body_bytes): axum::extract::State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body_bytes as u64) {
+        return axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge);
+    }
+    next.run(req).await
+}
+
+/// A JSON body parsed into `T`: 400 when it is not JSON, 422 with a pointer when it is JSON of the
+/// wrong shape, 413 (from the body limit) when it is too large.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rejection) => {
+                // The body limit's rejection: keep its status, our layer gives it our body.
+                let status = axum::response::IntoResponse::into_response(rejection).status();
+                return Err(if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson
+                });
+            }
+        };
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, for the whole body: a document that is not JSON is a 400 even when its
+    // first fields would already be refused by the typed parse below. The same pass finds keys
+    // given twice, which serde would either take silently (unknown keys) or refuse without
+    // saying where.
+    let duplicate = std::cell::RefCell::new(None);
+    let seed = NoDuplicateKeys {
+        pointer: String::new(),
+        duplicate: &duplicate,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if serde::de::DeserializeSeed::deserialize(seed, &mut de)
+        .and_then(|()| de.end())
+        .is_err()
+    {
+        return Err(ApiError::MalformedJson);
+    }
+    if let Some((pointer, key)) = duplicate.into_inner() {
+        return Err(ApiError::invalid_field(
+            &pointer,
+            format!("The key `{key}` appears more than once in the same object."),
+        ));
+    }
+    // Every body otpd takes is an object; serde would also read a struct from an array and
+    // then blame its first element.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid_field(
+            "",
+            "The request body must be a JSON object.",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de);
+    if value.is_ok() && de.end().is_err() {
+        return Err(ApiError::MalformedJson);
+    }
+    value.map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::MalformedJson;
+        }
+        let pointer = json_pointer(e.path());
+        // serde's messages quote the offending value ("invalid type: integer `1234`"), which may
+        // be a secret: only the message for a missing field, which quotes our field name, is kept.
+        let message = inner.to_string();
+        let detail = match message.split(" at line ").next() {
+            Some(m) if m.starts_with("missing field") => format!("{m}."),
+            _ => "The value has the wrong type or is not allowed here.".to_owned(),
+        };
+        ApiError::invalid_field(&pointer, detail)
+    })
+}
+
+/// Walks a whole JSON document and stops at the first object that holds a key twice, recording
+/// that member's pointer and the key (shortened: it is client text).
+struct NoDuplicateKeys<'a> {
+    pointer: String,
+    duplicate: &'a std::cell::RefCell<Option<(String, String)>>,
+}
+
+impl<'a> NoDuplicateKeys<'a> {
+    fn child(&self, segment: &str) -> Self {
+        Self {
+            pointer: format!(
+                "{}/{}",
+                self.pointer,
+                segment.replace('~', "~0").replace('/', "~1")
+            ),
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicateKeys<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        while seq
+            .next_element_seed(self.child(&index.to_string()))?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let child = self.child(&key);
+            if seen.contains(&key) {
+                // Only the first is reported; the walk goes on so a later syntax error still wins.
+                let mut duplicate = self.duplicate.borrow_mut();
+                if duplicate.is_none() {
+                    *duplicate = Some((child.pointer.clone(), key.chars().take(64).collect()));
+                }
+            } else {
+                seen.insert(key);
+            }
+            map.next_value_seed(child)?;
+        }
+        Ok(())
+    }
+}
+
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|seg| match seg {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .map(|s| format!("/{s}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Body {
+        pin: Option<String>,
+    }
+
+    #[test]
+    fn syntax_errors_are_400_and_type_errors_point_at_the_field() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"pin\":"),
+            Err(ApiError::MalformedJson)
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"{} x"),
+            Err(ApiError::MalformedJson)
+        ));
+        match parse_json::<Body>(b"{\"pin\": \"1\", \"x\": {\"a/b\": 1, \"a/b\": 2}}") {
+            Err(ApiError::InvalidField { pointer, detail }) => {
+                assert_eq!(pointer, "/x/a~1b");
+                assert!(detail.contains("`a/b`"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Body>(b" [{\"pin\": \"1\"}]") {
+            Err(ApiError::InvalidField { pointer, detail }) => {
+                assert_eq!(pointer, "");
+                assert!(detail.contains("object"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Body>(b"{\"pin\": 1234}") {
+            Err(ApiError::InvalidField { pointer, detail }) => {
+                assert_eq!(pointer, "/pin");
+                assert!(!detail.contains("1234"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Connection slots of one listener: who holds them, which of them carry a request, and which one
+//! gives way when all are taken.
+//!
+//! A connection that carries no request must never keep out one that would: when every slot is
+//! taken, the accept loop asks the idle connection that has waited longest (one that never sent
+//! a request first) to close, instead of leaving the newcomer in the kernel's backlog. A
+//! connection that sends no first request within `first_request_timeout`, or stays without a
+//! request for `idle_timeout`, closes by itself; HTTP/1 and HTTP/2 alike. Per source address at
+//! most `max_connections_per_address` slots are held (off behind a proxy, where every connection
+//! comes from the proxy).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Why a connection is asked to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The server is shutting down: requests in flight may finish.
+    Shutdown,
+    /// Every slot was taken and a new connection arrived; this one carried no request.
+    Evicted,
+    /// No first request within `first_request_timeout`.
+    FirstRequestTimeout,
+    /// No request for `idle_timeout`.
+    IdleTimeout,
+}
+
+impl Close {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Close::Shutdown => "shutdown",
+            Close::Evicted => "evicted",
+            Close::FirstRequestTimeout => "first-request-timeout",
+            Close::IdleTimeout => "idle-timeout",
+        }
+    }
+}
+
+/// The limits the slots enforce (from `ServerSettings`).
+#[derive(Debug, Clone, Copy)]
+pub struct SlotLimits {
+    pub max_connections: usize,
+    pub max_per_address: Option<usize>,
+    pub first_request_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// What became of a new connection at the door.
+pub enum Admission {
+    Admitted(Slot),
+    /// Its address already holds `max_per_address` slots.
+    AddressFull,
+    /// Every slot is taken by a connection with a request in flight: wait for `Slots::freed`.
+    Full,
+}
+
+pub struct Slots {
+    limits: SlotLimits,
+    state: Mutex<State>,
+    /// Signalled whenever a slot is released or a connection becomes idle (and so may give way).
+    freed: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// In accept order, so the oldest candidate for eviction comes first.
+    open: BTreeMap<u64, Arc<Connection>>,
+    per_address: HashMap<IpAddr, usize>,
+    draining: bool,
+}
+
+/// One open connection's activity, shared by its task, its service and the accept loop.
+pub struct Connection {
+    activity: Mutex<Activity>,
+    /// Wakes the connection's watchdog: a request started or ended, or it was asked to close.
+    changed: Notify,
+    /// The slots' `freed`: a connection that turns idle may be what a waiting newcomer needs.
+    became_idle: Arc<Notify>,
+}
+
+struct Activity {
+    in_flight: usize,
+    served: u64,
+    /// When the connection was accepted, or last became idle.
+    idle_since: Instant,
+    close: Option<Close>,
+}
+
+/// A held slot; released (and the accept loop told) when dropped.
+pub struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    address: IpAddr,
+    pub connection: Arc<Connection>,
+}
+
+impl Slots {
+    pub fn new(limits: SlotLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            state: Mutex::default(),
+            freed: Arc::new(Notify::new()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a slot for a connection from `address`. When every slot is taken, asks the longest
+    /// idle connection to give its slot up and answers `Full`; the caller waits for `freed`.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Admission {
+        let mut state = self.state();
+        if let Some(max) = self.limits.max_per_address
+            && state.per_address.get(&address).copied().unwrap_or(0) >= max
+        {
+            return Admission::AddressFull;
+        }
+        if state.open.len() >= self.limits.max_connections {
+            // One eviction at a time is enough: its slot is what this newcomer waits for.
+            let already_leaving = state
+                .open
+                .values()
+                .any(|c| c.activity().close == Some(Close::Evicted));
+            if !already_leaving {
+                evict_one(&state);
+            }
+            return Admission::Full;
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let connection = Arc::new(Connection {
+            activity: Mutex::new(Activity {
+                in_flight: 0,
+                served: 0,
+                idle_since: Instant::now(),
+                close: state.draining.then_some(Close::Shutdown),
+            }),
+            changed: Notify::new(),
+            became_idle: Arc::clone(&self.freed),
+        });
+        state.open.insert(id, Arc::clone(&connection));
+        *state.per_address.entry(address).or_default() += 1;
+        Admission::Admitted(Slot {
+            slots: Arc::clone(self),
+            id,
+            address,
+            connection,
+        })
+    }
+
+    /// Completes when a slot may have been released, or a connection may have become able to
+    /// give way, since the returned future was created.
+    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+
+    pub fn open(&self) -> usize {
+        self.state().open.len()
+    }
+
+    /// Asks every connection to finish its requests and close (shutdown).
+    pub fn drain(&self) {
+        let mut state = self.state();
+        state.draining = true;
+        for c in state.open.values() {
+            c.ask_to_close(Close::Shutdown);
+        }
+    }
+
+    pub fn limits(&self) -> SlotLimits {
+        self.limits
+    }
+}
+
+/// Picks the connection to give way: idle ones only; among them one that never sent a request,
+/// else the one idle longest.
+fn evict_one(state: &State) {
+    let mut best: Option<(&Arc<Connection>, bool, Instant)> = None;
+    for c in state.open.values() {
+        let a = c.activity();
+        if a.in_flight > 0 || a.close.is_some() {
+            continue;
+        }
+        let never = a.served == 0;
+        let better = match best {
+            None => true,
+            Some((_, best_never, best_since)) => {
+                (never && !best_never) || (never == best_never && a.idle_since < best_since)
+            }
+        };
+        if better {
+            best = Some((c, never, a.idle_since));
+        }
+    }
+    if let Some((c, ..)) = best {
+        c.ask_to_close(Close::Evicted);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.slots.state();
+        state.open.remove(&self.id);
+        if let Some(n) = state.per_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                state.per_address.remove(&self.address);
+            }
+        }
+        drop(state);
+        self.slots.freed.notify_waiters();
+    }
+}
+
+impl Connection {
+    fn activity(&self) -> MutexGuard<'_, Activity> {
+        self.activity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ask_to_close(&self, why: Close) {
+        let mut a = self.activity();
+        if a.close.is_none() || why == Close::Shutdown {
+            a.close = Some(why);
+        }
+        drop(a);
+        self.changed.notify_one();
+    }
+
+    /// A request arrived; returns how many this connection has served, this one included. The
+    /// request counts as in flight until the guard is dropped.
+    pub fn request_started(self: &Arc<Self>) -> (u64, InFlight) {
+        let mut a = self.activity();
+        a.in_flight += 1;
+        a.served += 1;
+        let served = a.served;
+        drop(a);
+        self.changed.notify_one();
+        (served, InFlight(Arc::clone(self)))
+    }
+
+    /// Whether the connection ever carried a request.
+    pub fn served_any(&self) -> bool {
+        self.activity().served > 0
+    }
+
+    /// Completes when the connection should close, and says why: asked to (shutdown, eviction),
+    /// or its first request or its next request did not come in time.
+    pub async fn close_requested(&self, limits: SlotLimits) -> Close {
+        loop {
+            let changed = self.changed.notified();
+            let due = {
+                let mut a = self.activity();
+                // Decided under the lock, so a request that starts right now is not cut off.
+                match a.due(limits, Instant::now()) {
+                    Due::Close(why) => {
+                        a.close = Some(why);
+                        return why;
+                    }
+                    Due::At(at) => Some(at),
+                    Due::Busy => None,
+                }
+            };
+            match due {
+                None => changed.await,
+                Some(at) => {
+                    tokio::select! {
+                        () = changed => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a connection's watchdog does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    Close(Close),
+    /// Look again then, unless something changes first.
+    At(Instant),
+    /// A request is in flight: nothing is due until it ends.
+    Busy,
+}
+
+impl Activity {
+    fn due(&self, limits: SlotLimits, now: Instant) -> Due {
+        if let Some(why) = self.close {
+            return Due::Close(why);
+        }
+        let (at, why) = match (self.in_flight, self.served) {
+            (0, 0) => (
+                self.idle_since + limits.first_request_timeout,
+                Close::FirstRequestTimeout,
+            ),
+            (0, _) => (self.idle_since + limits.idle_timeout, Close::IdleTimeout),
+            _ => return Due::Busy,
+        };
+        if now >= at {
+            Due::Close(why)
+        } else {
+            Due::At(at)
+        }
+    }
+}
+
+/// A request in flight on a connection; the connection counts as idle again once all are dropped.
+pub struct InFlight(Arc<Connection>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut a = self.0.activity();
+        a.in_flight -= 1;
+        let idle = a.in_flight == 0;
+        if idle {
+            a.idle_since = Instant::now();
+        }
+        drop(a);
+        self.0.changed.notify_one();
+        if idle {
+            self.0.became_idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize, per_address: Option<usize>) -> SlotLimits {
+        SlotLimits {
+            max_connections: max,
+            max_per_address: per_address,
+            first_request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    fn admitted(a: Admission) -> Slot {
+        match a {
+            Admission::Admitted(s) => s,
+            _ => panic!("not admitted"),
+        }
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_share() {
+        let slots = Slots::new(limits(10, Some(2)));
+        let _a = admitted(slots.admit(ip(1)));
+        let b = admitted(slots.admit(ip(1)));
+        assert!(matches!(slots.admit(ip(1)), Admission::AddressFull));
+        let _c = admitted(slots.admit(ip(2)));
+        drop(b);
+        let _d = admitted(slots.admit(ip(1)));
+    }
+
+    #[test]
+    fn a_full_house_evicts_a_silent_connection_before_an_idle_one_and_never_a_busy_one() {
+        let slots = Slots::new(limits(3, None));
+        let busy = admitted(slots.admit(ip(1)));
+        let (_, _in_flight) = busy.connection.request_started();
+        let idle = admitted(slots.admit(ip(1)));
+        drop(idle.connection.request_started());
+        let silent = admitted(slots.admit(ip(1)));
+        assert!(matches!(slots.admit(ip(2)), Admission::Full));
+        assert_eq!(silent.connection.activity().close, Some(Close::Evicted));
+        assert_eq!(idle.connection.activity().close, None);
+        // While the evicted one is leaving, no second one is asked.
+        assert!(matches!(slots.admit(ip(2)), Admission::Full));
+        assert_eq!(idle.connection.activity().close, None);
+        drop(silent);
+        let new = admitted(slots.admit(ip(2)));
+        drop(new.connection.request_started());
+        // Both idle now: the one idle longer goes.
+        assert!(matches!(slots.admit(ip(3)), Admission::Full));
+        assert_eq!(idle.connection.activity().close, Some(Close::Evicted));
+        assert_eq!(new.connection.activity().close, None);
+        assert_eq!(busy.connection.activity().close, None);
+    }
+
+    #[test]
+    fn the_first_request_has_its_own_deadline_then_idleness_counts_and_a_request_in_flight_never_is_idle()
+     {
+        let l = SlotLimits {
+            first_request_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            ..limits(3, None)
+        };
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut a = Activity {
+            in_flight: 0,
+            served: 0,
+            idle_since: t0,
+            close: None,
+        };
+        assert_eq!(a.due(l, t0 + secs(1)), Due::At(t0 + secs(2)));
+        assert_eq!(
+            a.due(l, t0 + secs(2)),
+            Due::Close(Close::FirstRequestTimeout)
+        );
+        a.served = 1;
+        a.in_flight = 1;
+        assert_eq!(a.due(l, t0 + secs(3600)), Due::Busy);
+        a.in_flight = 0;
+        a.idle_since = t0 + secs(10);
+        assert_eq!(a.due(l, t0 + secs(39)), Due::At(t0 + secs(40)));
+        assert_eq!(a.due(l, t0 + secs(40)), Due::Close(Close::IdleTimeout));
+        a.close = Some(Close::Evicted);
+        assert_eq!(a.due(l, t0), Due::Close(Close::Evicted));
+    }
+}
