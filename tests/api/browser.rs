@@ -163,6 +163,14 @@ impl Browser {
         self.fill("#confirm", password).await;
         self.click(button).await;
     }
+
+    /// Submits the reset form: the new password twice and `prove` (a PIN or a device TOTP).
+    async fn reset_with(&mut self, password: &str, prove: &str) {
+        self.fill("#password", password).await;
+        self.fill("#confirm", password).await;
+        self.fill("#prove", prove).await;
+        self.click("button.primary").await;
+    }
 }
 
 /// A port that is free now: the browser posts from the page's origin, which must be the public
@@ -309,10 +317,7 @@ async fn a_reset_with_the_right_pin_keeps_it_and_one_without_erases_pin_and_devi
             .contains("Keep your PIN and paired device")
     );
     browser.capture("reset-form").await;
-    browser.fill("#password", NEW_PASSWORD).await;
-    browser.fill("#confirm", NEW_PASSWORD).await;
-    browser.fill("#prove", "9876").await;
-    browser.click("button.primary").await;
+    browser.reset_with(NEW_PASSWORD, "9876").await;
     assert!(
         browser
             .text("#prove-error")
@@ -320,10 +325,7 @@ async fn a_reset_with_the_right_pin_keeps_it_and_one_without_erases_pin_and_devi
             .contains("3 more wrong tries")
     );
     browser.capture("reset-wrong-pin").await;
-    browser.fill("#password", NEW_PASSWORD).await;
-    browser.fill("#confirm", NEW_PASSWORD).await;
-    browser.fill("#prove", PIN).await;
-    browser.click("button.primary").await;
+    browser.reset_with(NEW_PASSWORD, PIN).await;
     assert_eq!(browser.text("h1").await, "Your password is set");
     assert_eq!(browser.count(".alert.warn").await, 0);
     assert_eq!(
@@ -355,10 +357,7 @@ async fn the_pages_work_with_javascript_off() {
     // No script ran: no toggles, and the form still works.
     assert_eq!(browser.count(".toggle").await, 0);
     browser.screenshot("reset-form-nojs").await;
-    browser.fill("#password", "short").await;
-    browser.fill("#confirm", "short").await;
-    browser.fill("#prove", PIN).await;
-    browser.click("button.primary").await;
+    browser.reset_with("short", PIN).await;
     assert!(
         browser
             .text("#password-error")
@@ -366,10 +365,7 @@ async fn the_pages_work_with_javascript_off() {
             .contains("at least 8 characters")
     );
     browser.screenshot("reset-policy-error-nojs").await;
-    browser.fill("#password", NEW_PASSWORD).await;
-    browser.fill("#confirm", NEW_PASSWORD).await;
-    browser.fill("#prove", PIN).await;
-    browser.click("button.primary").await;
+    browser.reset_with(NEW_PASSWORD, PIN).await;
     assert_eq!(browser.text("h1").await, "Your password is set");
     browser.screenshot("reset-done-nojs").await;
     let cy = app.as_user("cy");
@@ -388,9 +384,7 @@ async fn the_pages_fit_a_phone() {
     let link = reset_link_for(&app, &mut smtp, &public, "dee").await;
     browser.open(&link).await;
     browser.capture("reset-form-phone").await;
-    browser.fill("#password", "short").await;
-    browser.fill("#confirm", "short").await;
-    browser.click("button.primary").await;
+    browser.choose("short", "button.primary").await;
     assert!(
         browser
             .text("#password-error")

@@ -22,6 +22,24 @@ fn original_pepper(app: &TestApp) -> String {
     app.dir.path().join("pepper").display().to_string()
 }
 
+/// `before`'s database restarted on pepper `p2` (the file `p2`), with `before`'s own pepper loaded
+/// as the old `p1` when `keep_p1`.
+async fn on_p2(before: &TestApp, p2: &str, keep_p1: bool) -> TestApp {
+    let app = before
+        .sibling()
+        .env("OTPD_PEPPER_FILE", p2)
+        .env("OTPD_PEPPER_ID", "p2");
+    let app = if keep_p1 {
+        app.env(
+            "OTPD_PEPPER_OLD_FILES",
+            &format!("p1:{}", original_pepper(before)),
+        )
+    } else {
+        app
+    };
+    app.spawn().await
+}
+
 async fn user_show(app: &TestApp, user: &str) -> String {
     let s = app
         .services()
@@ -50,28 +68,14 @@ async fn a_hash_under_an_old_pepper_verifies_and_is_rehashed_under_the_current_o
     before.set_pin("rosa", "4378").await;
     assert!(user_show(&before, "rosa").await.contains("pepper=p1"));
     let p2 = key_file(&before, "pepper-2", 2);
-    let after = before
-        .sibling()
-        .env("OTPD_PEPPER_FILE", &p2)
-        .env("OTPD_PEPPER_ID", "p2")
-        .env(
-            "OTPD_PEPPER_OLD_FILES",
-            &format!("p1:{}", original_pepper(&before)),
-        )
-        .spawn()
-        .await;
+    let after = on_p2(&before, &p2, true).await;
     let rosa = after.as_user("rosa");
     assert_eq!(rosa.create_otp_with_password(PASSWORD).await.status(), 201);
     assert_eq!(rosa.create_otp_with_pin("4378").await.status(), 201);
     let shown = user_show(&after, "rosa").await;
     assert_eq!(shown.matches("pepper=p2").count(), 2, "{shown}");
     // Under the new pepper alone (p1 removed) both still verify: they were re-hashed.
-    let only_p2 = before
-        .sibling()
-        .env("OTPD_PEPPER_FILE", &p2)
-        .env("OTPD_PEPPER_ID", "p2")
-        .spawn()
-        .await;
+    let only_p2 = on_p2(&before, &p2, false).await;
     let rosa = only_p2.as_user("rosa");
     assert_eq!(rosa.create_otp_with_password(PASSWORD).await.status(), 201);
     assert_eq!(rosa.create_otp_with_pin("4378").await.status(), 201);
@@ -88,12 +92,7 @@ async fn a_hash_under_a_pepper_that_is_not_loaded_is_503_key_unavailable_and_cou
     let before = TestApp::spawn().await;
     before.set_password("sami", PASSWORD).await;
     let p2 = key_file(&before, "pepper-2", 2);
-    let after = before
-        .sibling()
-        .env("OTPD_PEPPER_FILE", &p2)
-        .env("OTPD_PEPPER_ID", "p2")
-        .spawn()
-        .await;
+    let after = on_p2(&before, &p2, false).await;
     for _ in 0..6 {
         let res = after
             .as_user("sami")
@@ -127,16 +126,7 @@ async fn a_hash_under_a_pepper_that_is_not_loaded_is_503_key_unavailable_and_cou
         );
     }
     // Loading p1 again as an old pepper heals it.
-    let healed = before
-        .sibling()
-        .env("OTPD_PEPPER_FILE", &p2)
-        .env("OTPD_PEPPER_ID", "p2")
-        .env(
-            "OTPD_PEPPER_OLD_FILES",
-            &format!("p1:{}", original_pepper(&before)),
-        )
-        .spawn()
-        .await;
+    let healed = on_p2(&before, &p2, true).await;
     assert_eq!(
         healed
             .as_user("sami")
