@@ -10,6 +10,8 @@
 #    (examples/bench_hello). Target ratio >= 0.5.
 # 3. Open-loop load at 2x the best OTP rate (examples/bench_load, spread over 8 users): statuses and
 #    p50/p99 latency (load shedding must keep the 201s' latency bounded), and otpd's memory.
+# 4. OTP redemptions/s (POST /user/otp/verify, valid codes each sent once) on SQLite and
+#    PostgreSQL: scripts/bench-redeem.sh. Targets >= 5,000/s and >= 3,000/s.
 #
 # The machine is shared and noisy, so every measurement is paired with its baseline run right
 # before it, each pair is repeated (BENCH_ROUNDS, default 3), and the median ratio is reported.
@@ -139,3 +141,9 @@ echo "415 / minimal handler: $(echo "$RATIOS_415" | median)  (rounds:$RATIOS_415
 awk -v a="$RSS_IDLE" -v b="$RSS_SUSTAINED" -v c="$RSS_OVERLOAD" 'BEGIN {
   printf "otpd RSS: %.0f MiB idle, %.0f MiB after the sustained rounds, %.0f MiB after the overload run\n",
     a / 1024, b / 1024, c / 1024 }'
+
+echo
+echo "== OTP redemptions (valid codes, each sent once; BENCH_BACKENDS=\"${BENCH_BACKENDS:-sqlite postgres}\")"
+kill "$OTPD_PID" 2>/dev/null || true
+OTPD_BIN="$BIN/otpd" scripts/bench-redeem.sh |
+  awk '{ printf "%s: %s redemptions/s (other %s/s), p50 %s ms, p99 %s ms, max %s ms\n", $2, $3, $4, $5, $6, $7 }'

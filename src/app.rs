@@ -42,6 +42,7 @@ pub struct App {
     server: ServerSettings,
     connections: OpenConnections,
     metrics: Metrics,
+    services: Arc<Services>,
 }
 
 /// Installs the process-wide TLS provider (one for every crate; see docs/decisions.md).
@@ -203,6 +204,7 @@ async fn services_with_peppers(
         after_login_window: config.totp.after_login_window,
         watch: CredentialWatch::new(config.limits.long_polls),
         lockout: config.limits.lockout,
+        retention: config.retention,
         password_policy,
         links: config.links.clone(),
         link_key,
@@ -251,8 +253,9 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
     }
     tokens.spawn_refresh();
     let metrics = services.metrics.clone();
+    let services = Arc::new(services);
     let state = AppState {
-        services: Arc::new(services),
+        services: Arc::clone(&services),
         identity: Arc::new(tokens),
         connections: OpenConnections::default(),
         limits: RateLimiters::start(config.limits.rate),
@@ -305,6 +308,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         server: config.server,
         connections,
         metrics,
+        services,
     })
 }
 
@@ -331,6 +335,7 @@ impl App {
             let _ = rx.wait_for(|s| *s).await;
         };
         let upkeep = self.metrics.spawn_upkeep();
+        let retention = self.services.spawn_retention();
         let admin = self.admin.map(|(listener, router)| {
             tokio::spawn(server::serve(
                 listener,
@@ -359,6 +364,7 @@ impl App {
         }
         signal.abort();
         upkeep.abort();
+        retention.abort();
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use otpd::service::admin::{AuditPageRequest, read_audit_page};
 use otpd::service::credentials::NewCredential;
 use otpd::telemetry::LogFormat;
 use secrecy::SecretString;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -111,6 +111,20 @@ enum DevCommand {
         /// `true`: sendmail only mails verified addresses.
         #[arg(long)]
         email_verified: Option<bool>,
+    },
+    /// Benchmarks only: issue live OTPs without a proof to users PREFIX0..PREFIX<users-1> and
+    /// print one `<access token> <otp>` line per OTP (scope user:otp:verify).
+    BenchOtps {
+        #[arg(long, default_value = "bench")]
+        prefix: String,
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// OTPs per user (at most otp_max_live).
+        #[arg(long, default_value_t = 3)]
+        per_user: usize,
+        /// Token lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
     },
 }
 
@@ -246,6 +260,52 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             request.check()?;
             let kit = otpd::dev::DevKit::load_or_create(&config)?;
             println!("{}", kit.mint(&request)?);
+        }
+        Command::Dev(DevCommand::BenchOtps {
+            prefix,
+            users,
+            per_user,
+            ttl,
+        }) => {
+            otpd::telemetry::init("warn", LogFormat::Text);
+            let kit = otpd::dev::DevKit::load_or_create(&config)?;
+            let services = Arc::new(otpd::app::services(&config, Arc::new(SystemClock)).await?);
+            let ttl = Duration::from_secs(ttl);
+            // Eight users at a time: filling is not what is measured, but it should not take long.
+            // Lines go round the users (each user's first OTP, then each one's second, ...), so
+            // a load tool reading them in order sends one user's codes far apart, as real traffic
+            // would: parallel redemptions of one user meet its attempt limit (docs/lockout.md).
+            let mut rounds = vec![Vec::with_capacity(users); per_user];
+            for chunk in (0..users).collect::<Vec<_>>().chunks(8) {
+                let mut tasks = tokio::task::JoinSet::new();
+                for &i in chunk {
+                    let sub = subject(&format!("{prefix}{i}"))?;
+                    let token = kit.mint(&otpd::dev::TokenRequest {
+                        sub: sub.as_str(),
+                        scope: "user:otp:verify",
+                        ttl,
+                        email: None,
+                        email_verified: None,
+                        admin_scope: &config.admin.scope,
+                    })?;
+                    let services = Arc::clone(&services);
+                    tasks.spawn(async move {
+                        let otps = services.issue_bench_otps(&sub, per_user).await?;
+                        Ok::<_, anyhow::Error>((token, otps))
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    let (token, otps) = done??;
+                    for (round, otp) in rounds.iter_mut().zip(otps) {
+                        round.push(format!("{token} {otp}"));
+                    }
+                }
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for line in rounds.iter().flatten() {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
         }
     }
     Ok(())

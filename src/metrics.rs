@@ -70,6 +70,24 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Factors locked or disabled after repeated failures, by factor",
     ),
     (
+        "otpd_device_totps_revoked_total",
+        Kind::Counter,
+        None,
+        "Device TOTPs revoked after otp_disable_after failed redemptions",
+    ),
+    (
+        "otpd_retention_deleted_total",
+        Kind::Counter,
+        None,
+        "Rows removed by the retention job, by kind",
+    ),
+    (
+        "otpd_retention_runs_total",
+        Kind::Counter,
+        None,
+        "Runs of the retention job, by result (ok, skipped: another replica ran it, error)",
+    ),
+    (
         "otpd_mails_total",
         Kind::Counter,
         None,
@@ -236,6 +254,12 @@ impl Metrics {
                 .increment(0);
         }
         self.counter("otpd_otps_redeemed_total", &[]).increment(0);
+        for kind in ["expired_otps", "stale_attempts", "old_audit_events"] {
+            self.counter("otpd_retention_deleted_total", &[("kind", kind)])
+                .increment(0);
+        }
+        self.counter("otpd_device_totps_revoked_total", &[])
+            .increment(0);
         self.counter("otpd_otps_refused_total", &[]).increment(0);
         self.counter("otpd_hash_rejected_total", &[]).increment(0);
         for reason in CONNECTION_CLOSE_REASONS {
@@ -311,6 +335,24 @@ impl Metrics {
     /// A factor locked or disabled; `factor` is `password`, `pin` or `otp`.
     pub fn lock(&self, factor: &'static str) {
         self.counter("otpd_locks_total", &[("factor", factor)])
+            .increment(1);
+    }
+
+    /// Device TOTPs revoked because their codes failed too often (`otp_disable_after`).
+    pub fn devices_revoked(&self, count: u64) {
+        self.counter("otpd_device_totps_revoked_total", &[])
+            .increment(count);
+    }
+
+    /// Rows the retention job removed; `kind` is a `PruneKind` name.
+    pub fn retention_deleted(&self, kind: &'static str, rows: u64) {
+        self.counter("otpd_retention_deleted_total", &[("kind", kind)])
+            .increment(rows);
+    }
+
+    /// One retention run; `result` is `ok`, `skipped` or `error`.
+    pub fn retention_run(&self, result: &'static str) {
+        self.counter("otpd_retention_runs_total", &[("result", result)])
             .increment(1);
     }
 

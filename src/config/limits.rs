@@ -55,6 +55,10 @@ impl Limits {
                 "otp_revoke_after",
                 otp.revoke_after.unwrap_or(0).to_string(),
             ),
+            (
+                "otp_disable_after",
+                otp.revoke_devices_after.unwrap_or(0).to_string(),
+            ),
             ("lock_base_seconds", pin.base_lock.as_secs().to_string()),
             ("lock_max_seconds", pin.max_lock.as_secs().to_string()),
             ("rate_limit_per_client", quota(self.rate.per_client)),
@@ -86,6 +90,7 @@ impl LockoutPolicies {
             max_lock: max,
             disable_after: nonzero(disable_after),
             revoke_after: nonzero(revoke_after),
+            revoke_devices_after: None,
         };
         let otp_revoke_after = src.in_range("otp_revoke_after", 5u32, 0..=1000)?;
         Ok(Self {
@@ -101,7 +106,16 @@ impl LockoutPolicies {
             ),
             // Redemption locks where it starts revoking: otherwise parallel guesses could race the
             // revocation (docs/lockout.md).
-            otp: policy(otp_revoke_after, 0, otp_revoke_after),
+            otp: LockPolicy {
+                // The OTP factor itself is never disabled (a new account OTP is a new secret);
+                // what a long run of failures ends is the device TOTPs being guessed.
+                revoke_devices_after: nonzero(src.in_range(
+                    "otp_disable_after",
+                    20u32,
+                    0..=10_000,
+                )?),
+                ..policy(otp_revoke_after, 0, otp_revoke_after)
+            },
         })
     }
 }

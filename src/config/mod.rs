@@ -20,6 +20,7 @@ mod limits;
 mod logging;
 mod mail;
 mod passwords;
+mod retention;
 mod server;
 mod settings;
 mod store;
@@ -34,7 +35,9 @@ use crate::http::HttpSettings;
 use crate::http::admin::AdminSettings;
 use crate::identity::AuthSettings;
 use crate::server::ServerSettings;
-use crate::service::{DeviceTotpSettings, HashingSettings, LinkSettings, PasswordSettings};
+use crate::service::{
+    DeviceTotpSettings, HashingSettings, LinkSettings, PasswordSettings, RetentionSettings,
+};
 use crate::store::StoreSettings;
 use crate::telemetry::LogSettings;
 use crate::templates::TemplateSettings;
@@ -88,6 +91,7 @@ pub struct Config {
     pub links: LinkSettings,
     pub templates: TemplateSettings,
     pub log: LogSettings,
+    pub retention: RetentionSettings,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
     pub dev: bool,
 }
@@ -215,6 +219,7 @@ impl Config {
             links: LinkSettings::from_source(src)?,
             templates: TemplateSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
+            retention: RetentionSettings::from_source(src)?,
             dev,
         })
     }
@@ -267,6 +272,7 @@ impl Config {
         self.links.describe(&mut lines);
         self.templates.describe(&mut lines);
         self.log.describe(&mut lines);
+        self.retention.describe(&mut lines);
         lines.sort_by_key(|(name, _)| SETTINGS.iter().position(|s| s.0 == *name));
         let mode = if self.dev {
             "DEVELOPMENT"

@@ -150,6 +150,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "consecutive failed OTP/TOTP redemptions from which each failure revokes the user's live OTPs and locks redemption (0 = never)",
     ),
     (
+        "audit_retention_days",
+        "400",
+        "audit events older than this many days are deleted by the retention job (0 = kept forever)",
+    ),
+    (
+        "otp_disable_after",
+        "20",
+        "failed redemptions that checked a device TOTP, with no success of that device between them, after which the device is revoked (0 = never)",
+    ),
+    (
         "lock_base_seconds",
         "30",
         "the first lock of a factor; each further failure doubles it",

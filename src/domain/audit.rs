@@ -21,7 +21,8 @@ pub enum AuditEvent {
     /// A new PIN broke the PIN policy (`PUT /user/pin`).
     PinPolicyRefused,
     DeviceTotpCreated,
-    /// One device TOTP was revoked (admin API; detail: the device and who asked).
+    /// One device TOTP was revoked (detail: the device, and who asked or the failure count):
+    /// by the admin API, or because too many failed redemptions checked its codes.
     DeviceTotpRevoked,
     /// The admin API showed the user's state (detail: who asked).
     AdminUserShown,

@@ -61,6 +61,10 @@ pub struct LockPolicy {
     pub disable_after: Option<u32>,
     /// From this many consecutive failures on, every failure revokes the user's live OTPs.
     pub revoke_after: Option<u32>,
+    /// Redemption only: a device TOTP is revoked once this many failed redemptions checked its
+    /// codes with no success *of that device* in between (an account-OTP success does not count).
+    /// The lifetime bound on guessing a secret that lives for years.
+    pub revoke_devices_after: Option<u32>,
 }
 
 impl LockPolicy {
@@ -70,6 +74,7 @@ impl LockPolicy {
         max_lock: Duration::from_secs(15 * 60),
         disable_after: Some(10),
         revoke_after: None,
+        revoke_devices_after: None,
     };
     pub const PASSWORD: LockPolicy = LockPolicy {
         lock_from: 5,
@@ -77,6 +82,7 @@ impl LockPolicy {
         max_lock: Duration::from_secs(15 * 60),
         disable_after: Some(100),
         revoke_after: None,
+        revoke_devices_after: None,
     };
     pub const OTP: LockPolicy = LockPolicy {
         lock_from: 5,
@@ -84,6 +90,7 @@ impl LockPolicy {
         max_lock: Duration::from_secs(15 * 60),
         disable_after: None,
         revoke_after: Some(5),
+        revoke_devices_after: Some(20),
     };
 
     /// How long the factor stays locked after `failures` consecutive failures.

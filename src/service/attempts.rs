@@ -40,6 +40,32 @@ impl Services {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, ServiceError>>,
     {
+        let checked = self.guarded_until_success(sub, factor, check).await?;
+        if let Checked::Passed(_) = checked {
+            // The check's own effect (an OTP consumed, a PIN changed) has happened: a failed reset
+            // must not turn it into an error. The counter then stays high until the next success,
+            // which errs on the safe side.
+            if let Err(e) = self.store.attempt_succeeded(sub, factor).await {
+                tracing::warn!(factor = factor.as_str(), error = %e, "could not reset the attempt counter after a success");
+            }
+        }
+        Ok(checked)
+    }
+
+    /// `guarded` without the reset after a success: the reservation is the only write before the
+    /// check, and the caller resets the counter in the transaction that stores what the success
+    /// earned (`NewOtp::reset_attempts`), so a successful check costs one write transaction
+    /// after the hash instead of two. A caller that stores nothing must use `guarded`.
+    pub(crate) async fn guarded_until_success<T, F, Fut>(
+        &self,
+        sub: &Subject,
+        factor: GuardedFactor,
+        check: F,
+    ) -> Result<Checked<T>, ServiceError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, ServiceError>>,
+    {
         let policy = self.lockout.of(factor);
         let now = to_millis(self.clock.now());
         let state = match self.store.reserve_attempt(sub, factor, policy, now).await? {
@@ -47,23 +73,24 @@ impl Services {
             Reservation::Refused(state) => return Ok(refusal(state, now)),
         };
         if let Some(value) = check().await? {
-            // The check's own effect (an OTP consumed, a PIN changed) has happened: a failed reset
-            // must not turn it into an error. The counter then stays high until the next success,
-            // which errs on the safe side.
-            if let Err(e) = self.store.attempt_succeeded(sub, factor).await {
-                tracing::warn!(factor = factor.as_str(), error = %e, "could not reset the attempt counter after a success");
-            }
             return Ok(Checked::Passed(value));
         }
-        let failed = FailedAttempt {
-            factor,
-            failures: state.failures,
-            // Disabling supersedes the lock the same failure would start.
-            locked_until: (!state.disabled && !policy.lock_after(state.failures).is_zero())
-                .then_some(state.locked_until),
-            disabled: state.disabled,
-            revoke_otps: policy.revokes_at(state.failures),
-        };
+        // Every OTP path but /verify accepts device TOTPs, and /verify goes through
+        // `redeem_counted`: a guarded OTP check has compared device codes.
+        let devices_checked = factor == GuardedFactor::Otp;
+        let failed = FailedAttempt::after(factor, policy, state, devices_checked);
+        self.failure_noted(&failed);
+        let revoked = self
+            .store
+            .attempt_failed(sub, failed, to_millis(self.clock.now()))
+            .await?;
+        self.devices_revoked(revoked);
+        Ok(Checked::Failed)
+    }
+
+    /// Metrics and the log line of a counted failure (the audit rows are the store's).
+    pub(super) fn failure_noted(&self, failed: &FailedAttempt) {
+        let factor = failed.factor;
         self.metrics.credential_failure(factor.as_str());
         if failed.locked_until.is_some() || failed.disabled {
             self.metrics.lock(factor.as_str());
@@ -74,10 +101,16 @@ impl Services {
                 "credential locked after consecutive failures"
             );
         }
-        self.store
-            .attempt_failed(sub, failed, to_millis(self.clock.now()))
-            .await?;
-        Ok(Checked::Failed)
+    }
+
+    pub(super) fn devices_revoked(&self, revoked: u64) {
+        if revoked > 0 {
+            self.metrics.devices_revoked(revoked);
+            tracing::warn!(
+                devices = revoked,
+                "device TOTPs revoked after too many failed redemptions"
+            );
+        }
     }
 
     /// The stored counters of every guarded factor of the user (clean factors included).
@@ -189,7 +222,7 @@ impl fmt::Display for UserStatus {
     }
 }
 
-fn refusal<T>(state: AttemptState, now: i64) -> Checked<T> {
+pub(super) fn refusal<T>(state: AttemptState, now: i64) -> Checked<T> {
     match state.admission(now) {
         Admission::Disabled => Checked::Disabled,
         Admission::Locked { retry_after } => Checked::Locked { retry_after },

@@ -2,7 +2,7 @@
 //! or the after-login grant right after registration; then a fresh secret, stored encrypted.
 
 use super::clock::to_millis;
-use super::otp::Proof;
+use super::otp::{Proof, ResetAfterSuccess};
 use super::{ServiceError, Services};
 use crate::domain::{Attempt, DeviceId, OtpTypes, Subject, TotpSecret, TotpSettings};
 use crate::store::{FollowUp, StoredDevice};
@@ -101,7 +101,10 @@ impl Services {
                 password: proof.password,
                 pin: proof.pin,
             };
-            match self.check_proof(sub, &stored_credentials, &knowledge).await {
+            match self
+                .check_proof(sub, &stored_credentials, &knowledge, ResetAfterSuccess::Now)
+                .await
+            {
                 Ok(factor) => (factor.as_str(), Some(factor)),
                 Err(ServiceError::InvalidCredentials | ServiceError::CredentialNotSet) => {
                     return Err(ServiceError::NoValidProof);

@@ -61,7 +61,7 @@ impl Services {
                 retry_after: Duration::from_millis(wait_ms).as_secs().max(1),
             });
         }
-        let issued = self.create_otp(sub, "via=mail", None).await?;
+        let issued = self.create_otp(sub, "via=mail", None, None).await?;
         let mail = compose(&to, &issued, self.otp.ttl);
         match mailer.send(mail).await {
             Ok(()) => {

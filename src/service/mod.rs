@@ -21,6 +21,7 @@ pub mod password_reset;
 pub mod passwords;
 pub mod pepper;
 pub mod redeem;
+pub mod retention;
 pub mod stored_hash;
 pub mod totp_cipher;
 pub mod totp_keys;
@@ -43,6 +44,7 @@ pub use mail::Mailer;
 pub use password_links::{LinkKey, LinkSettings, PublicUrl};
 pub use passwords::PasswordSettings;
 pub use pepper::{Pepper, PepperRing};
+pub use retention::RetentionSettings;
 use std::sync::Arc;
 use std::time::Duration;
 pub use totp_cipher::TotpCipher;
@@ -70,6 +72,7 @@ pub struct Services {
     /// How long after registration the after-login grant allows a device TOTP without proof.
     pub after_login_window: Duration,
     pub watch: CredentialWatch,
+    pub retention: RetentionSettings,
     /// The rules every new password must meet (pages and the operator command alike).
     pub password_policy: PasswordPolicy,
     /// Where password links point, how long they work, the service's name.

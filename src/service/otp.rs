@@ -4,12 +4,21 @@ use super::attempts::Checked;
 use super::clock::to_millis;
 use super::{ServiceError, Services};
 use crate::domain::password::check_candidates;
-use crate::domain::{Attempt, Factor, OtpCode, Subject};
+use crate::domain::{Attempt, Factor, GuardedFactor, OtpCode, Subject};
 use crate::store::{NewOtp, OtpInsert, StoredCredentials};
 use anyhow::anyhow;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// Who resets a factor's attempt counter after it passed `check_proof`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ResetAfterSuccess {
+    /// `check_proof` itself, in its own write.
+    Now,
+    /// The caller, in the transaction that stores what the success earned.
+    ByCaller,
+}
 
 /// What the caller offered as proof; either may be absent.
 #[derive(Debug, Default)]
@@ -65,9 +74,14 @@ const MAX_DRAWS: usize = 3;
 impl Services {
     pub async fn issue_otp(&self, sub: &Subject, proof: Proof) -> Result<IssuedOtp, ServiceError> {
         let stored = self.store.credentials(sub).await?;
-        let factor = self.check_proof(sub, &stored, &proof).await?;
+        let factor = self
+            .check_proof(sub, &stored, &proof, ResetAfterSuccess::ByCaller)
+            .await?;
+        // The counter of the factor that passed is reset in the OTP's own transaction, which
+        // stores the OTP only while that factor is still set.
+        let detail = format!("factor={}", factor.as_str());
         let issued = self
-            .create_otp(sub, &format!("factor={}", factor.as_str()), Some(factor))
+            .create_otp(sub, &detail, Some(factor), Some(factor.into()))
             .await?;
         self.metrics.otp_issued("credential");
         Ok(issued)
@@ -75,12 +89,15 @@ impl Services {
 
     /// Checks the offered factors in PACE order (password first, then PIN) and returns the first
     /// that matches. Each check runs under its factor's attempt limit; a locked or disabled factor
-    /// is skipped without being checked, so the other one still can succeed.
+    /// is skipped without being checked, so the other one still can succeed. With
+    /// `ResetAfterSuccess::ByCaller` the passing factor's counter is left for the caller to reset
+    /// in its own write.
     pub(super) async fn check_proof(
         &self,
         sub: &Subject,
         stored: &StoredCredentials,
         proof: &Proof,
+        reset: ResetAfterSuccess,
     ) -> Result<Factor, ServiceError> {
         let offered: Vec<(Factor, &Attempt, &str)> = [
             (Factor::Password, proof.password.as_ref()),
@@ -102,18 +119,23 @@ impl Services {
         let mut refusals = Refusals::default();
         for (factor, attempt, phc) in offered {
             let forms = check_forms(factor, attempt);
-            let checked = self
-                .guarded(sub, factor.into(), || async {
-                    // One attempt, however many forms of it are tried (see `check_forms`).
-                    for (i, form) in forms.iter().enumerate() {
-                        let v = permit.verify(form.expose_secret(), phc).await?;
-                        if v.matches {
-                            return Ok(Some((v, i)));
-                        }
+            let check = || async {
+                // One attempt, however many forms of it are tried (see `check_forms`).
+                for (i, form) in forms.iter().enumerate() {
+                    let v = permit.verify(form.expose_secret(), phc).await?;
+                    if v.matches {
+                        return Ok(Some((v, i)));
                     }
-                    Ok(None)
-                })
-                .await?;
+                }
+                Ok(None)
+            };
+            let checked = match reset {
+                ResetAfterSuccess::Now => self.guarded(sub, factor.into(), check).await?,
+                ResetAfterSuccess::ByCaller => {
+                    self.guarded_until_success(sub, factor.into(), check)
+                        .await?
+                }
+            };
             match checked {
                 Checked::Passed((v, i)) => {
                     drop(permit);
@@ -151,13 +173,30 @@ impl Services {
         }
     }
 
+    /// Benchmarks only (`otpd dev bench-otps`, development mode): `count` live OTPs for `sub`
+    /// without any proof, as their digits.
+    pub async fn issue_bench_otps(
+        &self,
+        sub: &Subject,
+        count: usize,
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut codes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let issued = self.create_otp(sub, "factor=bench", None, None).await?;
+            codes.push(issued.code.expose().to_owned());
+        }
+        Ok(codes)
+    }
+
     /// Draws a code, stores its digest, and returns it with its expiry; with `requires`, only while
-    /// that factor is still set.
+    /// that factor is still set; resets the attempt counter of `reset_attempts` in the same
+    /// transaction.
     pub(crate) async fn create_otp(
         &self,
         sub: &Subject,
         audit_detail: &str,
         requires: Option<Factor>,
+        reset_attempts: Option<GuardedFactor>,
     ) -> Result<IssuedOtp, ServiceError> {
         let now = self.clock.now();
         let expires_at = (now + self.otp.ttl)
@@ -173,6 +212,7 @@ impl Services {
                 max_live: self.otp.max_live,
                 audit_detail,
                 requires,
+                reset_attempts,
             };
             match self.store.insert_otp(sub, new).await? {
                 OtpInsert::Inserted => return Ok(IssuedOtp { code, expires_at }),

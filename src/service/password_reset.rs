@@ -4,7 +4,7 @@
 //! with an audit row. Used by `POST /callbacks/password-reset` and by the reset page.
 
 use super::clock::to_millis;
-use super::otp::Proof;
+use super::otp::{Proof, ResetAfterSuccess};
 use super::{ServiceError, Services};
 use crate::domain::{Attempt, OtpCode, OtpTypes, Subject};
 use crate::store::Erased;
@@ -139,7 +139,10 @@ impl Services {
                 pin: Attempt::bounded(value.clone(), crate::domain::credential::MAX_PIN_BYTES),
                 password: None,
             };
-            match self.check_proof(sub, &stored, &proof).await {
+            match self
+                .check_proof(sub, &stored, &proof, ResetAfterSuccess::Now)
+                .await
+            {
                 Ok(_) => return self.prove_passed(sub).await,
                 Err(ServiceError::InvalidCredentials | ServiceError::CredentialNotSet) => {}
                 Err(ServiceError::CredentialLocked { retry_after }) => {

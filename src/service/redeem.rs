@@ -1,14 +1,14 @@
 //! Redeeming one-time passwords: account OTPs and device TOTPs, for every endpoint that takes an
 //! OTP. The one place that decides whether a code is valid, so attempt limits belong here.
 
-use super::attempts::Checked;
+use super::attempts::{Checked, refusal};
 use super::clock::to_millis;
 use super::{ServiceError, Services};
 use crate::domain::totp::matching_steps;
 use crate::domain::{
     DeviceId, GuardedFactor, OtpCode, OtpTypes, Subject, TotpAlgorithm, TotpSettings,
 };
-use crate::store::{FollowUp, Redeemed, Redemption, StoredDevice};
+use crate::store::{CountedRedemption, FollowUp, Redeemed, Redemption, StoredDevice};
 use secrecy::{ExposeSecret, SecretString};
 
 impl Services {
@@ -26,9 +26,14 @@ impl Services {
 
     /// Consumes `code` and applies `then` in the same transaction; neither happens without the
     /// other. `InvalidOtp` when no candidate is valid (unknown, expired, used, replayed step).
-    /// Every redemption runs under the user's OTP attempt limit (docs/lockout.md): counted before
-    /// the code is looked at, `CredentialLocked` without looking while locked, and from the 5th
-    /// consecutive failure on each failure revokes the user's live account OTPs.
+    /// Every redemption runs under the user's OTP attempt limit (docs/lockout.md), counted in the
+    /// same transaction before the code is looked at: `CredentialLocked` without looking while
+    /// locked; from the 5th consecutive failure each failure revokes the user's live account
+    /// OTPs, and a device whose codes failed `otp_disable_after` times is revoked.
+    ///
+    /// The candidates (HMAC digest, TOTP steps of each device) are computed before the
+    /// transaction, so it holds the user's counter row only for a few statements; for a locked
+    /// user that costs a device read and a few HMACs, no secret is compared.
     pub(crate) async fn redeem_otp_then(
         &self,
         sub: &Subject,
@@ -36,13 +41,46 @@ impl Services {
         types: OtpTypes,
         then: FollowUp<'_>,
     ) -> Result<Redeemed, ServiceError> {
-        let devices = &self.redeemable_devices(sub, types).await?;
-        let checked = self
-            .guarded(sub, GuardedFactor::Otp, || {
-                self.try_redeem(sub, otp, types, devices, then)
-            })
+        // Read (and checked for a missing key) before anything is counted.
+        let devices = self.redeemable_devices(sub, types).await?;
+        let now = self.clock.now();
+        let candidates = self.candidates(sub, otp, types, &devices, now);
+        let devices_checked = !devices.is_empty();
+        let changes_credentials = !matches!(then, FollowUp::Nothing);
+        let policy = self.lockout.of(GuardedFactor::Otp);
+        let counted = self
+            .store
+            .redeem_counted(
+                sub,
+                &candidates,
+                then,
+                policy,
+                devices_checked,
+                to_millis(now),
+            )
             .await?;
-        self.settle_redemption(checked)
+        match counted {
+            CountedRedemption::Redeemed(redeemed) => {
+                if changes_credentials {
+                    self.watch.changed(sub);
+                }
+                self.metrics.otp_redeemed();
+                Ok(redeemed)
+            }
+            CountedRedemption::Failed {
+                failed,
+                devices_revoked,
+            } => {
+                self.metrics.otp_refused();
+                self.failure_noted(&failed);
+                self.devices_revoked(devices_revoked);
+                Err(ServiceError::InvalidOtp)
+            }
+            CountedRedemption::Refused(state) => {
+                self.metrics.otp_refused();
+                Err(refused(refusal::<()>(state, to_millis(now))))
+            }
+        }
     }
 
     /// The devices a redemption of `types` may match. Read before the attempt is counted: a device
@@ -70,7 +108,8 @@ impl Services {
         Ok(devices)
     }
 
-    /// The answer to a guarded redemption, counted in the metrics.
+    /// The answer to a redemption guarded by `guarded` (`PUT /user/pin`, which reserves the
+    /// attempt before hashing the new PIN), counted in the metrics.
     pub(super) fn settle_redemption(
         &self,
         checked: Checked<Redeemed>,
@@ -84,18 +123,15 @@ impl Services {
                 self.metrics.otp_refused();
                 Err(ServiceError::InvalidOtp)
             }
-            Checked::Locked { retry_after } => {
+            other => {
                 self.metrics.otp_refused();
-                Err(ServiceError::CredentialLocked { retry_after })
-            }
-            Checked::Disabled => {
-                self.metrics.otp_refused();
-                Err(ServiceError::CredentialDisabled)
+                Err(refused(other))
             }
         }
     }
 
-    /// One redemption, already admitted by the attempt limit: `None` when no candidate is valid.
+    /// One redemption, already admitted by the attempt limit (`guarded`): `None` when no candidate
+    /// is valid. Consumes and applies `then` in one transaction.
     pub(super) async fn try_redeem(
         &self,
         sub: &Subject,
@@ -105,20 +141,7 @@ impl Services {
         then: FollowUp<'_>,
     ) -> Result<Option<Redeemed>, ServiceError> {
         let now = self.clock.now();
-        let Some(code) = OtpCode::parse(otp.expose_secret()) else {
-            return Ok(None);
-        };
-        let code = &code;
-        let mut candidates = Redemption::default();
-        if types.account {
-            candidates.account_digests =
-                self.otp_key.candidate_digests(sub.as_str(), code.expose());
-        }
-        for device in devices {
-            for step in self.device_steps(sub, device, code, now.unix_timestamp()) {
-                candidates.device_steps.push((device.clone(), step));
-            }
-        }
+        let candidates = self.candidates(sub, otp, types, devices, now);
         let changes_credentials = !matches!(then, FollowUp::Nothing);
         match self
             .store
@@ -134,6 +157,32 @@ impl Services {
             // The refusal's audit row is written by the attempt limit, with the failure count.
             None => Ok(None),
         }
+    }
+
+    /// What `otp` could be for `sub`: the digests of an account OTP (one per pepper in use), and
+    /// each step of `devices` whose code it is. A value that is not 6..10 digits matches nothing.
+    fn candidates(
+        &self,
+        sub: &Subject,
+        otp: &SecretString,
+        types: OtpTypes,
+        devices: &[StoredDevice],
+        now: time::OffsetDateTime,
+    ) -> Redemption {
+        let mut candidates = Redemption::default();
+        let Some(code) = OtpCode::parse(otp.expose_secret()) else {
+            return candidates;
+        };
+        if types.account {
+            candidates.account_digests =
+                self.otp_key.candidate_digests(sub.as_str(), code.expose());
+        }
+        for device in devices {
+            for step in self.device_steps(sub, device, &code, now.unix_timestamp()) {
+                candidates.device_steps.push((device.clone(), step));
+            }
+        }
+        candidates
     }
 
     /// The steps of `device` whose code is `code`. A device whose row cannot be read (wrong key,
@@ -175,4 +224,15 @@ pub(crate) fn stored_settings(device: &StoredDevice) -> Option<(DeviceId, TotpSe
             algorithm: TotpAlgorithm::parse(&device.algorithm)?,
         },
     ))
+}
+
+/// The error of a redemption the attempt limit did not let through.
+fn refused<T>(checked: Checked<T>) -> ServiceError {
+    match checked {
+        Checked::Disabled => ServiceError::CredentialDisabled,
+        Checked::Locked { retry_after } => ServiceError::CredentialLocked { retry_after },
+        Checked::Passed(_) | Checked::Failed => ServiceError::CredentialLocked {
+            retry_after: std::time::Duration::from_secs(1),
+        },
+    }
 }

@@ -1,7 +1,7 @@
 //! Attempt counters in the database: the unit-of-work methods behind `domain::lockout`, and their
 //! SQL, written once and expanded for each backend like `sql.rs` (see docs/lockout.md).
 
-use super::{Millis, StoreError};
+use super::{FollowUp, Millis, Redeemed, Redemption, StoreError};
 use crate::domain::{AttemptState, GuardedFactor, LockPolicy, Subject};
 use async_trait::async_trait;
 
@@ -26,6 +26,45 @@ pub struct FailedAttempt {
     pub disabled: bool,
     /// Revoke every live account OTP of the user.
     pub revoke_otps: bool,
+    /// Device TOTP codes were among what was checked: every device of the user counts one more
+    /// failure, and those that reach this many are revoked. `None`: no device was checked, or no
+    /// bound is configured.
+    pub revoke_devices_after: Option<u32>,
+}
+
+impl FailedAttempt {
+    /// What a reserved attempt at `factor` that turned out wrong leaves behind under `policy`.
+    pub fn after(
+        factor: GuardedFactor,
+        policy: &LockPolicy,
+        state: AttemptState,
+        devices_checked: bool,
+    ) -> Self {
+        Self {
+            factor,
+            failures: state.failures,
+            // Disabling supersedes the lock the same failure would start.
+            locked_until: (!state.disabled && !policy.lock_after(state.failures).is_zero())
+                .then_some(state.locked_until),
+            disabled: state.disabled,
+            revoke_otps: policy.revokes_at(state.failures),
+            revoke_devices_after: policy.revoke_devices_after.filter(|_| devices_checked),
+        }
+    }
+}
+
+/// What a counted redemption (`AttemptStore::redeem_counted`) came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountedRedemption {
+    Redeemed(Redeemed),
+    /// Locked or disabled: nothing was counted and no candidate was looked at.
+    Refused(AttemptState),
+    /// Counted and no candidate was valid; the failure's effects are applied.
+    Failed {
+        failed: FailedAttempt,
+        /// Device TOTPs revoked by this failure.
+        devices_revoked: u64,
+    },
 }
 
 /// Per-user, per-factor attempt counters. A part of `Store`, kept apart because it is one topic.
@@ -49,13 +88,31 @@ pub trait AttemptStore: Send + Sync {
         factor: GuardedFactor,
     ) -> Result<(), StoreError>;
 
-    /// A reserved attempt failed: its count stays; writes the audit rows and revokes OTPs if asked.
+    /// A reserved attempt failed: its count stays; writes the audit rows and revokes OTPs and
+    /// devices if asked. Returns how many device TOTPs were revoked.
     async fn attempt_failed(
         &self,
         sub: &Subject,
         failed: FailedAttempt,
         now: Millis,
-    ) -> Result<(), StoreError>;
+    ) -> Result<u64, StoreError>;
+
+    /// The whole of one OTP redemption in ONE short transaction: count the attempt on the user's
+    /// OTP counter row (which locks that row: the user's redemptions queue there), refuse without
+    /// looking if locked, else consume the first valid candidate; on success reset the counter,
+    /// write the audit row and apply `then`; on failure keep the count and apply what `policy`
+    /// says a failure does (audit rows, lock, OTP and device revocation). The same guarantees as
+    /// `reserve_attempt` + `redeem` + `attempt_succeeded`/`attempt_failed`, in one commit.
+    /// `devices_checked`: device TOTP codes were among the candidates' types.
+    async fn redeem_counted(
+        &self,
+        sub: &Subject,
+        candidates: &Redemption,
+        then: FollowUp<'_>,
+        policy: &LockPolicy,
+        devices_checked: bool,
+        now: Millis,
+    ) -> Result<CountedRedemption, StoreError>;
 
     /// The stored counters of the user's factors (factors without failures are absent).
     async fn attempt_states(
@@ -80,10 +137,15 @@ macro_rules! impl_attempt_store {
     ($store:ident, $db:ty) => {
         mod attempt_sql {
             use super::$store;
-            use super::shared_sql::insert_audit;
+            use super::shared_sql::{consume, insert_audit, lock_user, redeemed_with};
             use $crate::domain::{AttemptState, AuditEvent, GuardedFactor, LockPolicy, Subject};
-            use $crate::store::{FailedAttempt, Millis, Reservation, StoreError};
+            use $crate::store::{
+                CountedRedemption, FailedAttempt, FollowUp, Millis, Redemption, Reservation,
+                StoreError,
+            };
             use sqlx::Row;
+
+            type Conn = <$db as sqlx::Database>::Connection;
 
             fn attempt_state(row: &<$db as sqlx::Database>::Row) -> Result<AttemptState, StoreError> {
                 let failures: i64 = row.try_get("failures")?;
@@ -111,6 +173,153 @@ macro_rules! impl_attempt_store {
                 row.as_ref().map(attempt_state).transpose()
             }
 
+            /// Counts one attempt inside the caller's write transaction (see `reserve_attempt`).
+            async fn count_attempt(
+                conn: &mut Conn,
+                sub: &Subject,
+                factor: GuardedFactor,
+                policy: &LockPolicy,
+                now: Millis,
+            ) -> Result<Reservation, StoreError> {
+                // The one statement that counts: admitted only while neither locked nor
+                // disabled. On PostgreSQL the upsert locks the row until commit, on SQLite
+                // BEGIN IMMEDIATE holds the write lock, so the lock written below is in place
+                // before any other reservation can look at the row.
+                let counted = sqlx::query(
+                    "INSERT INTO attempts (sub, factor, failures, locked_until, disabled_at, updated_at)
+                     VALUES ($1, $2, 1, 0, NULL, $3)
+                     ON CONFLICT (sub, factor) DO UPDATE
+                       SET failures = attempts.failures + 1, updated_at = excluded.updated_at
+                       WHERE attempts.locked_until <= $3 AND attempts.disabled_at IS NULL
+                     RETURNING failures, locked_until",
+                )
+                .bind(sub.as_str())
+                .bind(factor.as_str())
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(row) = counted else {
+                    let state = read_attempt_state(&mut *conn, sub, factor).await?;
+                    return Ok(Reservation::Refused(state.unwrap_or_default()));
+                };
+                let failures: i64 = row.try_get(0)?;
+                let previous_lock_end: i64 = row.try_get(1)?;
+                let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                let state = policy.after_reserving(failures, previous_lock_end, now);
+                if state.locked_until != previous_lock_end || state.disabled {
+                    sqlx::query(
+                        "UPDATE attempts SET locked_until = $1, disabled_at = $2 WHERE sub = $3 AND factor = $4",
+                    )
+                    .bind(state.locked_until)
+                    .bind(state.disabled.then_some(now))
+                    .bind(sub.as_str())
+                    .bind(factor.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(Reservation::Admitted(state))
+            }
+
+            /// The effects of a failed attempt inside the caller's write transaction: its audit
+            /// rows, and the revocations `failed` asks for. Returns the devices revoked.
+            async fn record_failure(
+                conn: &mut Conn,
+                sub: &Subject,
+                failed: &FailedAttempt,
+                now: Millis,
+            ) -> Result<u64, StoreError> {
+                let count = format!("failures={}", failed.failures);
+                insert_audit(&mut *conn, sub, AuditEvent::refused(failed.factor), &count, now).await?;
+                if let Some(until) = failed.locked_until {
+                    let detail = format!("{count} locked_until={until}");
+                    insert_audit(&mut *conn, sub, AuditEvent::Locked(failed.factor), &detail, now).await?;
+                }
+                if failed.disabled {
+                    insert_audit(&mut *conn, sub, AuditEvent::Disabled(failed.factor), &count, now).await?;
+                }
+                if failed.revoke_otps {
+                    let revoked = sqlx::query("DELETE FROM otps WHERE sub = $1 AND used_at IS NULL")
+                        .bind(sub.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    let detail = format!("{count} revoked={}", revoked.rows_affected());
+                    insert_audit(&mut *conn, sub, AuditEvent::OtpsRevoked, &detail, now).await?;
+                }
+                let mut devices_revoked = 0;
+                if let Some(bound) = failed.revoke_devices_after {
+                    // Every device of the user was checked (the code was compared with each), so
+                    // each counts the failure; the ones at the bound go, with one audit row each.
+                    sqlx::query("UPDATE device_totps SET failures = failures + 1 WHERE sub = $1")
+                        .bind(sub.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    let revoked: Vec<(String, i64)> = sqlx::query_as(
+                        "DELETE FROM device_totps WHERE sub = $1 AND failures >= $2
+                         RETURNING device_id, failures",
+                    )
+                    .bind(sub.as_str())
+                    .bind(i64::from(bound))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for (device, failures) in &revoked {
+                        let detail = format!("device={device} failures={failures}");
+                        insert_audit(&mut *conn, sub, AuditEvent::DeviceTotpRevoked, &detail, now).await?;
+                    }
+                    devices_revoked = revoked.len() as u64;
+                }
+                Ok(devices_revoked)
+            }
+
+            /// A success: the factor's counters start over.
+            async fn reset(conn: &mut Conn, sub: &Subject, factor: GuardedFactor) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
+                    .bind(sub.as_str())
+                    .bind(factor.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// The body of `redeem_counted`, inside the caller's write transaction (which may
+            /// hold other redemptions of a group commit: nothing here ends the transaction).
+            pub(super) async fn redeem_counted_in(
+                conn: &mut Conn,
+                sub: &Subject,
+                candidates: &Redemption,
+                then: FollowUp<'_>,
+                policy: &LockPolicy,
+                devices_checked: bool,
+                now: Millis,
+            ) -> Result<CountedRedemption, StoreError> {
+                let factor = GuardedFactor::Otp;
+                // A redemption that changes the user's rows (a follow-up, or device failure
+                // counts and revocations) is ordered against the user's other writes, taking the
+                // per-user lock before the counter's row lock as every other writer does. A plain
+                // account-OTP verification only counts and consumes, which the row lock orders.
+                if !matches!(then, FollowUp::Nothing) || devices_checked {
+                    lock_user(&mut *conn, sub).await?;
+                }
+                // Counting first takes the row lock (PostgreSQL) or runs under the file's write
+                // lock (SQLite): the check below is already counted when it runs. A refusal
+                // writes nothing.
+                let state = match count_attempt(&mut *conn, sub, factor, policy, now).await? {
+                    Reservation::Admitted(state) => state,
+                    Reservation::Refused(state) => return Ok(CountedRedemption::Refused(state)),
+                };
+                Ok(match consume(&mut *conn, sub, candidates, now).await? {
+                    Some(redeemed) => {
+                        reset(&mut *conn, sub, factor).await?;
+                        redeemed_with(&mut *conn, sub, &redeemed, then, now).await?;
+                        CountedRedemption::Redeemed(redeemed)
+                    }
+                    None => {
+                        let failed = FailedAttempt::after(factor, policy, state, devices_checked);
+                        let devices_revoked = record_failure(&mut *conn, sub, &failed, now).await?;
+                        CountedRedemption::Failed { failed, devices_revoked }
+                    }
+                })
+            }
+
             #[async_trait::async_trait]
             impl $crate::store::AttemptStore for $store {
                 async fn reserve_attempt(
@@ -121,45 +330,9 @@ macro_rules! impl_attempt_store {
                     now: Millis,
                 ) -> Result<Reservation, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    // The one statement that counts: admitted only while neither locked nor
-                    // disabled. On PostgreSQL the upsert locks the row until commit, on SQLite
-                    // BEGIN IMMEDIATE holds the write lock, so the lock written below is in place
-                    // before any other reservation can look at the row.
-                    let counted = sqlx::query(
-                        "INSERT INTO attempts (sub, factor, failures, locked_until, disabled_at, updated_at)
-                         VALUES ($1, $2, 1, 0, NULL, $3)
-                         ON CONFLICT (sub, factor) DO UPDATE
-                           SET failures = attempts.failures + 1, updated_at = excluded.updated_at
-                           WHERE attempts.locked_until <= $3 AND attempts.disabled_at IS NULL
-                         RETURNING failures, locked_until",
-                    )
-                    .bind(sub.as_str())
-                    .bind(factor.as_str())
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(row) = counted else {
-                        let state = read_attempt_state(&mut tx, sub, factor).await?;
-                        tx.commit().await?;
-                        return Ok(Reservation::Refused(state.unwrap_or_default()));
-                    };
-                    let failures: i64 = row.try_get(0)?;
-                    let previous_lock_end: i64 = row.try_get(1)?;
-                    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-                    let state = policy.after_reserving(failures, previous_lock_end, now);
-                    if state.locked_until != previous_lock_end || state.disabled {
-                        sqlx::query(
-                            "UPDATE attempts SET locked_until = $1, disabled_at = $2 WHERE sub = $3 AND factor = $4",
-                        )
-                        .bind(state.locked_until)
-                        .bind(state.disabled.then_some(now))
-                        .bind(sub.as_str())
-                        .bind(factor.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    let reservation = count_attempt(&mut tx, sub, factor, policy, now).await?;
                     tx.commit().await?;
-                    Ok(Reservation::Admitted(state))
+                    Ok(reservation)
                 }
 
                 async fn attempt_succeeded(
@@ -167,12 +340,8 @@ macro_rules! impl_attempt_store {
                     sub: &Subject,
                     factor: GuardedFactor,
                 ) -> Result<(), StoreError> {
-                    sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
-                        .bind(sub.as_str())
-                        .bind(factor.as_str())
-                        .execute(&self.pool)
-                        .await?;
-                    Ok(())
+                    let mut conn = self.writer.acquire().await?;
+                    reset(&mut conn, sub, factor).await
                 }
 
                 async fn attempt_failed(
@@ -180,27 +349,37 @@ macro_rules! impl_attempt_store {
                     sub: &Subject,
                     failed: FailedAttempt,
                     now: Millis,
-                ) -> Result<(), StoreError> {
+                ) -> Result<u64, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    let count = format!("failures={}", failed.failures);
-                    insert_audit(&mut tx, sub, AuditEvent::refused(failed.factor), &count, now).await?;
-                    if let Some(until) = failed.locked_until {
-                        let detail = format!("{count} locked_until={until}");
-                        insert_audit(&mut tx, sub, AuditEvent::Locked(failed.factor), &detail, now).await?;
+                    // Device failure counts and revocations are writes of the user's device rows:
+                    // ordered against the user's other writes like `redeem_counted`.
+                    if failed.revoke_devices_after.is_some() {
+                        lock_user(&mut tx, sub).await?;
                     }
-                    if failed.disabled {
-                        insert_audit(&mut tx, sub, AuditEvent::Disabled(failed.factor), &count, now).await?;
-                    }
-                    if failed.revoke_otps {
-                        let revoked = sqlx::query("DELETE FROM otps WHERE sub = $1 AND used_at IS NULL")
-                            .bind(sub.as_str())
-                            .execute(&mut *tx)
-                            .await?;
-                        let detail = format!("{count} revoked={}", revoked.rows_affected());
-                        insert_audit(&mut tx, sub, AuditEvent::OtpsRevoked, &detail, now).await?;
-                    }
+                    let revoked = record_failure(&mut tx, sub, &failed, now).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(revoked)
+                }
+
+                async fn redeem_counted(
+                    &self,
+                    sub: &Subject,
+                    candidates: &Redemption,
+                    then: FollowUp<'_>,
+                    policy: &LockPolicy,
+                    devices_checked: bool,
+                    now: Millis,
+                ) -> Result<CountedRedemption, StoreError> {
+                    if let (FollowUp::Nothing, Some(group)) = (&then, self.group_commit()) {
+                        let job = (sub.clone(), candidates.clone(), *policy, devices_checked, now);
+                        return group.redeem(job).await;
+                    }
+                    let mut tx = self.begin_write().await?;
+                    let outcome =
+                        redeem_counted_in(&mut tx, sub, candidates, then, policy, devices_checked, now)
+                            .await?;
+                    tx.commit().await?;
+                    Ok(outcome)
                 }
 
                 async fn attempt_states(

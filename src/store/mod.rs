@@ -6,18 +6,21 @@ mod admin;
 mod attempts;
 pub mod backup;
 pub mod copy;
+mod group_commit;
 pub mod keys;
 pub mod password_links;
 pub mod postgres;
+pub(crate) mod retention;
 mod sql;
 pub mod sqlite;
 
-use crate::domain::{AuditEvent, Factor, Subject};
+use crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
 pub use admin::{AdminStore, DeviceSummary};
 use async_trait::async_trait;
-pub use attempts::{AttemptStore, FailedAttempt, Reservation};
+pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
 pub use keys::{HashRow, ImportOutcome, ImportRow, KeyStore, Reseal};
 pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
+pub use retention::{PruneKind, RetentionLease, RetentionStore};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -31,6 +34,18 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// The same kind of error for another caller of a failed group commit (sqlx errors are not
+    /// `Clone`): transient stays transient.
+    fn duplicate(&self) -> Self {
+        let again = sqlx::Error::Protocol(self.to_string());
+        match self {
+            StoreError::Unavailable(_) => StoreError::Unavailable(again),
+            _ => StoreError::Other(again),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -132,6 +147,9 @@ pub struct NewOtp<'a> {
     pub max_live: u32,
     /// What the audit row says about how the OTP was earned (e.g. `factor=pin`).
     pub audit_detail: &'a str,
+    /// The check that earned this OTP succeeded: that factor's attempt counter starts over in the
+    /// same transaction (one write after the hash instead of two).
+    pub reset_attempts: Option<GuardedFactor>,
     /// The factor that earned the OTP, which must still be set when it is stored: a PIN checked
     /// just before a concurrent `DELETE /user` must not leave an OTP behind. `None` for mail.
     pub requires: Option<Factor>,
@@ -170,6 +188,28 @@ pub struct PoolUsage {
     pub idle: u32,
     pub in_use: u32,
     pub max: u32,
+}
+
+impl PoolUsage {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+        Self {
+            idle,
+            in_use: pool.size().saturating_sub(idle),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
+impl std::ops::Add for PoolUsage {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            idle: self.idle + o.idle,
+            in_use: self.in_use + o.in_use,
+            max: self.max + o.max,
+        }
+    }
 }
 
 /// A device TOTP as stored: the secret only as ciphertext.
@@ -245,7 +285,7 @@ impl AuditRecord {
 
 #[async_trait]
 pub trait Store:
-    AttemptStore + AdminStore + PasswordLinkStore + KeyStore + Send + Sync + 'static
+    AttemptStore + RetentionStore + AdminStore + PasswordLinkStore + KeyStore + Send + Sync + 'static
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

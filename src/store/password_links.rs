@@ -329,7 +329,7 @@ macro_rules! impl_password_link_store {
                     .bind(sub.as_str())
                     .bind(now)
                     .bind(now - window)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.writer)
                     .await?;
                     Ok(u32::try_from(failures).unwrap_or(u32::MAX))
                 }
@@ -337,7 +337,7 @@ macro_rules! impl_password_link_store {
                 async fn clear_wrong_proves(&self, sub: &Subject) -> Result<(), StoreError> {
                     sqlx::query("DELETE FROM reset_proves WHERE sub = $1")
                         .bind(sub.as_str())
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }

@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: for many replicas sharing one database. Same statements as SQLite (see
 //! `sql.rs`); migrations take PostgreSQL's advisory lock, so replicas starting together are safe.
 
-use super::{PoolSettings, StoreError};
+use super::{PoolSettings, PoolUsage, StoreError};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -10,6 +10,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PgStore {
     pub(super) pool: PgPool,
+    /// The same pool: PostgreSQL runs writers side by side (one user's are serialised by row
+    /// locks and `LOCK_USER`).
+    pub(super) writer: PgPool,
 }
 
 impl PgStore {
@@ -20,9 +23,37 @@ impl PgStore {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
+    }
+
+    fn usage(&self) -> PoolUsage {
+        PoolUsage::of(&self.pool)
+    }
+
+    /// PostgreSQL commits concurrent transactions together by itself (one WAL flush for many):
+    /// redemptions run in their own transactions, side by side.
+    fn group_commit(&self) -> Option<&super::group_commit::GroupCommit> {
+        None
+    }
+
+    /// One replica at a time: a session advisory lock, tried without waiting, on a connection
+    /// taken out of the pool for as long as the lease lives; dropping the lease closes that
+    /// connection, which releases the lock even if the job stopped half-way.
+    async fn take_retention_lease(&self) -> Result<Option<super::RetentionLease>, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RETENTION_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then(|| super::RetentionLease::held(conn)))
     }
 }
+
+/// The advisory-lock key of the retention job ("otpd-ret" in ASCII): one replica prunes at a time.
+const RETENTION_LOCK_KEY: i64 = 0x6f74_7064_2d72_6574;
 
 /// Serialises one user's write transactions across every replica (READ COMMITTED alone would let
 /// two concurrent OTP inserts each prune without seeing the other's row). A transaction-scoped
@@ -37,6 +68,7 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);
+super::retention::impl_retention_store!(PgStore);
 super::password_links::impl_password_link_store!(PgStore, sqlx::Postgres);
 super::keys::impl_key_store!(PgStore, sqlx::Postgres);
 super::admin::impl_admin_store!(PgStore);

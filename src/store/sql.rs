@@ -6,7 +6,9 @@
 //! own module. See docs/decisions.md.
 
 /// `impl_store!(Type, sqlx::Db, "BEGIN …", LOCK_USER, super::MIGRATOR)`: implements `Store` for a
-/// struct with a `pool: sqlx::Pool<Db>` field. `LOCK_USER` is an optional statement taking the user
+/// struct with a `pool: sqlx::Pool<Db>` field for reads and a `writer: sqlx::Pool<Db>` field for
+/// every write (on SQLite a pool of one connection: one writer, no fight for the file lock; on
+/// PostgreSQL the same pool). `LOCK_USER` is an optional statement taking the user
 /// id as `$1` that serialises one user's write transactions (needed where transactions can run
 /// side by side, i.e. PostgreSQL).
 macro_rules! impl_store {
@@ -24,7 +26,7 @@ macro_rules! impl_store {
                 pub(super) async fn begin_write(
                     &self,
                 ) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
-                    Ok(self.pool.begin_with($begin).await?)
+                    Ok(self.writer.begin_with($begin).await?)
                 }
             }
 
@@ -69,7 +71,8 @@ macro_rules! impl_store {
                      VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7, $8, 0)
                      ON CONFLICT (sub, device_id) DO UPDATE SET secret_ct = excluded.secret_ct,
                        algorithm = excluded.algorithm, digits = excluded.digits,
-                       period_secs = excluded.period_secs, last_step = NULL, updated_at = excluded.updated_at,
+                       period_secs = excluded.period_secs, last_step = NULL, failures = 0,
+                       updated_at = excluded.updated_at,
                        key_id = excluded.key_id, secret_gen = device_totps.secret_gen + 1",
                 )
                 .bind(sub.as_str())
@@ -86,8 +89,9 @@ macro_rules! impl_store {
             }
 
             /// The single conditional statements that consume an OTP: whichever matches first wins,
-            /// and a concurrent redemption of the same candidate finds its condition false.
-            async fn consume(
+            /// and a concurrent redemption of the same candidate finds its condition false. A
+            /// device's own success clears its failure count (docs/lockout.md).
+            pub(super) async fn consume(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sub: &Subject,
                 candidates: &Redemption,
@@ -110,7 +114,7 @@ macro_rules! impl_store {
                 }
                 for (device, step) in &candidates.device_steps {
                     let used = sqlx::query(
-                        "UPDATE device_totps SET last_step = $1
+                        "UPDATE device_totps SET last_step = $1, failures = 0
                          WHERE sub = $2 AND device_id = $3 AND secret_gen = $4
                            AND (last_step IS NULL OR last_step < $1)
                          RETURNING device_id",
@@ -126,6 +130,46 @@ macro_rules! impl_store {
                     }
                 }
                 Ok(None)
+            }
+
+            /// The audit row of a redemption and the change that shares its transaction.
+            pub(super) async fn redeemed_with(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                redeemed: &Redeemed,
+                then: FollowUp<'_>,
+                now: Millis,
+            ) -> Result<(), StoreError> {
+                let detail = redeemed.audit_detail();
+                insert_audit(&mut *tx, sub, AuditEvent::OtpRedeemed, &detail, now).await?;
+                match then {
+                    FollowUp::Nothing => {}
+                    FollowUp::SetPin { phc } => {
+                        sqlx::query(credential_sql(Factor::Pin).upsert)
+                            .bind(sub.as_str())
+                            .bind(phc)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        // A new PIN starts with clean counters: this re-enables a disabled PIN.
+                        sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
+                            .bind(sub.as_str())
+                            .bind(GuardedFactor::Pin.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                        insert_audit(&mut *tx, sub, AuditEvent::PinSet, &detail, now).await?;
+                    }
+                    FollowUp::SaveDevice(device) => {
+                        upsert_device(&mut *tx, sub, device, now).await?;
+                        let what = format!("device={} proof=otp", device.device_id);
+                        insert_audit(&mut *tx, sub, AuditEvent::DeviceTotpCreated, &what, now).await?;
+                    }
+                    FollowUp::EraseUser => {
+                        erase_user(&mut *tx, sub).await?;
+                        insert_audit(&mut *tx, sub, AuditEvent::UserDeleted, &detail, now).await?;
+                    }
+                }
+                Ok(())
             }
 
             /// Whether `factor` is set; under `lock_user`, it stays so until the commit.
@@ -169,18 +213,12 @@ macro_rules! impl_store {
             #[async_trait::async_trait]
             impl $crate::store::Store for $store {
                 async fn migrate(&self) -> Result<(), StoreError> {
-                    $migrator.run(&self.pool).await?;
+                    $migrator.run(&self.writer).await?;
                     Ok(())
                 }
 
                 fn pool_usage(&self) -> $crate::store::PoolUsage {
-                    let size = self.pool.size();
-                    let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-                    $crate::store::PoolUsage {
-                        idle,
-                        in_use: size.saturating_sub(idle),
-                        max: self.pool.options().get_max_connections(),
-                    }
+                    self.usage()
                 }
 
                 async fn ping(&self) -> Result<(), StoreError> {
@@ -242,7 +280,7 @@ macro_rules! impl_store {
                         .bind(now)
                         .bind(sub.as_str())
                         .bind(old)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(done.rows_affected() == 1)
                 }
@@ -255,6 +293,13 @@ macro_rules! impl_store {
                             tx.rollback().await?;
                             return Ok(OtpInsert::CredentialGone);
                         }
+                    }
+                    if let Some(factor) = otp.reset_attempts {
+                        sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
+                            .bind(sub.as_str())
+                            .bind(factor.as_str())
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     sqlx::query(
                         "DELETE FROM otps WHERE sub = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)",
@@ -319,7 +364,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .bind(now - window)
                     .bind(i64::from(limit))
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await?;
                     if counted.is_some() {
                         return Ok(MailQuota::Granted);
@@ -362,7 +407,7 @@ macro_rules! impl_store {
                     detail: &str,
                     now: Millis,
                 ) -> Result<(), StoreError> {
-                    let mut conn = self.pool.acquire().await?;
+                    let mut conn = self.writer.acquire().await?;
                     insert_audit(&mut conn, sub, event, detail, now).await
                 }
 
@@ -429,35 +474,7 @@ macro_rules! impl_store {
                         tx.rollback().await?;
                         return Ok(None);
                     };
-                    let detail = redeemed.audit_detail();
-                    insert_audit(&mut tx, sub, AuditEvent::OtpRedeemed, &detail, now).await?;
-                    match then {
-                        FollowUp::Nothing => {}
-                        FollowUp::SetPin { phc } => {
-                            sqlx::query(credential_sql(Factor::Pin).upsert)
-                                .bind(sub.as_str())
-                                .bind(phc)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                            // A new PIN starts with clean counters: this re-enables a disabled PIN.
-                            sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
-                                .bind(sub.as_str())
-                                .bind(GuardedFactor::Pin.as_str())
-                                .execute(&mut *tx)
-                                .await?;
-                            insert_audit(&mut tx, sub, AuditEvent::PinSet, &detail, now).await?;
-                        }
-                        FollowUp::SaveDevice(device) => {
-                            upsert_device(&mut tx, sub, device, now).await?;
-                            let what = format!("device={} proof=otp", device.device_id);
-                            insert_audit(&mut tx, sub, AuditEvent::DeviceTotpCreated, &what, now).await?;
-                        }
-                        FollowUp::EraseUser => {
-                            erase_user(&mut tx, sub).await?;
-                            insert_audit(&mut tx, sub, AuditEvent::UserDeleted, &detail, now).await?;
-                        }
-                    }
+                    redeemed_with(&mut tx, sub, &redeemed, then, now).await?;
                     tx.commit().await?;
                     Ok(Some(redeemed))
                 }

@@ -1,7 +1,15 @@
-//! The embedded SQLite backend: one file, WAL journal, write transactions that begin IMMEDIATE so a
-//! read-then-write transaction waits for the lock instead of failing with SQLITE_BUSY.
+//! The embedded SQLite backend: one file, WAL journal, one writer connection and a pool of readers.
+//!
+//! SQLite lets one transaction write at a time. Several pooled connections that all want to write
+//! fight for that lock through `busy_timeout`, whose back-off sleeps (up to 100 ms) left the file
+//! idle while requests waited: measured 270–750 redemptions/s with 840 ms tails. So every write
+//! goes through a pool of exactly one connection, where writers queue in order and the lock is never
+//! contended inside the process; reads use their own pool and, in WAL mode, never wait for the
+//! writer. Write transactions still begin IMMEDIATE, for a second process on the same file (an
+//! operator command while the server runs).
 
-use super::{PoolSettings, StoreError};
+use super::group_commit::{GroupCommit, Job};
+use super::{CountedRedemption, FollowUp, PoolSettings, PoolUsage, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
@@ -9,7 +17,12 @@ use std::str::FromStr;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
+    /// Readers: `database_max_connections` of them.
     pub(super) pool: SqlitePool,
+    /// The one writer.
+    pub(super) writer: SqlitePool,
+    /// Redemptions without a follow-up, written in batches on the writer (`group_commit.rs`).
+    group: GroupCommit,
 }
 
 impl SqliteStore {
@@ -26,13 +39,62 @@ impl SqliteStore {
             // same "database too busy, 503" bound on both backends.
             .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
+        // The writer first: it creates the file and switches it to WAL before any reader opens it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.create_if_missing(false))
             .await?;
-        Ok(Self { pool })
+        let batch_writer = writer.clone();
+        let group = GroupCommit::start(move |jobs| write_batch(batch_writer.clone(), jobs));
+        Ok(Self {
+            pool,
+            writer,
+            group,
+        })
     }
+
+    fn group_commit(&self) -> Option<&GroupCommit> {
+        Some(&self.group)
+    }
+
+    /// One process owns the file: it may always prune.
+    async fn take_retention_lease(&self) -> Result<Option<super::RetentionLease>, StoreError> {
+        Ok(Some(super::RetentionLease::local()))
+    }
+
+    fn usage(&self) -> PoolUsage {
+        PoolUsage::of(&self.pool) + PoolUsage::of(&self.writer)
+    }
+}
+
+/// One transaction for a batch of redemptions; see `group_commit.rs`.
+async fn write_batch(
+    writer: SqlitePool,
+    jobs: Vec<Job>,
+) -> Result<Vec<CountedRedemption>, StoreError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (sub, candidates, policy, devices_checked, now) in &jobs {
+        let then = FollowUp::Nothing;
+        let outcome = attempt_sql::redeem_counted_in(
+            &mut tx,
+            sub,
+            candidates,
+            then,
+            policy,
+            *devices_checked,
+            *now,
+        );
+        outcomes.push(outcome.await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// `BEGIN IMMEDIATE` already serialises every write transaction of the file: no per-user lock.
@@ -46,6 +108,7 @@ super::sql::impl_store!(
     super::MIGRATOR
 );
 super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
+super::retention::impl_retention_store!(SqliteStore);
 super::password_links::impl_password_link_store!(SqliteStore, sqlx::Sqlite);
 super::keys::impl_key_store!(SqliteStore, sqlx::Sqlite);
 super::admin::impl_admin_store!(SqliteStore);

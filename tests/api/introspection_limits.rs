@@ -18,8 +18,10 @@ async fn kim_behind(stub: &Stub, max_per_second: &str) -> (TestApp, Arc<ManualCl
         .env("OTPD_INTROSPECTION_MAX_PER_SECOND", max_per_second)
         .env("OTPD_INTROSPECTION_CACHE_SECONDS", "30")
         // Attempts are counted before the check: a dozen correct PINs in flight at once would
-        // reach the lock threshold and meet 429s that have nothing to do with introspection.
+        // reach the lock and disable thresholds and meet 429s and 423s that have nothing to do
+        // with introspection.
         .env("OTPD_PIN_LOCK_FROM", "0")
+        .env("OTPD_PIN_DISABLE_AFTER", "0")
         .admitting_bursts()
         .clock(clock.clone())
         .spawn()

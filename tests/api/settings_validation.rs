@@ -74,6 +74,8 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ("password_lock_from", &["10001"], &[]),
     ("password_disable_after", &["10001"], &[]),
     ("otp_revoke_after", &["1001"], &[]),
+    ("otp_disable_after", &["10001", "-1"], &[]),
+    ("audit_retention_days", &["36501", "-1"], &[]),
     ("lock_base_seconds", &["0", "3601"], &[]),
     ("lock_max_seconds", &["0", "86401"], &[]),
     (

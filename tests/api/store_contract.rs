@@ -52,6 +52,7 @@ pub fn otp<'a>(digest: &'a [u8], now: i64, max_live: u32) -> NewOtp<'a> {
         expires_at: now + 300_000,
         max_live,
         audit_detail: "factor=pin",
+        reset_attempts: None,
         requires: None,
     }
 }

@@ -120,6 +120,7 @@ async fn store_a_failure_that_revokes_deletes_only_live_otps_with_its_audit_rows
                 locked_until: Some(NOW + 30_000),
                 disabled: false,
                 revoke_otps: true,
+                revoke_devices_after: None,
             },
             NOW + 2,
         )
@@ -130,4 +131,30 @@ async fn store_a_failure_that_revokes_deletes_only_live_otps_with_its_audit_rows
     let added: Vec<_> = audit[before..].iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(added.len(), 3, "refused, locked, revoked: {added:?}");
     assert!(added[2].ends_with("revoked=1"), "{added:?}");
+}
+
+#[tokio::test]
+async fn store_an_otp_insert_resets_the_counter_of_the_factor_that_earned_it_and_no_other() {
+    let c = contract().await;
+    let u = sub("contract-reset-with-otp");
+    for factor in [
+        GuardedFactor::Pin,
+        GuardedFactor::Pin,
+        GuardedFactor::Password,
+    ] {
+        let policy = LockPolicy::PIN;
+        c.store
+            .reserve_attempt(&u, factor, &policy, NOW)
+            .await
+            .unwrap();
+    }
+    let earned = otpd::store::NewOtp {
+        reset_attempts: Some(GuardedFactor::Pin),
+        ..otp(&[3u8; 32], NOW, 3)
+    };
+    c.store.insert_otp(&u, earned).await.unwrap();
+    let left: Vec<_> = c.store.attempt_states(&u).await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].0, GuardedFactor::Password);
+    assert_eq!(live_otps(&c, "contract-reset-with-otp").await, 1);
 }

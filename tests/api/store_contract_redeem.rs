@@ -2,8 +2,8 @@
 //! step replay, and the follow-ups that share the redemption's transaction), under concurrency.
 
 use crate::store_contract::*;
-use otpd::domain::{AuditEvent, Factor};
-use otpd::store::{FollowUp, Redeemed, Redemption, StoredDevice};
+use otpd::domain::{AuditEvent, Factor, LockPolicy};
+use otpd::store::{CountedRedemption, FollowUp, Redeemed, Redemption, StoredDevice};
 use std::sync::Arc;
 
 fn device(id: &str, secret: &[u8]) -> StoredDevice {
@@ -227,5 +227,68 @@ async fn store_follow_ups_happen_only_with_a_redemption_and_in_its_transaction()
     assert_eq!(
         events(&c, "contract-follow", AuditEvent::UserDeleted).await,
         1
+    );
+}
+
+/// `PARALLEL` counted redemptions of the same candidates at once, under the OTP policy.
+async fn counted_race(c: &Contract, user: &str, candidates: Redemption) -> Vec<CountedRedemption> {
+    let tasks = (0..PARALLEL).map(|_| {
+        let (store, candidates, u) = (Arc::clone(&c.store), candidates.clone(), sub(user));
+        tokio::spawn(async move {
+            store
+                .redeem_counted(
+                    &u,
+                    &candidates,
+                    FollowUp::Nothing,
+                    &LockPolicy::OTP,
+                    false,
+                    2_000,
+                )
+                .await
+                .unwrap()
+        })
+    });
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_parallel_counted_redemptions_consume_once_and_count_before_the_check() {
+    let c = contract().await;
+    let u = sub("contract-counted");
+    let digest = [9u8; 32];
+    c.store
+        .insert_otp(&u, otp(&digest, 1_000, 3))
+        .await
+        .unwrap();
+    let outcomes = counted_race(&c, "contract-counted", account(digest)).await;
+    let redeemed = outcomes
+        .iter()
+        .filter(|o| matches!(o, CountedRedemption::Redeemed(Redeemed::Account)))
+        .count();
+    assert_eq!(redeemed, 1, "{outcomes:?}");
+    assert_eq!(live_otps(&c, "contract-counted").await, 0);
+    assert_eq!(
+        events(&c, "contract-counted", AuditEvent::OtpRedeemed).await,
+        1
+    );
+
+    // Wrong codes: the 5th counted failure locks, so exactly five are looked at.
+    let outcomes = counted_race(&c, "contract-counted-wrong", account([10u8; 32])).await;
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, CountedRedemption::Failed { .. }))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, CountedRedemption::Refused(_)))
+        .count();
+    assert_eq!((failed, refused), (5, PARALLEL - 5), "{outcomes:?}");
+    assert_eq!(
+        events(&c, "contract-counted-wrong", AuditEvent::OtpRefused).await,
+        5
     );
 }
