@@ -51,7 +51,7 @@ pub trait AdminStore: Send + Sync {
 macro_rules! impl_admin_store {
     ($store:ident) => {
         mod admin_sql {
-            use super::shared_sql::{erase_user, insert_audit, lock_user};
+            use super::write_steps::{erase_user, insert_audit, lock_user};
             use super::$store;
             use sqlx::Row;
             use $crate::domain::{AuditEvent, Subject};

@@ -137,7 +137,7 @@ macro_rules! impl_attempt_store {
     ($store:ident, $db:ty) => {
         mod attempt_sql {
             use super::$store;
-            use super::shared_sql::{consume, insert_audit, lock_user, redeemed_with};
+            use super::write_steps::{consume, insert_audit, lock_user, redeemed_with};
             use $crate::domain::{AttemptState, AuditEvent, GuardedFactor, LockPolicy, Subject};
             use $crate::store::{
                 CountedRedemption, FailedAttempt, FollowUp, Millis, Redemption, Reservation,

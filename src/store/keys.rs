@@ -111,7 +111,7 @@ macro_rules! impl_key_store {
     ($store:ident, $db:ty) => {
         mod key_sql {
             use super::$store;
-            use super::shared_sql::insert_audit;
+            use super::write_steps::insert_audit;
             use $crate::domain::{AuditEvent, Factor, GuardedFactor};
             use $crate::store::keys::{import_sql, HashRow, ImportOutcome, ImportRow, Reseal};
             use $crate::store::{Millis, StoreError, StoredDevice};

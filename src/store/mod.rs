@@ -13,6 +13,7 @@ pub mod postgres;
 pub(crate) mod retention;
 mod sql;
 pub mod sqlite;
+mod write_steps;
 
 use crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
 pub use admin::{AdminStore, DeviceSummary};

@@ -117,7 +117,7 @@ macro_rules! impl_password_link_store {
     ($store:ident, $db:ty) => {
         mod password_link_sql {
             use super::$store;
-            use super::shared_sql::{insert_audit, lock_user};
+            use super::write_steps::{insert_audit, lock_user};
             use $crate::domain::{AuditEvent, Factor, GuardedFactor, Subject};
             use $crate::store::password_links::{Erased, LinkUse, LinkUsed, NewLink, StoredLink};
             use $crate::store::{Millis, StoreError, credential_sql};
