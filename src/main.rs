@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-mod backup_command;
 
 #[derive(Parser)]
 #[command(
@@ -63,7 +62,7 @@ enum Command {
         json: bool,
     },
     /// Copy the SQLite database to a new file while the service runs, and verify the copy.
-    Backup(backup_command::BackupArgs),
+    Backup(otpd::operator::backup::BackupArgs),
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves).
     Openapi,
     /// Key rotation: which keys the stored data uses, re-encrypting device secrets.
@@ -233,7 +232,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Backup(args) => {
             otpd::telemetry::init("warn", LogFormat::Text);
-            backup_command::run(args, &config).await?;
+            otpd::operator::backup::run(args, &config).await?;
         }
         Command::Openapi => {
             println!(

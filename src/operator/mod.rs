@@ -2,6 +2,7 @@
 //! the one call `main` makes for each. Kept apart from `main.rs` so the binary stays argument
 //! parsing only; the rules live in `service` (`keys`, `import`).
 
+pub mod backup;
 mod import_file;
 
 use crate::config::Config;

@@ -1,6 +1,6 @@
 //! `otpd backup --to FILE`: the command-line face of `app::backup`.
 
-use otpd::config::Config;
+use crate::config::Config;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -11,7 +11,7 @@ pub struct BackupArgs {
 }
 
 pub async fn run(args: BackupArgs, config: &Config) -> anyhow::Result<()> {
-    let report = otpd::app::backup(&config.store.url, &args.to, config.store.pool).await?;
+    let report = crate::app::backup(&config.store.url, &args.to, config.store.pool).await?;
     for (table, rows) in &report.tables {
         println!("{table}: {rows} rows");
     }
