@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 #[derive(Parser)]
 #[command(
     name = "otpd",
