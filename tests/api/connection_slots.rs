@@ -2,7 +2,7 @@
 //! SETTINGS then nothing) cannot keep out one that does; the per-address cap; the deadlines for
 //! a first request and for idleness, HTTP/1 and HTTP/2.
 
-use crate::connections::{SAFETY, read_until_closed};
+use crate::connections::{SAFETY, live_over_http2, read_until_closed};
 use crate::support::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -192,17 +192,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         .env("OTPD_IDLE_TIMEOUT_SECONDS", "1")
         .spawn()
         .await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let res = client
-        .get(app.root_url("/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.version(), reqwest::Version::HTTP_2);
-    assert_eq!(res.status(), 200);
+    let client = live_over_http2(&app).await;
     metric_reaches(
         &app,
         "otpd_http_connections_closed_total{reason=\"idle-timeout\"}",

@@ -169,6 +169,12 @@ async fn keep_alive_connections_close_after_the_request_cap() {
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
     let app = TestApp::spawn().await;
+    live_over_http2(&app).await;
+}
+
+/// `GET /health/live` on a connection that speaks HTTP/2 from the first byte: served as HTTP/2.
+/// Returns the client, whose connection stays open.
+pub(crate) async fn live_over_http2(app: &TestApp) -> reqwest::Client {
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -180,4 +186,5 @@ async fn http2_with_prior_knowledge_is_served() {
         .unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_2);
     assert_eq!(res.status(), 200);
+    client
 }

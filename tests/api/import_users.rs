@@ -4,7 +4,6 @@
 
 use crate::support::process::run_otpd;
 use crate::support::*;
-use otpd::domain::Subject;
 use std::path::Path;
 use std::process::Command;
 
@@ -63,17 +62,8 @@ fn make_hashes(python: &Path, dir: &Path) {
 }
 
 async fn hash_line(app: &TestApp, user: &str) -> String {
-    let status = app
-        .services()
+    app.user_status(user)
         .await
-        .user_status(
-            &Subject::parse(user).unwrap(),
-            &otpd::domain::Actor::Operator,
-        )
-        .await
-        .unwrap()
-        .to_string();
-    status
         .lines()
         .find(|l| l.contains("hash:"))
         .unwrap_or_default()

@@ -40,19 +40,6 @@ async fn on_p2(before: &TestApp, p2: &str, keep_p1: bool) -> TestApp {
     app.spawn().await
 }
 
-async fn user_show(app: &TestApp, user: &str) -> String {
-    let s = app
-        .services()
-        .await
-        .user_status(
-            &Subject::parse(user).unwrap(),
-            &otpd::domain::Actor::Operator,
-        )
-        .await
-        .unwrap();
-    s.to_string()
-}
-
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -66,13 +53,13 @@ async fn a_hash_under_an_old_pepper_verifies_and_is_rehashed_under_the_current_o
     let before = TestApp::spawn().await;
     before.set_password("rosa", PASSWORD).await;
     before.set_pin("rosa", "4378").await;
-    assert!(user_show(&before, "rosa").await.contains("pepper=p1"));
+    assert!(before.user_status("rosa").await.contains("pepper=p1"));
     let p2 = key_file(&before, "pepper-2", 2);
     let after = on_p2(&before, &p2, true).await;
     let rosa = after.as_user("rosa");
     assert_eq!(rosa.create_otp_with_password(PASSWORD).await.status(), 201);
     assert_eq!(rosa.create_otp_with_pin("4378").await.status(), 201);
-    let shown = user_show(&after, "rosa").await;
+    let shown = after.user_status("rosa").await;
     assert_eq!(shown.matches("pepper=p2").count(), 2, "{shown}");
     // Under the new pepper alone (p1 removed) both still verify: they were re-hashed.
     let only_p2 = on_p2(&before, &p2, false).await;

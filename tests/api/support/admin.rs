@@ -14,6 +14,19 @@ pub struct Admin<'a> {
 }
 
 impl TestApp {
+    /// What `otpd user show` prints for `sub` (factors, hashes, locks, devices; never a secret).
+    pub async fn user_status(&self, sub: &str) -> String {
+        self.services()
+            .await
+            .user_status(
+                &otpd::domain::Subject::parse(sub).unwrap(),
+                &otpd::domain::Actor::Operator,
+            )
+            .await
+            .unwrap()
+            .to_string()
+    }
+
     /// `sub` (a service account, say) calling the admin API on the main listener.
     pub fn as_admin(&self, sub: &str) -> Admin<'_> {
         self.admin_at(&self.root_url(""), sub)
