@@ -8,7 +8,7 @@ non-zero. A part is counted by what its output holds:
 
 - cargo's `test result:` lines: passed, failed, and ignored as skipped. Tests that printed
   `SKIPPED <test>: <why>` returned early and cargo counted them as passed: they move to skipped.
-- schemathesis's `N generated, N passed, N failed, N skipped` line of test cases.
+- schemathesis's `N generated, N passed, N failed, N skipped` lines of test cases, one per run.
 - a part's own `<word>: N passed, N failed[, N skipped]` line (scripts/test-deb.sh,
   scripts/readme-examples.sh).
 - otherwise the part is one test that passed or failed (the architecture check).
@@ -39,12 +39,12 @@ def count(text: str) -> tuple[int, int, int, bool]:
         skipped = sum(int(m[3]) for m in cargo)
         moved = min(len({m[0] for line in lines for m in [SKIPPED.search(line)] if m}), passed)
         return passed - moved, failed, skipped + moved, True
-    for line in reversed(lines):
-        if SCHEMATHESIS.search(line):
-            def n(word: str) -> int:
-                m = re.search(rf"(\d+) {word}", line)
-                return int(m[1]) if m else 0
-            return n("passed"), n("failed") + n("errored"), n("skipped"), True
+    # One summary line per schemathesis run (the user API, then the admin API): add them up.
+    runs = [line for line in lines if SCHEMATHESIS.search(line)]
+    if runs:
+        def n(word: str) -> int:
+            return sum(int(m[1]) for line in runs for m in [re.search(rf"(\d+) {word}", line)] if m)
+        return n("passed"), n("failed") + n("errored"), n("skipped"), True
     for line in reversed(lines):
         m = OWN.match(line.strip())
         if m:
