@@ -17,9 +17,11 @@ import base64
 import json
 import pathlib
 import sys
+import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -59,6 +61,21 @@ def run_axe(driver: webdriver.Chrome):
     return result
 
 
+def click_when_attached(driver: webdriver.Chrome, css: str) -> None:
+    """Clicks `css`. Chrome sometimes refuses a click on a node it has just replaced ("does not
+    belong to the document", or a stale element) while the page's script is still enhancing it;
+    such a click never reached the page, so it is found again and retried."""
+    for attempt in range(3):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except (StaleElementReferenceException, WebDriverException) as e:
+            stale = isinstance(e, StaleElementReferenceException) or "does not belong to the document" in str(e)
+            if not stale or attempt == 2:
+                raise
+            time.sleep(0.2)
+
+
 def handle(driver: webdriver.Chrome, cmd: dict):
     op = cmd["op"]
     if op == "open":
@@ -73,7 +90,7 @@ def handle(driver: webdriver.Chrome, cmd: dict):
         return None
     if op == "click":
         page = driver.find_element(By.TAG_NAME, "html")
-        driver.find_element(By.CSS_SELECTOR, cmd["css"]).click()
+        click_when_attached(driver, cmd["css"])
         if cmd.get("navigates", True):
             # A submit loads the next page: wait until the old one is gone and the new one loaded.
             wait = WebDriverWait(driver, 30)
