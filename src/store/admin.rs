@@ -125,7 +125,7 @@ macro_rules! impl_admin_store {
                     after: Option<i64>,
                     limit: u32,
                 ) -> Result<Vec<AuditRecord>, StoreError> {
-                    let rows = sqlx::query(
+                    let rows = sqlx::query_as::<_, AuditRecord>(
                         "SELECT id, at, event, detail FROM audit_events
                          WHERE sub = $1 AND id > $2 ORDER BY id LIMIT $3",
                     )
@@ -134,16 +134,7 @@ macro_rules! impl_admin_store {
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?;
-                    rows.iter()
-                        .map(|row| {
-                            Ok(AuditRecord {
-                                id: row.try_get(0)?,
-                                at: row.try_get(1)?,
-                                event: row.try_get(2)?,
-                                detail: row.try_get(3)?,
-                            })
-                        })
-                        .collect()
+                    Ok(rows)
                 }
             }
         }

@@ -174,7 +174,8 @@ pub enum MailQuota {
     Exhausted { window_ends: Millis },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Read with `query_as`: the columns `id, at, event, detail` by name.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRecord {
     /// Ascending in the order events were written: the cursor of the admin API's audit pages.
     pub id: i64,

@@ -302,20 +302,11 @@ macro_rules! impl_store {
 
                 async fn audit_events(&self, sub: &Subject) -> Result<Vec<AuditRecord>, StoreError> {
                     let rows =
-                        sqlx::query("SELECT id, at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
+                        sqlx::query_as::<_, AuditRecord>("SELECT id, at, event, detail FROM audit_events WHERE sub = $1 ORDER BY id")
                             .bind(sub.as_str())
                             .fetch_all(&self.pool)
                             .await?;
-                    rows.iter()
-                        .map(|row| {
-                            Ok(AuditRecord {
-                                id: row.try_get(0)?,
-                                at: row.try_get(1)?,
-                                event: row.try_get(2)?,
-                                detail: row.try_get(3)?,
-                            })
-                        })
-                        .collect()
+                    Ok(rows)
                 }
             }
         }
