@@ -155,6 +155,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "audit events older than this many days are deleted by the retention job (0 = kept forever)",
     ),
     (
+        "retention_interval_seconds",
+        "60",
+        "seconds between two runs of the retention job on this replica (0 = this replica never runs it)",
+    ),
+    (
         "otp_disable_after",
         "20",
         "failed redemptions that checked a device TOTP, with no success of that device between them, after which the device is revoked (0 = never)",

@@ -92,11 +92,14 @@ impl Services {
         }
     }
 
-    /// Runs the job every `interval` until the process ends. A failed run is logged and counted;
-    /// the next one tries again.
+    /// Runs the job every `interval` until the process ends (an interval of zero: never). A failed
+    /// run is logged and counted; the next one tries again.
     pub fn spawn_retention(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let services = Arc::clone(self);
         tokio::spawn(async move {
+            if services.retention.interval.is_zero() {
+                return;
+            }
             let mut tick = tokio::time::interval(services.retention.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

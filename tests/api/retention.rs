@@ -10,6 +10,8 @@ use std::time::Duration;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// The tests run the job themselves: the app's own background run (the first at start-up, which
+/// on PostgreSQL holds the advisory lock) is turned off, or a test's run could find the lease taken.
 async fn services_on(app: &TestApp, clock: &Arc<ManualClock>) -> Services {
     otpd::app::services(&app.config(), clock.clone())
         .await
@@ -26,6 +28,7 @@ async fn the_job_removes_expired_otps_idle_otp_counters_and_old_audit_events_and
     let app = TestApp::builder()
         .clock(clock.clone())
         .env("OTPD_AUDIT_RETENTION_DAYS", "30")
+        .env("OTPD_RETENTION_INTERVAL_SECONDS", "0")
         .spawn()
         .await;
     let services = services_on(&app, &clock).await;
@@ -82,6 +85,7 @@ async fn audit_events_are_kept_forever_with_a_retention_of_zero() {
     let app = TestApp::builder()
         .clock(clock.clone())
         .env("OTPD_AUDIT_RETENTION_DAYS", "0")
+        .env("OTPD_RETENTION_INTERVAL_SECONDS", "0")
         .spawn()
         .await;
     let services = services_on(&app, &clock).await;
@@ -122,7 +126,11 @@ async fn one_process_at_a_time_holds_the_job_on_postgresql() {
 #[tokio::test]
 async fn expired_password_links_go_a_week_after_their_expiry() {
     let clock = manual_clock();
-    let app = TestApp::builder().clock(clock.clone()).spawn().await;
+    let app = TestApp::builder()
+        .clock(clock.clone())
+        .env("OTPD_RETENTION_INTERVAL_SECONDS", "0")
+        .spawn()
+        .await;
     let services = services_on(&app, &clock).await;
     let store = otpd::app::open_store(
         &app.config().store.url,
@@ -158,4 +166,33 @@ async fn expired_password_links_go_a_week_after_their_expiry() {
     assert_eq!(report["expired_password_links"], 2, "{report:?}");
     assert_eq!(rows(&app, links, "mia").await, 0);
     assert_eq!(rows(&app, links, "noa").await, 0);
+}
+
+#[tokio::test]
+async fn a_serving_process_runs_the_job_at_start_up_unless_its_interval_is_zero() {
+    let ran = |text: &str| {
+        text.lines().any(|l| {
+            l.starts_with("otpd_retention_runs_total{result=\"ok\"}") && !l.ends_with(" 0")
+        })
+    };
+    let on = TestApp::spawn().await;
+    let mut seen = false;
+    for _ in 0..100 {
+        if ran(&on.metrics_text().await) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the first run is at start-up");
+
+    let off = TestApp::builder()
+        .env("OTPD_RETENTION_INTERVAL_SECONDS", "0")
+        .spawn()
+        .await;
+    assert_eq!(off.as_user("kai").verify("123456").await.status(), 404);
+    assert!(
+        !ran(&off.metrics_text().await),
+        "turned off on this replica"
+    );
 }

@@ -76,6 +76,7 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ("otp_revoke_after", &["1001"], &[]),
     ("otp_disable_after", &["10001", "-1"], &[]),
     ("audit_retention_days", &["36501", "-1"], &[]),
+    ("retention_interval_seconds", &["86401", "-1", "soon"], &[]),
     ("lock_base_seconds", &["0", "3601"], &[]),
     ("lock_max_seconds", &["0", "86401"], &[]),
     (
