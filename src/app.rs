@@ -209,6 +209,7 @@ async fn services_with_peppers(
         links: config.links.clone(),
         link_key,
         templates: Arc::new(templates),
+        session_ttl: config.sessions,
     })
 }
 

@@ -22,6 +22,7 @@ mod mail;
 mod passwords;
 mod retention;
 mod server;
+mod sessions;
 mod settings;
 mod store;
 mod totp;
@@ -30,7 +31,7 @@ pub use limits::Limits;
 pub use mail::MailSettings;
 pub use settings::SETTINGS;
 
-use crate::domain::{OtpSettings, PinPolicy};
+use crate::domain::{OtpSettings, PinPolicy, SessionTtl};
 use crate::http::HttpSettings;
 use crate::http::admin::AdminSettings;
 use crate::identity::AuthSettings;
@@ -92,6 +93,8 @@ pub struct Config {
     pub templates: TemplateSettings,
     pub log: LogSettings,
     pub retention: RetentionSettings,
+    /// How long a login session is known (`PUT /sessions/{sessionId}`).
+    pub sessions: SessionTtl,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
     pub dev: bool,
 }
@@ -220,6 +223,7 @@ impl Config {
             templates: TemplateSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
             retention: RetentionSettings::from_source(src)?,
+            sessions: SessionTtl::from_source(src)?,
             dev,
         })
     }
@@ -273,6 +277,7 @@ impl Config {
         self.templates.describe(&mut lines);
         self.log.describe(&mut lines);
         self.retention.describe(&mut lines);
+        self.sessions.describe(&mut lines);
         lines.sort_by_key(|(name, _)| SETTINGS.iter().position(|s| s.0 == *name));
         let mode = if self.dev {
             "DEVELOPMENT"

@@ -331,6 +331,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "",
         "directory whose files replace the built-in page and mail templates and assets (see docs/pages.md)",
     ),
+    (
+        "session_ttl_seconds",
+        "86400",
+        "how long a login session of PUT /sessions/{sessionId} is known after its creation (300..2592000)",
+    ),
     ("log", "info", "log filter (tracing EnvFilter syntax)"),
     ("log_format", "text", "text or json"),
 ];

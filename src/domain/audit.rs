@@ -44,6 +44,12 @@ pub enum AuditEvent {
     PasswordLinkWithdrawn,
     /// The PIN and device TOTPs were erased during a password reset (detail: why, and what).
     CredentialsErased,
+    /// A login session was created and its login OTP issued (detail: session label, mailed or not).
+    SessionCreated,
+    /// The identity provider reported the session's login OTP passed (detail: session label).
+    SessionPassed,
+    /// A new session was withdrawn with its login OTP because the OTP's mail failed.
+    SessionWithdrawn,
 }
 
 impl AuditEvent {
@@ -79,6 +85,9 @@ impl AuditEvent {
             AuditEvent::PasswordLinkIssued => "password-link.issued",
             AuditEvent::PasswordLinkWithdrawn => "password-link.withdrawn",
             AuditEvent::CredentialsErased => "credentials.erased",
+            AuditEvent::SessionCreated => "session.created",
+            AuditEvent::SessionPassed => "session.passed",
+            AuditEvent::SessionWithdrawn => "session.withdrawn",
         }
     }
 

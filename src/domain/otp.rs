@@ -73,16 +73,27 @@ pub struct OtpTypes {
     pub account: bool,
     /// RFC 6238 codes from a secret issued by `POST /user/devices/totp`.
     pub device_totp: bool,
+    /// Login OTPs (`PUT /sessions/{sessionId}`): only when named, never by default.
+    pub login: bool,
+    /// A user's own authenticator app: PACE names the type, but API 2022-1 has no enrolment for
+    /// it, so it is accepted as a name and never matches (docs/sessions.md).
+    pub totp: bool,
 }
 
 impl OtpTypes {
+    /// PACE's default (`["device-totp","account"]`), and what every other endpoint that takes an
+    /// OTP accepts: a login OTP proves a mailbox at login, not the account's PIN or password.
     pub const ALL: OtpTypes = OtpTypes {
         account: true,
         device_totp: true,
+        login: false,
+        totp: false,
     };
     pub const NONE: OtpTypes = OtpTypes {
         account: false,
         device_totp: false,
+        login: false,
+        totp: false,
     };
 
     /// Adds one type by its API name; `None` for an unknown name.
@@ -96,8 +107,18 @@ impl OtpTypes {
                 device_totp: true,
                 ..self
             }),
+            "login" => Some(Self {
+                login: true,
+                ..self
+            }),
+            "totp" => Some(Self { totp: true, ..self }),
             _ => None,
         }
+    }
+
+    /// Whether any named type can match at all (`totp` alone cannot).
+    pub fn can_match(self) -> bool {
+        self.account || self.device_totp || self.login
     }
 }
 
@@ -138,6 +159,17 @@ mod tests {
         assert!(OtpCode::parse("12345").is_none());
         assert!(OtpCode::parse("12345678901").is_none());
         assert!(OtpCode::parse("12345a").is_none());
+    }
+
+    #[test]
+    fn login_is_named_only_and_totp_never_matches() {
+        let default = OtpTypes::ALL;
+        assert!(default.account && default.device_totp && !default.login);
+        let login = OtpTypes::NONE.with("login").unwrap();
+        assert!(login.login && !login.account && login.can_match());
+        let totp = OtpTypes::NONE.with("totp").unwrap();
+        assert!(totp != OtpTypes::NONE && !totp.can_match());
+        assert!(OtpTypes::NONE.with("sms").is_none());
     }
 
     #[test]

@@ -65,6 +65,12 @@ impl ScopeRule for PasswordResetCallback {
     const ANY_OF: &'static [&'static str] = &["user:callbacks:password-reset"];
 }
 
+/// `PUT /sessions/{sessionId}`, called by the identity provider during a login.
+pub struct SessionUpdate;
+impl ScopeRule for SessionUpdate {
+    const ANY_OF: &'static [&'static str] = &["user:sessions:update"];
+}
+
 pub struct UserDelete;
 impl ScopeRule for UserDelete {
     const ANY_OF: &'static [&'static str] = &["user:user:delete"];

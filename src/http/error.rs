@@ -100,6 +100,19 @@ pub enum ApiError {
     CredentialsErased,
     #[error("not implemented")]
     NotImplemented(&'static str),
+    // --- Login sessions (`PUT /sessions/{sessionId}`, docs/sessions.md) ---
+    /// otpd has no record of the body's `userId`.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The session id is in use for another user.
+    #[error("session mismatch")]
+    SessionMismatch,
+    /// No live session with this id to be passed (or an id that cannot be one).
+    #[error("session not found")]
+    SessionNotFound,
+    /// The login OTP's mail was refused: PACE's declared 500, with a body that says no more.
+    #[error("login OTP mail failed")]
+    LoginMailFailed,
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -149,6 +162,10 @@ impl ApiError {
             ApiError::PasswordAlreadySet => StatusCode::CONFLICT,
             ApiError::CredentialsErased => StatusCode::GONE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::UnknownUser | ApiError::SessionMismatch | ApiError::SessionNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::LoginMailFailed => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CredentialNotSet | ApiError::NotFound | ApiError::DeviceNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -349,6 +366,26 @@ impl ApiError {
                 "The prove was skipped or wrong more than 3 times: the user's PIN and device TOTPs are erased.".into(),
             ),
             ApiError::NotImplemented(why) => ("not-implemented", "Not implemented", (*why).to_owned()),
+            ApiError::UnknownUser => (
+                "unknown-user",
+                "Unknown user",
+                "otpd has no record of this user: no password, PIN, device or mail address.".into(),
+            ),
+            ApiError::SessionMismatch => (
+                "session-mismatch",
+                "Session mismatch",
+                "This session belongs to another user.".into(),
+            ),
+            ApiError::SessionNotFound => (
+                "session-not-found",
+                "Session not found",
+                "No live session with this id: create it (passedLoginOTP false) first.".into(),
+            ),
+            ApiError::LoginMailFailed => (
+                "login-mail-failed",
+                "Login OTP not sent",
+                "The login one-time password could not be mailed; the session was not created. Retry shortly.".into(),
+            ),
             ApiError::Internal(_) => (
                 "internal-error",
                 "Internal server error",

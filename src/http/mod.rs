@@ -18,6 +18,7 @@ pub mod password;
 pub mod pin;
 pub mod rate_limit;
 pub mod sendmail;
+pub mod sessions;
 pub mod user;
 pub mod verify;
 
@@ -194,6 +195,16 @@ impl From<ServiceError> for ApiError {
                 // The operator's to fix: say exactly which key is missing, once, at error level.
                 tracing::error!(problem = %what, "a credential cannot be checked: its key is not loaded");
                 ApiError::KeyUnavailable
+            }
+            ServiceError::UnknownUser => ApiError::UnknownUser,
+            ServiceError::SessionMismatch => ApiError::SessionMismatch,
+            ServiceError::SessionNotFound => ApiError::SessionNotFound,
+            ServiceError::LoginMailFailed(cause) => {
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    "login OTP mail not sent; the session and its OTP were withdrawn"
+                );
+                ApiError::LoginMailFailed
             }
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }

@@ -3,7 +3,7 @@
 //! JSON:API error responses of each operation and the bearer-token scheme.
 
 use super::error::JSON_API;
-use super::{AppState, devices, otp, password, pin, sendmail, user, verify};
+use super::{AppState, devices, otp, password, pin, sendmail, sessions, user, verify};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
@@ -22,7 +22,9 @@ use utoipa_axum::routes;
             The admin API (tag Admin) sits at `/admin/v1`, outside the base path, and needs the admin scope \
             (`admin_scope`, default `otpd:admin`) instead.",
     ),
-    tags((name = "Admin", description = "Support and identity-provider automation: show, unlock and erase \
+    tags((name = "Sessions", description = "The identity provider's login flow: a new session gets a \
+        login OTP (mailed where otpd knows a verified address), later marked passed. See docs/sessions.md."),
+        (name = "Admin", description = "Support and identity-provider automation: show, unlock and erase \
         users, revoke a device, read the audit trail. Served at the root (`/admin/v1`), not under the base \
         path; every call is audited with the caller's `sub` and client. Answers are JSON:API documents.")),
     components(schemas(ErrorDocument))
@@ -73,6 +75,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pin::pin_or_password))
         .routes(routes!(devices::create))
         .routes(routes!(user::delete))
+        .routes(routes!(sessions::update))
 }
 
 /// Statuses every operation can answer with, besides its own: no/bad token, missing scope, rate
@@ -105,6 +108,7 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
         ("post", "/user/password/reset-link") => &[404, 422],
         ("post", "/callbacks/password-reset") => &[404, 410, 423],
         ("put", "/user/password/reset") => &[501],
+        ("put", "/sessions/{sessionId}") => &[404],
         ("get", "/admin/v1/users/{sub}") => &[404, 406],
         ("get", "/admin/v1/users/{sub}/audit") => &[400, 404, 406],
         ("post", "/admin/v1/users/{sub}/unlock") => &[400, 404],

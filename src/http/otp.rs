@@ -40,6 +40,16 @@ pub struct OtpCreated {
     expires_at: String,
 }
 
+impl OtpCreated {
+    /// The answer for an issued OTP (also the login OTP of `PUT /sessions/{sessionId}`).
+    pub fn new(otp: &str, expires_at: OffsetDateTime) -> Self {
+        Self {
+            otp: otp.to_owned(),
+            expires_at: pace_datetime(expires_at),
+        }
+    }
+}
+
 /// `2026-11-25T20:31:00Z`: UTC, literal Z, no fraction (the only form older iOS SDKs parse).
 pub fn pace_datetime(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)

@@ -1,4 +1,5 @@
-//! `POST /user/otp/verify`: a relying service redeems a user's OTP (account OTP or device TOTP).
+//! `POST /user/otp/verify`: a relying service redeems a user's OTP (account OTP, login OTP or
+//! device TOTP).
 
 use super::AppState;
 use super::auth::{Authorized, OtpVerify};
@@ -17,7 +18,8 @@ pub struct VerifyOtpRequest {
     /// The OTP or device TOTP to redeem.
     #[schema(value_type = String, example = "773829")]
     otp: SecretString,
-    /// Which kinds of OTP count; both when absent.
+    /// Which kinds of OTP count; `device-totp` and `account` when absent. `login` (login OTPs of
+    /// `PUT /sessions/{sessionId}`) only when named; `totp` never matches (no enrolment in 2022-1).
     #[serde(default)]
     #[schema(value_type = Option<Vec<OtpTypeSchema>>, min_items = 1)]
     types: Option<Vec<String>>,
@@ -32,6 +34,10 @@ pub enum OtpTypeSchema {
     Account,
     #[schema(rename = "device-totp")]
     DeviceTotp,
+    #[schema(rename = "login")]
+    Login,
+    #[schema(rename = "totp")]
+    Totp,
 }
 
 fn otp_types(requested: Option<Vec<String>>) -> Result<OtpTypes, ApiError> {
@@ -43,14 +49,14 @@ fn otp_types(requested: Option<Vec<String>>) -> Result<OtpTypes, ApiError> {
         types = types.with(name).ok_or_else(|| {
             ApiError::invalid_field(
                 &format!("/types/{i}"),
-                "Unknown type; expected `account` or `device-totp`.",
+                "Unknown type; expected `account`, `device-totp`, `login` or `totp`.",
             )
         })?;
     }
     if types == OtpTypes::NONE {
         return Err(ApiError::invalid_field(
             "/types",
-            "Name at least one type, or leave `types` out for both.",
+            "Name at least one type, or leave `types` out for `device-totp` and `account`.",
         ));
     }
     Ok(types)
@@ -58,8 +64,10 @@ fn otp_types(requested: Option<Vec<String>>) -> Result<OtpTypes, ApiError> {
 
 /// Verify (and consume) a one-time password
 ///
-/// An account OTP is consumed: of any number of concurrent redemptions exactly one succeeds. A
-/// device TOTP value is accepted once (±1 time step of clock skew).
+/// An account or login OTP is consumed: of any number of concurrent redemptions exactly one
+/// succeeds. A device TOTP value is accepted once (±1 time step of clock skew). A login OTP
+/// matches only `types` that name `login`, an account OTP only those that name `account` (or
+/// leave `types` out); `totp` is accepted as a name and never matches (404).
 #[utoipa::path(
     post,
     path = "/user/otp/verify",

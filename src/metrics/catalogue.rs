@@ -26,7 +26,7 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "otpd_otps_issued_total",
         Kind::Counter,
         None,
-        "Account OTPs issued, by how they were earned (credential, mail)",
+        "Account and login OTPs issued, by how they were earned (credential, mail, login)",
     ),
     (
         "otpd_otps_redeemed_total",
@@ -74,7 +74,13 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "otpd_mails_total",
         Kind::Counter,
         None,
-        "OTP mails, by result (sent, failed, limited)",
+        "OTP mails, by result (sent, failed, limited; for login OTPs also no-address, not-configured)",
+    ),
+    (
+        "otpd_sessions_total",
+        Kind::Counter,
+        None,
+        "PUT /sessions/{sessionId}, by outcome (created, passed, unchanged, unknown-user, mismatch, unknown-session, withdrawn, error)",
     ),
     (
         "otpd_hash_queue_depth",

@@ -198,6 +198,12 @@ impl Metrics {
     }
 
     /// An OTP mail; `result` is `sent`, `failed` or `limited`.
+    /// One outcome of `PUT /sessions/{sessionId}` (see the catalogue for the set).
+    pub fn session(&self, outcome: &'static str) {
+        self.counter("otpd_sessions_total", &[("outcome", outcome)])
+            .increment(1);
+    }
+
     pub fn mail(&self, result: &'static str) {
         self.counter("otpd_mails_total", &[("result", result)])
             .increment(1);

@@ -22,6 +22,7 @@ pub mod passwords;
 pub mod pepper;
 pub mod redeem;
 pub mod retention;
+pub mod sessions;
 pub mod stored_hash;
 pub mod totp_cipher;
 pub mod totp_keys;
@@ -31,7 +32,7 @@ pub mod watch;
 pub use crate::clock::{self, Clock, ManualClock, SystemClock};
 use crate::domain::{
     LockoutPolicies, OtpSettings, PasswordPolicy, PasswordRejection, PinPolicy, PinRejection,
-    TotpSettings,
+    SessionTtl, TotpSettings,
 };
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -80,6 +81,8 @@ pub struct Services {
     pub link_key: LinkKey,
     /// Pages and mails, built in or the operator's.
     pub templates: Arc<Templates>,
+    /// How long a login session is known (`session_ttl_seconds`).
+    pub session_ttl: SessionTtl,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,18 @@ pub enum ServiceError {
     MailLimit { retry_after: u64 },
     #[error("the mail could not be sent: {0:#}")]
     MailFailed(anyhow::Error),
+    /// `PUT /sessions/{sessionId}`: otpd has no record of the body's `userId`.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The live session with this id belongs to another user.
+    #[error("the session belongs to another user")]
+    SessionMismatch,
+    /// No live session with this id (to be passed it must have been created).
+    #[error("no such session")]
+    SessionNotFound,
+    /// The login OTP's mail was refused; the session and its OTP were withdrawn.
+    #[error("the login OTP could not be mailed: {0:#}")]
+    LoginMailFailed(anyhow::Error),
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
     /// A stored hash or device secret names a key that is not loaded: it cannot be checked until

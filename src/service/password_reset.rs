@@ -153,8 +153,8 @@ impl Services {
             }
         }
         let device_types = OtpTypes {
-            account: false,
             device_totp: true,
+            ..OtpTypes::NONE
         };
         if options.devices > 0 && OtpCode::parse(text).is_some() {
             match self.redeem_otp(sub, value, device_types).await {

@@ -41,6 +41,12 @@ impl Services {
         types: OtpTypes,
         then: FollowUp<'_>,
     ) -> Result<Redeemed, ServiceError> {
+        // `totp` alone names nothing this API version can hold: nothing to compare, nothing to
+        // count (docs/sessions.md).
+        if !types.can_match() {
+            self.metrics.otp_refused();
+            return Err(ServiceError::InvalidOtp);
+        }
         // Read (and checked for a missing key) before anything is counted.
         let devices = self.redeemable_devices(sub, types).await?;
         let now = self.clock.now();
@@ -173,9 +179,15 @@ impl Services {
         let Some(code) = OtpCode::parse(otp.expose_secret()) else {
             return candidates;
         };
-        if types.account {
-            candidates.account_digests =
-                self.otp_key.candidate_digests(sub.as_str(), code.expose());
+        // Login OTPs share the account OTPs' digests; the kind column tells them apart.
+        if types.account || types.login {
+            let digests = self.otp_key.candidate_digests(sub.as_str(), code.expose());
+            if types.login {
+                candidates.login_digests.clone_from(&digests);
+            }
+            if types.account {
+                candidates.account_digests = digests;
+            }
         }
         for device in devices {
             for step in self.device_steps(sub, device, &code, now.unix_timestamp()) {

@@ -1,5 +1,5 @@
 //! The retention job: removes rows that stopped mattering (expired OTPs, stale attempt counters,
-//! audit events past `audit_retention_days`, expired password links) in small batches, outside the
+//! audit events past `audit_retention_days`, expired password links, expired login sessions) in small batches, outside the
 //! request path, on one replica at a time. See docs/retention.md.
 
 use super::clock::to_millis;
@@ -84,6 +84,7 @@ impl Services {
             PruneKind::ExpiredOtps => Some(now),
             PruneKind::StaleAttempts => Some(ago(STALE_OTP_COUNTER)),
             PruneKind::ExpiredPasswordLinks => Some(ago(EXPIRED_LINK_GRACE)),
+            PruneKind::ExpiredSessions => Some(now),
             PruneKind::OldAuditEvents => (self.retention.audit_days > 0).then(|| {
                 ago(Duration::from_secs(
                     u64::from(self.retention.audit_days) * 24 * 3600,

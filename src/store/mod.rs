@@ -11,6 +11,7 @@ pub mod keys;
 pub mod password_links;
 pub mod postgres;
 pub(crate) mod retention;
+pub mod sessions;
 mod sql;
 pub mod sqlite;
 mod write_steps;
@@ -22,6 +23,7 @@ pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
 pub use keys::{HashRow, ImportOutcome, ImportRow, KeyStore, Reseal};
 pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
 pub use retention::{PruneKind, RetentionLease, RetentionStore};
+pub use sessions::{NewSession, SessionCreated, SessionPassed, SessionStore};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
 pub type Millis = i64;
@@ -235,7 +237,10 @@ pub struct StoredDevice {
 /// accepted step.
 #[derive(Debug, Clone, Default)]
 pub struct Redemption {
+    /// Consumed only as account OTPs (`kind = 'account'`).
     pub account_digests: Vec<[u8; 32]>,
+    /// Consumed only as login OTPs (`kind = 'login'`): named by `types: ["login"]` alone.
+    pub login_digests: Vec<[u8; 32]>,
     /// `(device, step)` pairs whose code matched, oldest step first. The secret generation is
     /// part of the condition, so a step computed from a secret replaced meanwhile consumes
     /// nothing, while a secret merely sealed anew (`otpd keys reencrypt-totp`) still redeems.
@@ -246,6 +251,7 @@ pub struct Redemption {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redeemed {
     Account,
+    Login,
     Device(String),
 }
 
@@ -253,6 +259,7 @@ impl Redeemed {
     pub fn audit_detail(&self) -> String {
         match self {
             Redeemed::Account => "type=account".to_owned(),
+            Redeemed::Login => "type=login".to_owned(),
             Redeemed::Device(id) => format!("type=device-totp device={id}"),
         }
     }
@@ -287,7 +294,15 @@ impl AuditRecord {
 
 #[async_trait]
 pub trait Store:
-    AttemptStore + RetentionStore + AdminStore + PasswordLinkStore + KeyStore + Send + Sync + 'static
+    AttemptStore
+    + RetentionStore
+    + AdminStore
+    + PasswordLinkStore
+    + KeyStore
+    + SessionStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

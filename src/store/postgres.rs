@@ -72,3 +72,4 @@ super::retention::impl_retention_store!(PgStore);
 super::password_links::impl_password_link_store!(PgStore, sqlx::Postgres);
 super::keys::impl_key_store!(PgStore, sqlx::Postgres);
 super::admin::impl_admin_store!(PgStore);
+super::sessions::impl_session_store!(PgStore, sqlx::Postgres);

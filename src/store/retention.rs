@@ -20,14 +20,18 @@ pub enum PruneKind {
     /// Password links (set or reset) that expired before the cutoff, whether used, retired or
     /// never opened: an expired link can no longer set a password.
     ExpiredPasswordLinks,
+    /// Login sessions past their expiry (`session_ttl_seconds`), passed or not: an expired session
+    /// id is unknown to `PUT /sessions/{sessionId}` already (docs/sessions.md).
+    ExpiredSessions,
 }
 
 impl PruneKind {
-    pub const ALL: [PruneKind; 4] = [
+    pub const ALL: [PruneKind; 5] = [
         PruneKind::ExpiredOtps,
         PruneKind::StaleAttempts,
         PruneKind::OldAuditEvents,
         PruneKind::ExpiredPasswordLinks,
+        PruneKind::ExpiredSessions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,7 @@ impl PruneKind {
             PruneKind::StaleAttempts => "stale_attempts",
             PruneKind::OldAuditEvents => "old_audit_events",
             PruneKind::ExpiredPasswordLinks => "expired_password_links",
+            PruneKind::ExpiredSessions => "expired_sessions",
         }
     }
 }
@@ -97,6 +102,10 @@ pub(super) fn prune_sql(kind: PruneKind) -> &'static str {
         PruneKind::ExpiredPasswordLinks => {
             "DELETE FROM password_links WHERE digest IN
                (SELECT digest FROM password_links WHERE expires_at <= $1 LIMIT $2)"
+        }
+        PruneKind::ExpiredSessions => {
+            "DELETE FROM sessions WHERE id_digest IN
+               (SELECT id_digest FROM sessions WHERE expires_at <= $1 LIMIT $2)"
         }
     }
 }

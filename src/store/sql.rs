@@ -129,10 +129,11 @@ macro_rules! impl_store {
                     .bind(otp.created_at)
                     .execute(&mut *tx)
                     .await?;
-                    // Keep the newest max_live - 1, making room for the one inserted below.
+                    // Keep the newest max_live - 1 account OTPs, making room for the one inserted
+                    // below; login OTPs have a cap of their own (store/sessions.rs).
                     sqlx::query(
-                        "DELETE FROM otps WHERE sub = $1 AND id NOT IN
-                           (SELECT id FROM otps WHERE sub = $1 ORDER BY id DESC LIMIT $2)",
+                        "DELETE FROM otps WHERE sub = $1 AND kind = 'account' AND id NOT IN
+                           (SELECT id FROM otps WHERE sub = $1 AND kind = 'account' ORDER BY id DESC LIMIT $2)",
                     )
                     .bind(sub.as_str())
                     .bind(i64::from(otp.max_live.saturating_sub(1)))

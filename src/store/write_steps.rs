@@ -89,19 +89,29 @@ macro_rules! impl_write_steps {
                 candidates: &Redemption,
                 now: Millis,
             ) -> Result<Option<Redeemed>, StoreError> {
-                for digest in &candidates.account_digests {
-                    let used = sqlx::query(
-                        "UPDATE otps SET used_at = $1
-                         WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
-                         RETURNING id",
-                    )
-                    .bind(now)
-                    .bind(sub.as_str())
-                    .bind(&digest[..])
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    if used.is_some() {
-                        return Ok(Some(Redeemed::Account));
+                // One statement per kind, so every SQL text stays a literal; a login OTP never
+                // answers to an account digest and the other way round.
+                let by_kind = [
+                    (&candidates.account_digests, "account", Redeemed::Account),
+                    (&candidates.login_digests, "login", Redeemed::Login),
+                ];
+                for (digests, kind, redeemed) in by_kind {
+                    for digest in digests {
+                        let used = sqlx::query(
+                            "UPDATE otps SET used_at = $1
+                             WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
+                               AND kind = $4
+                             RETURNING id",
+                        )
+                        .bind(now)
+                        .bind(sub.as_str())
+                        .bind(&digest[..])
+                        .bind(kind)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if used.is_some() {
+                            return Ok(Some(redeemed));
+                        }
                     }
                 }
                 for (device, step) in &candidates.device_steps {
@@ -177,7 +187,7 @@ macro_rules! impl_write_steps {
                 Ok(row.is_some())
             }
 
-            /// Every record of a user (credentials, OTPs, devices, counters, mail quota); the
+            /// Every record of a user (credentials, OTPs, devices, counters, mail quota, sessions); the
             /// audit rows are kept on purpose.
             pub(super) async fn erase_user(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -192,6 +202,9 @@ macro_rules! impl_write_steps {
                     // A live password link must not bring a password back to an erased account.
                     "DELETE FROM password_links WHERE sub = $1",
                     "DELETE FROM reset_proves WHERE sub = $1",
+                    // Login sessions and the address login OTPs go to (docs/sessions.md).
+                    "DELETE FROM sessions WHERE sub = $1",
+                    "DELETE FROM user_emails WHERE sub = $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }

@@ -268,6 +268,7 @@ async fn store_a_reseal_during_redemptions_breaks_no_code_and_replays_none() {
     };
     let step = |s: i64| Redemption {
         account_digests: vec![],
+        login_digests: vec![],
         device_steps: vec![(read.clone(), s)],
     };
     let mut racers = Vec::new();

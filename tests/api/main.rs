@@ -55,6 +55,7 @@ mod sdk_flows;
 mod secrecy;
 mod secrets_at_rest;
 mod sendmail;
+mod sessions;
 mod settings_validation;
 mod shutdown;
 mod store_contract;

@@ -137,6 +137,11 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ),
     ("password_link_ttl_seconds", &["299", "604801", "-1"], &[]),
     ("templates_dir", &["/nonexistent/templates"], &[]),
+    (
+        "session_ttl_seconds",
+        &["299", "2592001", "-1", "a day"],
+        &[],
+    ),
 ];
 
 /// Settings that must be given together, or in a certain relation: the combination that is
@@ -318,6 +323,8 @@ fn the_edges_of_every_range_are_accepted() {
         ("mail_per_hour", "1000"),
         ("password_min_length", "64"),
         ("password_link_ttl_seconds", "300"),
+        ("session_ttl_seconds", "300"),
+        ("session_ttl_seconds", "2592000"),
         ("public_url", "http://127.0.0.1:8080/otpd/"),
         ("service_name", "Acme Pay"),
         ("rate_limit_per_client", "1000000/h"),

@@ -104,6 +104,7 @@ async fn store_a_failure_that_revokes_deletes_only_live_otps_with_its_audit_rows
     c.store.insert_otp(&u, otp(&live, NOW, 3)).await.unwrap();
     let redemption = otpd::store::Redemption {
         account_digests: vec![used],
+        login_digests: vec![],
         device_steps: vec![],
     };
     let first = c

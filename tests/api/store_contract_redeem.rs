@@ -21,6 +21,7 @@ fn device(id: &str, secret: &[u8]) -> StoredDevice {
 fn account(digest: [u8; 32]) -> Redemption {
     Redemption {
         account_digests: vec![digest],
+        login_digests: vec![],
         device_steps: vec![],
     }
 }
@@ -28,6 +29,7 @@ fn account(digest: [u8; 32]) -> Redemption {
 fn step(d: &StoredDevice, step: i64) -> Redemption {
     Redemption {
         account_digests: vec![],
+        login_digests: vec![],
         device_steps: vec![(d.clone(), step)],
     }
 }
