@@ -46,11 +46,15 @@ sub=schemathesis password='correct horse battery' pin=4378
 "$OTPD" --dev migrate 2>/dev/null
 printf '%s' "$password" | "$OTPD" --dev user set-password "$sub" >/dev/null 2>&1
 printf '%s' "$pin" | "$OTPD" --dev user set-pin "$sub" >/dev/null 2>&1
+# PUT /sessions/{sessionId} names its user by a UUID, and only a user otpd knows gets a session.
+session_user=6f1c2a9e-2d0b-4c11-9a3e-0c5b7f3d9e21
+printf '%s' "$password" | "$OTPD" --dev user set-password "$session_user" >/dev/null 2>&1
 token=$("$OTPD" --dev dev token --sub "$sub" --email schemathesis@example.com --email-verified true)
 admin_token=$("$OTPD" --dev dev token --sub schemathesis-support --scope otpd:admin)
 export SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 export OTPD_ST_BASE="http://127.0.0.1:$port/user/2022-1" OTPD_ST_TOKEN="$token" OTPD_ST_SUB="$sub" \
-  OTPD_ST_PASSWORD="$password" OTPD_ST_PIN="$pin" OTPD_ST_BIN="$OTPD"
+  OTPD_ST_PASSWORD="$password" OTPD_ST_PIN="$pin" OTPD_ST_BIN="$OTPD" \
+  OTPD_ST_SESSION_USER="$session_user"
 
 "$OTPD" --dev serve >"$work/server.log" 2>&1 &
 server_pid=$!

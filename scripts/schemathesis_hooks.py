@@ -29,6 +29,8 @@ SUB = os.environ["OTPD_ST_SUB"]
 PASSWORD = os.environ["OTPD_ST_PASSWORD"]
 PIN = os.environ["OTPD_ST_PIN"]
 OTPD = os.environ["OTPD_ST_BIN"]
+# A user with a UUID `sub` and a password: what `PUT /sessions/{sessionId}` needs as `userId`.
+SESSION_USER = os.environ["OTPD_ST_SESSION_USER"]
 # PINs the PACE policy accepts (PACE-CLIENTS.md).
 GOOD_PINS = ["1235", "9875", "1012", "1123", "4378"]
 # Share of positive cases given real values; the others fuzz the refusals.
@@ -75,6 +77,18 @@ def new_device() -> str:
     )
     with urllib.request.urlopen(request, timeout=10):
         return device
+
+
+def new_session(session_id: str) -> None:
+    """Creates a login session of SESSION_USER, so a case that passes it finds it."""
+    request = urllib.request.Request(
+        BASE + "/sessions/" + session_id,
+        data=json.dumps({"userId": SESSION_USER, "passedLoginOTP": False}).encode(),
+        method="PUT",
+        headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
 
 
 def restore_user() -> None:
@@ -134,6 +148,14 @@ def before_call(ctx, case, kwargs):
         # The prove of a password reset: the user's real PIN, so the PIN is kept.
         body["pin"] = PIN
         body.pop("skip", None)
+    elif (method, path) == ("PUT", "/sessions/{sessionId}") and isinstance(body, dict):
+        # A user otpd knows and a session id not used before: created (200), or, when the case
+        # passes it, created first and then passed (204).
+        body["userId"] = SESSION_USER
+        session_id = "st-" + uuid.UUID(int=rng.getrandbits(128), version=4).hex
+        case.path_parameters["sessionId"] = session_id
+        if body.get("passedLoginOTP") is True:
+            new_session(session_id)
     elif path.startswith("/admin/v1/users/{sub}"):
         # The admin API acts on users that exist: the test user, with a device to revoke.
         case.path_parameters["sub"] = SUB
