@@ -208,6 +208,66 @@ async fn one_login_otp_verified_in_parallel_succeeds_exactly_once() {
     assert_eq!(accepted, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_users_racing_for_one_new_session_id_get_one_session_and_one_otp() {
+    let app = TestApp::builder().admitting_bursts().spawn().await;
+    app.set_password(LENA, PASSWORD).await;
+    app.set_password(OLE, PASSWORD).await;
+    let answers = join_all((0..20).map(|i| {
+        put_session(
+            &app,
+            "sess-shared",
+            if i % 2 == 0 { LENA } else { OLE },
+            false,
+        )
+    }))
+    .await;
+    let mut tally = std::collections::BTreeMap::new();
+    for res in answers {
+        let status = res.status().as_u16();
+        if status == 404 {
+            assert_error(res, 404, "session-mismatch").await;
+        }
+        *tally.entry(status).or_insert(0) += 1;
+    }
+    // One winner; the winner's other nine calls see their own session (204), the loser's ten
+    // see another user's (404).
+    assert_eq!(tally, [(200, 1), (204, 9), (404, 10)].into(), "{tally:?}");
+    let sessions = rows(&app, SESSIONS, LENA).await + rows(&app, SESSIONS, OLE).await;
+    let otps = rows(&app, LOGIN_OTPS, LENA).await + rows(&app, LOGIN_OTPS, OLE).await;
+    assert_eq!((sessions, otps), (1, 1));
+}
+
+#[tokio::test]
+async fn wrong_login_otps_count_against_the_users_one_otp_limit() {
+    let clock = manual_clock();
+    let app = TestApp::builder().clock(clock.clone()).spawn().await;
+    let account = app.account_otp(LENA).await;
+    let login = login_otp(&app, "sess-guess", LENA).await;
+    let lena = app.as_user(LENA);
+    let wrong = ["000000", "111111", "222222"]
+        .into_iter()
+        .find(|w| *w != login && *w != account)
+        .unwrap();
+    // OTPD_OTP_REVOKE_AFTER (5): the 5th consecutive failure revokes every live OTP of the user,
+    // of both kinds, and locks redemption.
+    for _ in 0..5 {
+        assert_eq!(lena.verify_as(wrong, &["login"]).await.status(), 404);
+    }
+    let live = "SELECT COUNT(*) FROM otps WHERE sub = $1 AND used_at IS NULL";
+    assert_eq!(rows(&app, live, LENA).await, 0);
+    assert_error(
+        lena.verify_as(&login, &["login"]).await,
+        429,
+        "credential-locked",
+    )
+    .await;
+    clock.advance(Duration::from_secs(30));
+    // Revoked with the account OTP (no live row is left, above); this 6th failure locks anew.
+    assert_error(lena.verify_as(&login, &["login"]).await, 404, "invalid-otp").await;
+    assert_error(lena.verify(&account).await, 429, "credential-locked").await;
+}
+
 #[tokio::test]
 async fn the_login_otp_goes_to_the_address_the_users_last_otp_mail_went_to() {
     let mut smtp = match SmtpSink::start().await {
