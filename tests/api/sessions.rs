@@ -387,3 +387,46 @@ async fn deleting_the_user_or_an_admin_erase_removes_sessions_and_the_address() 
         assert_error(res, 404, "unknown-user").await;
     }
 }
+
+#[tokio::test]
+async fn a_session_id_and_its_login_otp_are_in_no_log_metric_or_row() {
+    // A long code: a 6-digit value would turn up in timestamps by chance.
+    let app = TestApp::builder()
+        .env("OTPD_OTP_DIGITS", "10")
+        .spawn()
+        .await;
+    app.set_password(LENA, PASSWORD).await;
+    let session = "sess-0c9d7e1f-never-stored";
+    let res = put_session(&app, session, LENA, false).await;
+    let created = request_id(&res);
+    assert_eq!(res.status(), 200);
+    let otp = res.json::<Value>().await.unwrap()["otp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(otp.len(), 10);
+    assert_eq!(put_session(&app, session, LENA, true).await.status(), 204);
+    let database = stored_bytes(&app.database_url, app.dir.path()).await;
+    assert_eq!(
+        app.as_user(LENA).verify_as(&otp, &["login"]).await.status(),
+        204
+    );
+
+    let logs = captured_logs();
+    assert!(logs.contains(created.as_str()), "the capture works");
+    let metrics = app.metrics_text().await;
+    assert!(database.len() > 1000, "the database was read");
+    let contains = |haystack: &[u8], needle: &str| {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    for secret in [session, otp.as_str()] {
+        assert!(!contains(logs.as_bytes(), secret), "{secret} in the logs");
+        assert!(
+            !contains(metrics.as_bytes(), secret),
+            "{secret} in the metrics"
+        );
+        assert!(!contains(&database, secret), "{secret} in the database");
+    }
+}
