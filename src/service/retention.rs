@@ -1,6 +1,6 @@
 //! The retention job: removes rows that stopped mattering (expired OTPs, stale attempt counters,
-//! audit events past `audit_retention_days`, expired password links, expired login sessions) in small batches, outside the
-//! request path, on one replica at a time. See docs/retention.md.
+//! audit events past `audit_retention_days`, expired password links, expired login sessions) in
+//! small batches, outside the request path, on one replica at a time. See docs/retention.md.
 
 use super::clock::to_millis;
 use super::{ServiceError, Services};

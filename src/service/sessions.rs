@@ -175,8 +175,8 @@ impl Services {
     }
 }
 
-/// The `otpd_sessions_total` outcome of a refused update (`withdrawn` is counted where it
-/// happens; database errors show in the request metrics).
+/// The `otpd_sessions_total` outcome of an update that failed (`withdrawn`: created, then taken
+/// back because its mail failed, so it was counted `created` too).
 fn outcome_of(e: &ServiceError) -> &'static str {
     match e {
         ServiceError::UnknownUser => "unknown-user",
