@@ -16,8 +16,8 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_sub ON sessions (sub);
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
 
--- The verified email address last seen on the user's own token when otpd mailed an OTP to it
--- (POST /user/otp/sendmail): where login OTPs are mailed. Personal data: erased with the user.
+-- The verified email address of the user's own token that otpd last mailed an OTP or a password
+-- link to: where login OTPs are mailed. Personal data: erased with the user.
 CREATE TABLE user_emails (
     sub     TEXT PRIMARY KEY NOT NULL,
     email   TEXT NOT NULL,

@@ -67,12 +67,7 @@ impl Services {
             Ok(()) => {
                 self.metrics.mail("sent");
                 self.metrics.otp_issued("mail");
-                // Where login OTPs go (docs/sessions.md): an address the provider vouched for and
-                // the mail server took. Best effort: the OTP is mailed either way.
-                let now = to_millis(self.clock.now());
-                if let Err(e) = self.store.remember_email(sub, to.as_str(), now).await {
-                    tracing::warn!(error = %e, "could not remember the address an OTP was mailed to");
-                }
+                self.remember_mailed_address(sub, &to).await;
                 Ok(())
             }
             Err(cause) => {

@@ -231,6 +231,7 @@ impl Services {
         match mailer.send(mail).await {
             Ok(()) => {
                 self.metrics.mail("sent");
+                self.remember_mailed_address(sub, &to).await;
                 Ok(())
             }
             Err(cause) => {

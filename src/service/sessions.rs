@@ -147,6 +147,16 @@ impl Services {
         Ok(())
     }
 
+    /// Remembers where login OTPs of `sub` go (docs/sessions.md): an address the identity
+    /// provider vouched for on the user's own token (`email_verified`) and the mail server just
+    /// took a message for (an OTP or a password link). Best effort: that mail went out either way.
+    pub(super) async fn remember_mailed_address(&self, sub: &Subject, to: &EmailAddress) {
+        let now = to_millis(self.clock.now());
+        if let Err(e) = self.store.remember_email(sub, to.as_str(), now).await {
+            tracing::warn!(error = %e, "could not remember the address a mail went to");
+        }
+    }
+
     async fn try_mail_login_otp(
         &self,
         user: &Subject,

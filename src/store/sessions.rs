@@ -79,7 +79,7 @@ pub trait SessionStore: Send + Sync {
         now: Millis,
     ) -> Result<(), StoreError>;
 
-    /// Remembers the verified address an OTP was just mailed to (`POST /user/otp/sendmail`).
+    /// Remembers the verified address an OTP or a password link was just mailed to.
     async fn remember_email(
         &self,
         sub: &Subject,

@@ -299,6 +299,28 @@ async fn the_login_otp_goes_to_the_address_the_users_last_otp_mail_went_to() {
 }
 
 #[tokio::test]
+async fn a_user_known_only_by_a_password_link_gets_the_login_otp_by_mail() {
+    let mut smtp = match SmtpSink::start().await {
+        Some(sink) => sink,
+        None => skip!(tool: "{}", SmtpSink::MISSING),
+    };
+    let app = crate::password_links::link_builder(&smtp).spawn().await;
+    // No password, PIN or device yet: unknown, and nothing is written for the session.
+    let res = put_session(&app, "sess-link", OLE, false).await;
+    assert_error(res, 404, "unknown-user").await;
+    let ole = app
+        .as_user(OLE)
+        .with_claims(json!({"email": "ole@example.com", "email_verified": true}));
+    assert_eq!(ole.put("/user/password").send().await.status(), 202);
+    smtp.next_message().await;
+
+    let otp = login_otp(&app, "sess-link", OLE).await;
+    let mail = smtp.next_message().await;
+    assert_eq!(mail.to, vec!["ole@example.com".to_owned()]);
+    assert_eq!(code_in(&mail.data), otp);
+}
+
+#[tokio::test]
 async fn a_refused_mail_is_500_and_leaves_neither_session_nor_otp() {
     let smtp = match SmtpSink::rejecting().await {
         Some(sink) => sink,
