@@ -121,7 +121,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "otp_max_live",
         "3",
-        "unused OTPs a user may hold; a new one retires the oldest (1..10)",
+        "unused OTPs a user may hold, account and login OTPs counted apart; a new one retires the oldest of its kind (1..10)",
     ),
     ("pin_length", "4", "digits of a PIN (4..12)"),
     (

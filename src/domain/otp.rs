@@ -13,7 +13,8 @@ pub const MAX_OTP_TTL: Duration = Duration::from_secs(600);
 pub struct OtpSettings {
     pub digits: u8,
     pub ttl: Duration,
-    /// How many unexpired, unused OTPs a user may hold; issuing one more retires the oldest.
+    /// How many unexpired, unused OTPs of one kind (account, login) a user may hold; issuing one
+    /// more retires the oldest of that kind.
     pub max_live: u32,
 }
 

@@ -149,6 +149,22 @@ async fn a_known_session_is_passed_once_and_strangers_get_404() {
 }
 
 #[tokio::test]
+async fn login_and_account_otps_have_live_caps_of_their_own() {
+    let app = TestApp::builder()
+        .env("OTPD_OTP_MAX_LIVE", "1")
+        .spawn()
+        .await;
+    let account = app.account_otp(LENA).await;
+    let first = login_otp(&app, "sess-cap-1", LENA).await;
+    let second = login_otp(&app, "sess-cap-2", LENA).await;
+    let lena = app.as_user(LENA);
+    // The second login OTP retired the first, and neither touched the account OTP.
+    assert_error(lena.verify_as(&first, &["login"]).await, 404, "invalid-otp").await;
+    assert_eq!(lena.verify_as(&second, &["login"]).await.status(), 204);
+    assert_eq!(lena.verify(&account).await.status(), 204);
+}
+
+#[tokio::test]
 async fn the_scope_is_user_sessions_update() {
     let app = TestApp::spawn().await;
     app.assert_guarded("user:otp:verify", |u| {
