@@ -23,12 +23,14 @@ mod passwords;
 mod retention;
 mod server;
 mod settings;
+mod sms;
 mod store;
 mod totp;
 
 pub use limits::Limits;
 pub use mail::MailSettings;
 pub use settings::SETTINGS;
+pub use sms::SmsSettings;
 
 use crate::domain::{OtpSettings, PinPolicy};
 use crate::http::HttpSettings;
@@ -92,6 +94,8 @@ pub struct Config {
     pub templates: TemplateSettings,
     pub log: LogSettings,
     pub retention: RetentionSettings,
+    /// The SMS gateway and the phone code's limits (docs/phone.md).
+    pub sms: SmsSettings,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
     pub dev: bool,
 }
@@ -220,6 +224,7 @@ impl Config {
             templates: TemplateSettings::from_source(src)?,
             log: LogSettings::from_source(src)?,
             retention: RetentionSettings::from_source(src)?,
+            sms: SmsSettings::from_source(src)?,
             dev,
         })
     }
@@ -273,6 +278,7 @@ impl Config {
         self.templates.describe(&mut lines);
         self.log.describe(&mut lines);
         self.retention.describe(&mut lines);
+        self.sms.describe(&mut lines);
         lines.sort_by_key(|(name, _)| SETTINGS.iter().position(|s| s.0 == *name));
         let mode = if self.dev {
             "DEVELOPMENT"

@@ -100,6 +100,9 @@ pub enum ApiError {
     CredentialsErased,
     #[error("not implemented")]
     NotImplemented(&'static str),
+    /// The phone endpoints' own errors (`phone_errors.rs`).
+    #[error(transparent)]
+    Phone(super::phone_errors::PhoneError),
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -172,6 +175,7 @@ impl ApiError {
             | ApiError::MailNotConfigured
             | ApiError::PublicUrlNotConfigured
             | ApiError::MailFailed => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Phone(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -349,6 +353,10 @@ impl ApiError {
                 "The prove was skipped or wrong more than 3 times: the user's PIN and device TOTPs are erased.".into(),
             ),
             ApiError::NotImplemented(why) => ("not-implemented", "Not implemented", (*why).to_owned()),
+            ApiError::Phone(e) => {
+                let body = e.body();
+                (body.code, body.title, body.detail)
+            }
             ApiError::Internal(_) => (
                 "internal-error",
                 "Internal server error",
@@ -364,6 +372,7 @@ impl ApiError {
             ApiError::InvalidParameter { parameter, .. } => {
                 Some(ErrorSource::Parameter((*parameter).to_owned()))
             }
+            ApiError::Phone(e) => e.body().source,
             _ => None,
         };
         ErrorBody {
@@ -433,6 +442,11 @@ impl IntoResponse for ApiError {
             ApiError::CredentialLocked { retry_after_secs }
             | ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Phone(e) => {
+                if let Some(secs) = e.retry_after() {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
             }
             _ => {}
         }

@@ -15,6 +15,8 @@ pub mod negotiate;
 pub mod openapi;
 pub mod otp;
 pub mod password;
+pub mod phone;
+mod phone_errors;
 pub mod pin;
 pub mod rate_limit;
 pub mod sendmail;
@@ -195,6 +197,7 @@ impl From<ServiceError> for ApiError {
                 tracing::error!(problem = %what, "a credential cannot be checked: its key is not loaded");
                 ApiError::KeyUnavailable
             }
+            ServiceError::Phone(refusal) => phone::api_error(refusal),
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }

@@ -181,7 +181,7 @@ impl fmt::Display for UserStatus {
             let set = match factor {
                 GuardedFactor::Password => Some(self.password_set),
                 GuardedFactor::Pin => Some(self.pin_set),
-                GuardedFactor::Otp => None,
+                GuardedFactor::Otp | GuardedFactor::Phone => None,
             };
             let set = match set {
                 Some(true) => "set",
@@ -199,7 +199,7 @@ impl fmt::Display for UserStatus {
             let hash = match factor {
                 GuardedFactor::Password => self.password_hash.as_deref(),
                 GuardedFactor::Pin => self.pin_hash.as_deref(),
-                GuardedFactor::Otp => None,
+                GuardedFactor::Otp | GuardedFactor::Phone => None,
             };
             let hash = hash.map(|h| format!("  hash: {h}")).unwrap_or_default();
             writeln!(

@@ -84,6 +84,11 @@ impl Services {
             PruneKind::ExpiredOtps => Some(now),
             PruneKind::StaleAttempts => Some(ago(STALE_OTP_COUNTER)),
             PruneKind::ExpiredPasswordLinks => Some(ago(EXPIRED_LINK_GRACE)),
+            PruneKind::ExpiredPhoneCodes => Some(now),
+            PruneKind::CancelledPhoneChanges | PruneKind::AbandonedPhoneNumbers => {
+                Some(ago(super::phone::PHONE_CHANGE_LIFETIME))
+            }
+            PruneKind::OldSmsQuota => Some(ago(super::sms::SMS_WINDOW)),
             PruneKind::OldAuditEvents => (self.retention.audit_days > 0).then(|| {
                 ago(Duration::from_secs(
                     u64::from(self.retention.audit_days) * 24 * 3600,

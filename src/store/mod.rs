@@ -9,6 +9,7 @@ pub mod copy;
 mod group_commit;
 pub mod keys;
 pub mod password_links;
+pub mod phone;
 pub mod postgres;
 pub(crate) mod retention;
 mod sql;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
 pub use keys::{HashRow, ImportOutcome, ImportRow, KeyStore, Reseal};
 pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
+pub use phone::{NewPhoneCode, PhoneStore, SmsLimits, SmsQuota, StoredPhone};
 pub use retention::{PruneKind, RetentionLease, RetentionStore};
 
 /// Milliseconds since the Unix epoch: the one time representation in every backend.
@@ -287,7 +289,15 @@ impl AuditRecord {
 
 #[async_trait]
 pub trait Store:
-    AttemptStore + RetentionStore + AdminStore + PasswordLinkStore + KeyStore + Send + Sync + 'static
+    AttemptStore
+    + RetentionStore
+    + AdminStore
+    + PasswordLinkStore
+    + KeyStore
+    + PhoneStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

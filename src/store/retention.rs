@@ -20,14 +20,27 @@ pub enum PruneKind {
     /// Password links (set or reset) that expired before the cutoff, whether used, retired or
     /// never opened: an expired link can no longer set a password.
     ExpiredPasswordLinks,
+    /// Phone codes past their expiry, used or not (docs/phone.md).
+    ExpiredPhoneCodes,
+    /// Phone changes not verified within 24 h are cancelled: the pending number of a user who
+    /// keeps a verified one is cleared...
+    CancelledPhoneChanges,
+    /// ... and the row of a user who has no verified number goes.
+    AbandonedPhoneNumbers,
+    /// SMS counts whose window ended before the cutoff.
+    OldSmsQuota,
 }
 
 impl PruneKind {
-    pub const ALL: [PruneKind; 4] = [
+    pub const ALL: [PruneKind; 8] = [
         PruneKind::ExpiredOtps,
         PruneKind::StaleAttempts,
         PruneKind::OldAuditEvents,
         PruneKind::ExpiredPasswordLinks,
+        PruneKind::ExpiredPhoneCodes,
+        PruneKind::CancelledPhoneChanges,
+        PruneKind::AbandonedPhoneNumbers,
+        PruneKind::OldSmsQuota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +49,10 @@ impl PruneKind {
             PruneKind::StaleAttempts => "stale_attempts",
             PruneKind::OldAuditEvents => "old_audit_events",
             PruneKind::ExpiredPasswordLinks => "expired_password_links",
+            PruneKind::ExpiredPhoneCodes => "expired_phone_codes",
+            PruneKind::CancelledPhoneChanges => "cancelled_phone_changes",
+            PruneKind::AbandonedPhoneNumbers => "abandoned_phone_numbers",
+            PruneKind::OldSmsQuota => "old_sms_quota",
         }
     }
 }
@@ -97,6 +114,25 @@ pub(super) fn prune_sql(kind: PruneKind) -> &'static str {
         PruneKind::ExpiredPasswordLinks => {
             "DELETE FROM password_links WHERE digest IN
                (SELECT digest FROM password_links WHERE expires_at <= $1 LIMIT $2)"
+        }
+        PruneKind::ExpiredPhoneCodes => {
+            "DELETE FROM phone_codes WHERE digest IN
+               (SELECT digest FROM phone_codes WHERE expires_at <= $1 LIMIT $2)"
+        }
+        PruneKind::CancelledPhoneChanges => {
+            "UPDATE phone_numbers SET pending_number = NULL, pending_since = NULL WHERE sub IN
+               (SELECT sub FROM phone_numbers
+                 WHERE pending_since <= $1 AND verified_number IS NOT NULL LIMIT $2)"
+        }
+        PruneKind::AbandonedPhoneNumbers => {
+            "DELETE FROM phone_numbers WHERE sub IN
+               (SELECT sub FROM phone_numbers
+                 WHERE verified_number IS NULL AND (pending_since IS NULL OR pending_since <= $1)
+                 LIMIT $2)"
+        }
+        PruneKind::OldSmsQuota => {
+            "DELETE FROM sms_quota WHERE quota_key IN
+               (SELECT quota_key FROM sms_quota WHERE window_start <= $1 LIMIT $2)"
         }
     }
 }

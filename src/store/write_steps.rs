@@ -192,6 +192,10 @@ macro_rules! impl_write_steps {
                     // A live password link must not bring a password back to an erased account.
                     "DELETE FROM password_links WHERE sub = $1",
                     "DELETE FROM reset_proves WHERE sub = $1",
+                    // The phone number, its codes and the user's SMS count (docs/phone.md).
+                    "DELETE FROM phone_numbers WHERE sub = $1",
+                    "DELETE FROM phone_codes WHERE sub = $1",
+                    "DELETE FROM sms_quota WHERE quota_key = 'u:' || $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }
