@@ -255,6 +255,13 @@ impl Config {
             return out;
         }
         self.identity.warnings(&mut out);
+        if let Some(gateway) = &self.sms.gateway
+            && gateway.url.starts_with("http://")
+        {
+            out.push(
+                "sms_url uses plain http: codes and the gateway secret travel unencrypted".into(),
+            );
+        }
         out
     }
 

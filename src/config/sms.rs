@@ -220,6 +220,19 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_http_gateway_is_warned_about_outside_dev_mode() {
+        let env = |url: &str| vec![("OTPD_SMS_URL".to_owned(), url.to_owned())];
+        let c = crate::config::Config::load(None, env("http://sms.local/send"), false).unwrap();
+        assert!(
+            c.warnings().iter().any(|w| w.contains("sms_url")),
+            "{:?}",
+            c.warnings()
+        );
+        let c = crate::config::Config::load(None, env("https://sms.local/send"), false).unwrap();
+        assert!(!c.warnings().iter().any(|w| w.contains("sms_url")));
+    }
+
+    #[test]
     fn bad_gateway_settings_are_refused_by_name() {
         assert_refused(&[
             ("OTPD_SMS_URL", "ftp://x", "sms_url"),
