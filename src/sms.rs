@@ -4,6 +4,7 @@
 //! values may hold `{to}` (the E.164 number) and `{text}` (the message). Success is any 2xx within
 //! `sms_timeout_seconds`. See docs/phone.md for ready examples.
 
+use crate::config::redact_url_password;
 use crate::service::sms::{OutgoingSms, SmsFailure, SmsSender};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
@@ -33,8 +34,9 @@ pub enum SmsBodyFormat {
     Form,
 }
 
-/// The gateway as configured. The secret stays in its file until the gateway is built.
-#[derive(Clone, Debug)]
+/// The gateway as configured. The secret stays in its file until the gateway is built. `Debug`
+/// redacts a password in the URL and the header values (either may be a credential).
+#[derive(Clone)]
 pub struct SmsGatewaySettings {
     pub url: String,
     pub method: reqwest::Method,
@@ -46,6 +48,22 @@ pub struct SmsGatewaySettings {
     /// A JSON value whose strings may hold `{to}` and `{text}`; for `form`, an object of strings.
     pub body: Value,
     pub timeout: Duration,
+}
+
+impl fmt::Debug for SmsGatewaySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("SmsGatewaySettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("method", &self.method)
+            .field("auth", &self.auth)
+            .field("secret_file", &self.secret_file)
+            .field("headers", &headers)
+            .field("body_format", &self.body_format)
+            .field("body", &self.body)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl SmsGatewaySettings {
@@ -74,7 +92,7 @@ pub struct HttpSmsGateway {
 impl fmt::Debug for HttpSmsGateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpSmsGateway")
-            .field("url", &self.settings.url)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +251,26 @@ mod tests {
             json!({"message": {"to": "+4915123456789", "parts": ["Code: 123 \"x\""]}, "n": 1})
         );
         assert_eq!(form_encode("+49 1&2=ü"), "%2B49+1%262%3D%C3%BC");
+    }
+
+    #[test]
+    fn debug_output_hides_header_values_and_url_passwords() {
+        let settings = SmsGatewaySettings {
+            url: "https://u:pw-123@sms.example.com/send".into(),
+            method: reqwest::Method::POST,
+            auth: SmsAuth::None,
+            secret_file: None,
+            headers: vec![("X-Key".into(), "hdr-456".into())],
+            body_format: SmsBodyFormat::Json,
+            body: json!({"to": "{to}", "text": "{text}"}),
+            timeout: Duration::from_secs(1),
+        };
+        let text = format!("{settings:?}");
+        assert!(
+            !text.contains("pw-123") && !text.contains("hdr-456"),
+            "{text}"
+        );
+        assert!(text.contains("X-Key"), "{text}");
     }
 
     #[test]
