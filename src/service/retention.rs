@@ -46,7 +46,7 @@ pub type PruneReport = Option<BTreeMap<&'static str, u64>>;
 impl Services {
     /// One run of the retention job.
     pub async fn prune_once(&self) -> Result<PruneReport, ServiceError> {
-        let Some(_lease) = self.store.retention_lease().await? else {
+        let Some(lease) = self.store.retention_lease().await? else {
             self.metrics.retention_run("skipped");
             return Ok(None);
         };
@@ -71,6 +71,7 @@ impl Services {
             }
             report.insert(kind.as_str(), deleted);
         }
+        lease.release().await;
         self.metrics.retention_run("ok");
         Ok(Some(report))
     }

@@ -72,6 +72,23 @@ impl RetentionLease {
     pub(super) fn held(conn: sqlx::PgConnection) -> Self {
         Self { _held: Some(conn) }
     }
+
+    /// Unlocks and closes the connection before returning, so the next run (of this replica or
+    /// another) finds the lock free at once. Dropping the lease also releases it, but only when the
+    /// server notices the closed socket, which a run right after may beat (a flake of the
+    /// retention tests on PostgreSQL).
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        if let Some(mut conn) = self._held.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut conn)
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "retention: could not release the lock; the closed connection will");
+            }
+            let _ = conn.close().await;
+        }
+    }
 }
 
 #[async_trait]
