@@ -303,3 +303,45 @@ async fn the_same_valid_code_fired_in_parallel_verifies_exactly_once() {
         .count();
     assert_eq!(verified, 1);
 }
+
+#[tokio::test]
+async fn logs_metrics_and_support_views_show_the_state_never_the_number_or_code() {
+    let gateway = SmsGateway::start().await;
+    let app = phone_builder(&gateway).spawn().await;
+    let quin = app.as_user("quin");
+    let admin = app.as_admin("support-1");
+    let res = put_phone(&quin, "+49 151 24681357").await;
+    assert_eq!(res.status(), 201);
+    let put_id = request_id(&res);
+    let code = gateway.last().code();
+    assert_eq!(
+        admin.show_ok("quin").await["data"]["attributes"]["phone"]["status"],
+        "pending"
+    );
+    assert!(app.user_status("quin").await.contains("phone     pending"));
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(verify_phone(&quin, wrong).await.status(), 404);
+    let res = verify_phone(&quin, &code).await;
+    assert_eq!(res.status(), 200);
+    let verify_id = request_id(&res);
+    let phone = &admin.show_ok("quin").await["data"]["attributes"]["phone"];
+    assert_eq!(phone["status"], "verified");
+    assert_eq!(phone["failures"], 0, "a success resets the counter");
+    let shown = app.user_status("quin").await;
+    assert!(shown.contains("phone     verified"), "{shown}");
+
+    let logs = captured_logs();
+    assert!(
+        logs.contains(&put_id) && logs.contains(&verify_id),
+        "the capture works"
+    );
+    let metrics = app.metrics_text().await;
+    let trail = format!("{:?}", app.audit_trail("quin").await);
+    for text in [&logs, &metrics, &shown, &trail, &phone.to_string()] {
+        assert!(!text.contains("24681357"), "the number leaked");
+        assert!(
+            !text.contains(&format!("\"{code}\"")) && !text.contains(&format!(" {code} ")),
+            "the code leaked"
+        );
+    }
+}
