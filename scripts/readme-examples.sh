@@ -64,5 +64,12 @@ if [ "$rc" = 0 ] && grep -q 'user/otp/sendmail' "$repo/README.md"; then
     failed=1 passed=$((passed - 1))
   fi
 fi
+# Likewise the SMS of the phone example.
+if [ "$rc" = 0 ] && grep -q 'user/phone' "$repo/README.md"; then
+  if ! grep -q 'development mode: this SMS was not sent' "$work/server.log"; then
+    echo "--- PUT /user/phone answered, but no SMS was printed by the server" >&2
+    failed=1 passed=$((passed - 1))
+  fi
+fi
 echo "readme: $passed passed, $failed failed, $((total - passed - failed)) skipped"
 [ "$failed" = 0 ]

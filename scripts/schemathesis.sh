@@ -40,6 +40,9 @@ export OTPD_PUBLIC_URL="http://127.0.0.1:$port"
 # requests of the hooks would meet 429s: no locking here (the lockout has its own tests).
 export OTPD_PIN_LOCK_FROM=0 OTPD_PIN_DISABLE_AFTER=0 OTPD_PASSWORD_LOCK_FROM=0 \
   OTPD_PASSWORD_DISABLE_AFTER=0 OTPD_OTP_REVOKE_AFTER=0
+# Phone: no lock on wrong codes, and SMS limits the run cannot reach (development mode prints
+# each SMS into the server log, where the hooks read the codes).
+export OTPD_PHONE_LOCK_FROM=0 OTPD_SMS_PER_USER_PER_HOUR=100 OTPD_SMS_PER_NUMBER_PER_HOUR=100
 unset OTPD_CONFIG
 
 sub=schemathesis password='correct horse battery' pin=4378
@@ -54,7 +57,8 @@ admin_token=$("$OTPD" --dev dev token --sub schemathesis-support --scope otpd:ad
 export SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 export OTPD_ST_BASE="http://127.0.0.1:$port/user/2022-1" OTPD_ST_TOKEN="$token" OTPD_ST_SUB="$sub" \
   OTPD_ST_PASSWORD="$password" OTPD_ST_PIN="$pin" OTPD_ST_BIN="$OTPD" \
-  OTPD_ST_SESSION_USER="$session_user"
+  OTPD_ST_SESSION_USER="$session_user" \
+  OTPD_ST_SERVER_LOG="$work/server.log"
 
 "$OTPD" --dev serve >"$work/server.log" 2>&1 &
 server_pid=$!

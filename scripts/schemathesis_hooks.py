@@ -15,6 +15,7 @@ next cases find the user as before.
 import json
 import os
 import random
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -91,6 +92,32 @@ def new_session(session_id: str) -> None:
         pass
 
 
+def phone_number() -> str:
+    """A valid German mobile number (libphonenumber's rules), new each time."""
+    return "+49 151 " + "".join(str(rng.randrange(10)) for _ in range(8))
+
+
+def phone_code() -> str:
+    """Puts a new number and reads its code from the SMS that development mode prints into the
+    server's log (OTPD_ST_SERVER_LOG)."""
+    body = {"data": {"type": "phone", "attributes": {"phoneNumber": phone_number()}}}
+    request = urllib.request.Request(
+        BASE + "/user/phone",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={
+            "Authorization": "Bearer " + TOKEN,
+            "Content-Type": "application/vnd.api+json",
+            "Accept": "application/vnd.api+json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    with open(os.environ["OTPD_ST_SERVER_LOG"], encoding="utf-8", errors="replace") as log:
+        codes = re.findall(r"(\d{6}) is your", log.read())
+    return codes[-1]
+
+
 def restore_user() -> None:
     for command, secret in (("set-password", PASSWORD), ("set-pin", PIN)):
         subprocess.run(
@@ -142,6 +169,12 @@ def before_call(ctx, case, kwargs):
             data["id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             attributes.clear()
             attributes["otp"] = fresh_otp()
+    elif (method, path) == ("PUT", "/user/phone"):
+        data, attributes = _attributes(body)
+        if attributes is not None:
+            attributes["phoneNumber"] = phone_number()
+    elif (method, path) == ("PUT", "/user/phone/verify") and isinstance(body, dict):
+        body["code"] = phone_code()
     elif (method, path) == ("DELETE", "/user") and isinstance(body, dict):
         body["otp"] = fresh_otp()
     elif (method, path) == ("POST", "/callbacks/password-reset") and isinstance(body, dict):

@@ -12,8 +12,9 @@ use crate::metrics::Metrics;
 use crate::server::{self, OpenConnections, ServerSettings};
 use crate::service::{
     Clock, CredentialWatch, Hasher, LinkKey, Mailer, OtpKey, Pepper, PepperRing, Services,
-    SystemClock,
+    SmsSender, SystemClock,
 };
+use crate::sms::{ConsoleSms, HttpSmsGateway};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PoolSettings, Store};
@@ -189,6 +190,13 @@ async fn services_with_peppers(
         None if dev.is_some() => Some(Arc::new(ConsoleMailer) as Arc<dyn Mailer>),
         None => None,
     };
+    let sms = match &config.sms.gateway {
+        Some(settings) => {
+            Some(Arc::new(HttpSmsGateway::new(settings.clone())?) as Arc<dyn SmsSender>)
+        }
+        None if dev.is_some() => Some(Arc::new(ConsoleSms) as Arc<dyn SmsSender>),
+        None => None,
+    };
     Ok(Services {
         store: open_store(&config.store.url, config.store.pool).await?,
         hasher,
@@ -210,6 +218,8 @@ async fn services_with_peppers(
         link_key,
         templates: Arc::new(templates),
         session_ttl: config.sessions,
+        sms,
+        phone: config.sms.phone,
     })
 }
 

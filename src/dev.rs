@@ -23,7 +23,8 @@ const DEV_KID: &str = "otpd-dev";
 pub const ALL_SCOPES: &str = "user:otp:create user:otp:verify user:device-totps:create \
 user:device-totps:create-after-login user:users.pin:update user:users.pin:check \
 user:users.password:check user:users.password:create user:callbacks:password-reset user:user:delete \
-user:sessions:update";
+user:sessions:update \
+user:users.phone:check user:users.phone:update";
 
 pub struct DevKit {
     dir: PathBuf,

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod operator;
 pub mod server;
 pub mod service;
+pub mod sms;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

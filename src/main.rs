@@ -85,7 +85,7 @@ enum UserCommand {
     /// Clear a user's failure counts, locks and disabling (all factors unless --factor).
     Unlock {
         sub: String,
-        #[arg(long, value_parser = ["pin", "password", "otp"])]
+        #[arg(long, value_parser = ["pin", "password", "otp", "phone"])]
         factor: Option<String>,
     },
 }
@@ -345,7 +345,7 @@ async fn user_command(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
             let factors = match factor.as_deref().map(GuardedFactor::parse) {
                 None => GuardedFactor::ALL.to_vec(),
                 Some(Some(f)) => vec![f],
-                Some(None) => anyhow::bail!("--factor must be pin, password or otp"),
+                Some(None) => anyhow::bail!("--factor must be pin, password, otp or phone"),
             };
             let services =
                 otpd::app::services_for_inspection(config, Arc::new(SystemClock)).await?;

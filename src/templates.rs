@@ -46,6 +46,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "mail/password-reset.txt",
         include_str!("../templates/mail/password-reset.txt"),
     ),
+    (
+        "mail/phone-changed.txt",
+        include_str!("../templates/mail/phone-changed.txt"),
+    ),
+    (
+        "sms/phone-code.txt",
+        include_str!("../templates/sms/phone-code.txt"),
+    ),
 ];
 
 const ASSETS: &[(&str, &str, &str)] = &[

@@ -38,7 +38,12 @@ impl Limits {
     }
 
     pub(super) fn describe(&self, out: &mut Lines) {
-        let LockoutPolicies { pin, password, otp } = &self.lockout;
+        let LockoutPolicies {
+            pin,
+            password,
+            otp,
+            phone,
+        } = &self.lockout;
         let quota = |q: Option<RateQuota>| q.map_or("off".into(), |q| q.to_string());
         out.extend([
             ("pin_lock_from", pin.lock_from.to_string()),
@@ -59,6 +64,7 @@ impl Limits {
                 "otp_disable_after",
                 otp.revoke_devices_after.unwrap_or(0).to_string(),
             ),
+            ("phone_lock_from", phone.lock_from.to_string()),
             ("lock_base_seconds", pin.base_lock.as_secs().to_string()),
             ("lock_max_seconds", pin.max_lock.as_secs().to_string()),
             ("rate_limit_per_client", quota(self.rate.per_client)),
@@ -116,6 +122,8 @@ impl LockoutPolicies {
                 )?),
                 ..policy(otp_revoke_after, 0, otp_revoke_after)
             },
+            // Never disabled: PACE declares no status for it (docs/phone.md).
+            phone: policy(src.in_range("phone_lock_from", 3u32, 0..=1000)?, 0, 0),
         })
     }
 }

@@ -24,12 +24,14 @@ mod retention;
 mod server;
 mod sessions;
 mod settings;
+mod sms;
 mod store;
 mod totp;
 
 pub use limits::Limits;
 pub use mail::MailSettings;
 pub use settings::SETTINGS;
+pub use sms::SmsSettings;
 
 use crate::domain::{OtpSettings, PinPolicy, SessionTtl};
 use crate::http::HttpSettings;
@@ -95,6 +97,8 @@ pub struct Config {
     pub retention: RetentionSettings,
     /// How long a login session is known (`PUT /sessions/{sessionId}`).
     pub sessions: SessionTtl,
+    /// The SMS gateway and the phone code's limits (docs/phone.md).
+    pub sms: SmsSettings,
     /// `serve --dev`: a local signing key and pepper instead of an identity provider and pepper file.
     pub dev: bool,
 }
@@ -224,6 +228,7 @@ impl Config {
             log: LogSettings::from_source(src)?,
             retention: RetentionSettings::from_source(src)?,
             sessions: SessionTtl::from_source(src)?,
+            sms: SmsSettings::from_source(src)?,
             dev,
         })
     }
@@ -254,6 +259,13 @@ impl Config {
             return out;
         }
         self.identity.warnings(&mut out);
+        if let Some(gateway) = &self.sms.gateway
+            && gateway.url.starts_with("http://")
+        {
+            out.push(
+                "sms_url uses plain http: codes and the gateway secret travel unencrypted".into(),
+            );
+        }
         out
     }
 
@@ -278,6 +290,7 @@ impl Config {
         self.log.describe(&mut lines);
         self.retention.describe(&mut lines);
         self.sessions.describe(&mut lines);
+        self.sms.describe(&mut lines);
         lines.sort_by_key(|(name, _)| SETTINGS.iter().position(|s| s.0 == *name));
         let mode = if self.dev {
             "DEVELOPMENT"

@@ -165,6 +165,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "failed redemptions that checked a device TOTP, with no success of that device between them, after which the device is revoked (0 = never)",
     ),
     (
+        "phone_lock_from",
+        "3",
+        "the consecutive wrong phone code that starts locking phone verification (lock_base_seconds, doubling); never disabled; 0 = never",
+    ),
+    (
         "lock_base_seconds",
         "30",
         "the first lock of a factor; each further failure doubles it",
@@ -335,6 +340,66 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "session_ttl_seconds",
         "86400",
         "how long a login session of PUT /sessions/{sessionId} is known after its creation (300..2592000)",
+    ),
+    (
+        "sms_url",
+        "",
+        "SMS gateway URL for PUT /user/phone (https://…); empty: 503 sms-not-configured (dev mode prints the SMS instead); see docs/phone.md",
+    ),
+    (
+        "sms_method",
+        "POST",
+        "HTTP method of the gateway request: POST or PUT",
+    ),
+    (
+        "sms_auth",
+        "none",
+        "authentication at the gateway: none, basic (sms_username + secret), bearer (secret) or header:<Name> (secret in that header)",
+    ),
+    (
+        "sms_username",
+        "",
+        "user name for sms_auth = basic (Twilio: the Account SID)",
+    ),
+    (
+        "sms_secret_file",
+        "",
+        "file holding the gateway secret: password, bearer token or API key (never logged); required with sms_auth",
+    ),
+    (
+        "sms_headers",
+        "",
+        "extra request headers as a JSON object, e.g. {\"X-Tenant\":\"acme\"} (values never printed)",
+    ),
+    (
+        "sms_body_format",
+        "json",
+        "how the body is sent: json (application/json) or form (application/x-www-form-urlencoded)",
+    ),
+    (
+        "sms_body",
+        r#"{"to":"{to}","text":"{text}"}"#,
+        "the body as a JSON object whose strings may hold {to} (E.164) and {text}; both must appear; form: string values only",
+    ),
+    (
+        "sms_timeout_seconds",
+        "10",
+        "longest wait for the gateway's answer (1..60); then 503 sms-failed",
+    ),
+    (
+        "sms_per_user_per_hour",
+        "5",
+        "SMS one user may cause per hour (1..100); beyond it 429 sms-limit",
+    ),
+    (
+        "sms_per_number_per_hour",
+        "3",
+        "SMS one phone number may receive per hour, whichever user asks (1..100); beyond it 429 sms-limit",
+    ),
+    (
+        "phone_code_ttl_seconds",
+        "600",
+        "lifetime of a phone code sent by SMS (60..3600)",
     ),
     ("log", "info", "log filter (tracing EnvFilter syntax)"),
     ("log_format", "text", "text or json"),

@@ -50,6 +50,17 @@ pub enum AuditEvent {
     SessionPassed,
     /// A new session was withdrawn with its login OTP because the OTP's mail failed.
     SessionWithdrawn,
+    /// Phone (docs/phone.md): a new number awaits its code, which was sent by SMS (detail: whether
+    /// it replaces a verified number; never the number).
+    PhoneChanged,
+    /// The code sent by SMS was entered: the pending number is now the verified one.
+    PhoneVerified,
+    /// A wrong or expired code was entered (counted under the phone factor's attempt limit).
+    PhoneCodeRefused,
+    /// The SMS could not be sent: the code and the pending change were withdrawn.
+    PhoneCodeWithdrawn,
+    /// The verified number was put again: a pending change was cancelled.
+    PhoneChangeCancelled,
 }
 
 impl AuditEvent {
@@ -88,6 +99,14 @@ impl AuditEvent {
             AuditEvent::SessionCreated => "session.created",
             AuditEvent::SessionPassed => "session.passed",
             AuditEvent::SessionWithdrawn => "session.withdrawn",
+            AuditEvent::PhoneChanged => "phone.changed",
+            AuditEvent::PhoneVerified => "phone.verified",
+            AuditEvent::PhoneCodeRefused => "phone.code-refused",
+            AuditEvent::PhoneCodeWithdrawn => "phone.code-withdrawn",
+            AuditEvent::PhoneChangeCancelled => "phone.change-cancelled",
+            AuditEvent::Locked(G::Phone) => "phone.locked",
+            AuditEvent::Disabled(G::Phone) => "phone.disabled",
+            AuditEvent::Unlocked(G::Phone) => "phone.unlocked",
         }
     }
 
@@ -97,6 +116,7 @@ impl AuditEvent {
             GuardedFactor::Password => AuditEvent::PasswordRefused,
             GuardedFactor::Pin => AuditEvent::PinRefused,
             GuardedFactor::Otp => AuditEvent::OtpRefused,
+            GuardedFactor::Phone => AuditEvent::PhoneCodeRefused,
         }
     }
 }

@@ -17,13 +17,16 @@ pub enum GuardedFactor {
     Pin,
     /// Redeeming an account OTP or a device TOTP: one counter for both.
     Otp,
+    /// Verifying a phone number with the code sent by SMS (docs/phone.md).
+    Phone,
 }
 
 impl GuardedFactor {
-    pub const ALL: [GuardedFactor; 3] = [
+    pub const ALL: [GuardedFactor; 4] = [
         GuardedFactor::Password,
         GuardedFactor::Pin,
         GuardedFactor::Otp,
+        GuardedFactor::Phone,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +34,7 @@ impl GuardedFactor {
             GuardedFactor::Password => "password",
             GuardedFactor::Pin => "pin",
             GuardedFactor::Otp => "otp",
+            GuardedFactor::Phone => "phone",
         }
     }
 
@@ -92,6 +96,16 @@ impl LockPolicy {
         revoke_after: Some(5),
         revoke_devices_after: Some(20),
     };
+    /// Phone codes: locks from the 3rd consecutive wrong code, never disables (PACE declares no
+    /// status for it); a code lives minutes and each new one costs an SMS under the send limits.
+    pub const PHONE: LockPolicy = LockPolicy {
+        lock_from: 3,
+        base_lock: Duration::from_secs(30),
+        max_lock: Duration::from_secs(15 * 60),
+        disable_after: None,
+        revoke_after: None,
+        revoke_devices_after: None,
+    };
 
     /// How long the factor stays locked after `failures` consecutive failures.
     pub fn lock_after(&self, failures: u32) -> Duration {
@@ -134,6 +148,7 @@ pub struct LockoutPolicies {
     pub password: LockPolicy,
     pub pin: LockPolicy,
     pub otp: LockPolicy,
+    pub phone: LockPolicy,
 }
 
 impl Default for LockoutPolicies {
@@ -142,6 +157,7 @@ impl Default for LockoutPolicies {
             password: LockPolicy::PASSWORD,
             pin: LockPolicy::PIN,
             otp: LockPolicy::OTP,
+            phone: LockPolicy::PHONE,
         }
     }
 }
@@ -152,6 +168,7 @@ impl LockoutPolicies {
             GuardedFactor::Password => &self.password,
             GuardedFactor::Pin => &self.pin,
             GuardedFactor::Otp => &self.otp,
+            GuardedFactor::Phone => &self.phone,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod lockout;
 pub mod otp;
 pub mod password;
 pub mod password_link;
+pub mod phone;
 pub mod session;
 pub mod subject;
 pub mod totp;
@@ -20,6 +21,7 @@ pub use lockout::{Admission, AttemptState, GuardedFactor, LockPolicy, LockoutPol
 pub use otp::{OtpCode, OtpSettings, OtpTypes};
 pub use password::{Password, PasswordPolicy, PasswordRejection};
 pub use password_link::{LinkProblem, LinkPurpose, LinkToken};
+pub use phone::{PhoneCode, PhoneNumber, PhoneNumberRejection};
 pub use session::{SessionId, SessionTtl, session_user};
 pub use subject::Subject;
 pub use totp::{DeviceId, TotpAlgorithm, TotpSecret, TotpSettings};

@@ -76,6 +76,18 @@ impl ScopeRule for UserDelete {
     const ANY_OF: &'static [&'static str] = &["user:user:delete"];
 }
 
+/// `GET /user/phone`.
+pub struct PhoneCheck;
+impl ScopeRule for PhoneCheck {
+    const ANY_OF: &'static [&'static str] = &["user:users.phone:check"];
+}
+
+/// `PUT /user/phone` and `PUT /user/phone/verify`.
+pub struct PhoneUpdate;
+impl ScopeRule for PhoneUpdate {
+    const ANY_OF: &'static [&'static str] = &["user:users.phone:update"];
+}
+
 /// The bearer token of the request: `Ok(None)` when there is none (no header, another scheme,
 /// an empty token), an error when there is one that cannot be a token (bytes outside visible
 /// ASCII): that token was sent, it is just invalid.

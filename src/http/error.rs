@@ -113,6 +113,9 @@ pub enum ApiError {
     /// The login OTP's mail was refused: PACE's declared 500, with a body that says no more.
     #[error("login OTP mail failed")]
     LoginMailFailed,
+    /// The phone endpoints' own errors (`phone_errors.rs`).
+    #[error(transparent)]
+    Phone(super::phone_errors::PhoneError),
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -189,6 +192,7 @@ impl ApiError {
             | ApiError::MailNotConfigured
             | ApiError::PublicUrlNotConfigured
             | ApiError::MailFailed => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Phone(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -386,6 +390,10 @@ impl ApiError {
                 "Login OTP not sent",
                 "The login one-time password could not be mailed; the session was not created. Retry shortly.".into(),
             ),
+            ApiError::Phone(e) => {
+                let body = e.body();
+                (body.code, body.title, body.detail)
+            }
             ApiError::Internal(_) => (
                 "internal-error",
                 "Internal server error",
@@ -401,6 +409,7 @@ impl ApiError {
             ApiError::InvalidParameter { parameter, .. } => {
                 Some(ErrorSource::Parameter((*parameter).to_owned()))
             }
+            ApiError::Phone(e) => e.body().source,
             _ => None,
         };
         ErrorBody {
@@ -470,6 +479,11 @@ impl IntoResponse for ApiError {
             ApiError::CredentialLocked { retry_after_secs }
             | ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Phone(e) => {
+                if let Some(secs) = e.retry_after() {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
             }
             _ => {}
         }

@@ -86,7 +86,12 @@ mod readme_tests {
     #[test]
     fn the_readme_documents_every_error_code() {
         let readme = include_str!("../../README.md");
-        let source = [include_str!("error.rs"), include_str!("error_document.rs")].concat();
+        let source = [
+            include_str!("error.rs"),
+            include_str!("error_document.rs"),
+            include_str!("phone_errors.rs"),
+        ]
+        .concat();
         let codes = source.split('"').skip(1).step_by(2).filter(|lit| {
             let parts: Vec<&str> = lit.split('-').collect();
             parts.len() > 1

@@ -15,6 +15,8 @@ pub mod negotiate;
 pub mod openapi;
 pub mod otp;
 pub mod password;
+pub mod phone;
+mod phone_errors;
 pub mod pin;
 pub mod rate_limit;
 pub mod sendmail;
@@ -206,6 +208,7 @@ impl From<ServiceError> for ApiError {
                 );
                 ApiError::LoginMailFailed
             }
+            ServiceError::Phone(refusal) => phone::api_error(refusal),
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }

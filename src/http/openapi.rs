@@ -3,7 +3,7 @@
 //! JSON:API error responses of each operation and the bearer-token scheme.
 
 use super::error::JSON_API;
-use super::{AppState, devices, otp, password, pin, sendmail, sessions, user, verify};
+use super::{AppState, devices, otp, password, phone, pin, sendmail, sessions, user, verify};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
@@ -76,6 +76,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::create))
         .routes(routes!(user::delete))
         .routes(routes!(sessions::update))
+        .routes(routes!(phone::check, phone::update))
+        .routes(routes!(phone::verify))
 }
 
 /// Statuses every operation can answer with, besides its own: no/bad token, missing scope, rate
@@ -109,6 +111,8 @@ fn error_statuses(method: &str, path: &str) -> Vec<u16> {
         ("post", "/callbacks/password-reset") => &[404, 410, 423],
         ("put", "/user/password/reset") => &[501],
         ("put", "/sessions/{sessionId}") => &[404],
+        // Phone (docs/phone.md): 404 none set / wrong code; 422, 429, 503 come with the rest.
+        ("get", "/user/phone") | ("put", "/user/phone/verify") => &[404],
         ("get", "/admin/v1/users/{sub}") => &[404, 406],
         ("get", "/admin/v1/users/{sub}/audit") => &[400, 404, 406],
         ("post", "/admin/v1/users/{sub}/unlock") => &[400, 404],
@@ -142,7 +146,8 @@ fn status_description(status: u16) -> &'static str {
         }
         404 => {
             "Not found: the OTP is not valid (`invalid-otp`), the credential (password, PIN) is not set, or (admin) \
-             the device does not exist (`device-not-found`) or the `sub` is one no token can carry (`not-found`)."
+             the device does not exist (`device-not-found`) or the `sub` is one no token can carry (`not-found`); \
+             (phone) no number is set (`phone-not-set`) or the code is wrong, expired or used (`phone-code-invalid`)."
         }
         406 => {
             "The Accept header excludes the response's media type, or the new PIN is not secure (`pin-not-secure`)."
@@ -162,12 +167,14 @@ fn status_description(status: u16) -> &'static str {
         429 => {
             "The credential is locked after consecutive failures and was not checked (`credential-locked`), the \
              client or address exceeds its rate limit (`rate-limited`), or (sendmail) the user's hourly mail limit \
-             is spent (`mail-limit`); retry after `Retry-After` seconds."
+             is spent (`mail-limit`), or (phone) the SMS limit of the user or number is spent (`sms-limit`); retry \
+             after `Retry-After` seconds."
         }
         500 => "Internal error; the request id identifies it in the logs.",
         501 => "Not implemented (`not-implemented`).",
         503 => {
-            "Database unreachable, overloaded, request timeout, or (mail) mail or public URL not configured or the mail not sent; retry after `Retry-After` seconds."
+            "Database unreachable, overloaded, request timeout, or (mail) mail or public URL not configured or the mail not sent, \
+             or (phone) no SMS gateway configured (`sms-not-configured`) or the SMS not sent (`sms-failed`); retry after `Retry-After` seconds."
         }
         _ => "Error.",
     }

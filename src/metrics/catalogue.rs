@@ -83,6 +83,12 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "PUT /sessions/{sessionId}, by outcome (created, passed, unchanged, unknown-user, mismatch, unknown-session, withdrawn, error)",
     ),
     (
+        "otpd_sms_total",
+        Kind::Counter,
+        None,
+        "SMS with phone codes, by result (sent, failed, limited) and reason (none; timeout, unreachable, refused; user, number)",
+    ),
+    (
         "otpd_hash_queue_depth",
         Kind::Gauge,
         None,
@@ -154,6 +160,16 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         None,
         "Database re-checks made for waiting long polls (shared by the waiters of one user)",
     ),
+];
+
+/// `(result, reason)` of `otpd_sms_total`: every pair the service counts.
+pub(super) const SMS_OUTCOMES: [(&str, &str); 6] = [
+    ("sent", "none"),
+    ("failed", "timeout"),
+    ("failed", "unreachable"),
+    ("failed", "refused"),
+    ("limited", "user"),
+    ("limited", "number"),
 ];
 
 /// Why the server closes a connection that carries no request (label of

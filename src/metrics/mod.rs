@@ -22,7 +22,7 @@ const META: Metadata<'static> = Metadata::new("otpd", metrics::Level::INFO, Some
 
 mod catalogue;
 
-use catalogue::{CONNECTION_CLOSE_REASONS, DESCRIPTIONS, Kind, LATENCY_BUCKETS};
+use catalogue::{CONNECTION_CLOSE_REASONS, DESCRIPTIONS, Kind, LATENCY_BUCKETS, SMS_OUTCOMES};
 
 /// The handle every counting part of otpd holds. Cheap to clone.
 #[derive(Clone)]
@@ -94,6 +94,14 @@ impl Metrics {
             self.counter("otpd_mails_total", &[("result", result)])
                 .increment(0);
         }
+        for (result, reason) in SMS_OUTCOMES {
+            self.counter("otpd_sms_total", &[("result", result), ("reason", reason)])
+                .increment(0);
+        }
+        self.counter("otpd_credential_failures_total", &[("factor", "phone")])
+            .increment(0);
+        self.counter("otpd_locks_total", &[("factor", "phone")])
+            .increment(0);
         self.counter("otpd_otps_redeemed_total", &[]).increment(0);
         for kind in ["expired_otps", "stale_attempts", "old_audit_events"] {
             self.counter("otpd_retention_deleted_total", &[("kind", kind)])
@@ -206,6 +214,12 @@ impl Metrics {
 
     pub fn mail(&self, result: &'static str) {
         self.counter("otpd_mails_total", &[("result", result)])
+            .increment(1);
+    }
+
+    /// One SMS send, or one refused by the limits (`SMS_OUTCOMES`).
+    pub fn sms(&self, result: &'static str, reason: &'static str) {
+        self.counter("otpd_sms_total", &[("result", result), ("reason", reason)])
             .increment(1);
     }
 

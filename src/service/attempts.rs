@@ -144,6 +144,8 @@ pub struct UserStatus {
     pub pin_hash: Option<String>,
     pub attempts: Vec<(GuardedFactor, AttemptState)>,
     pub devices: Vec<DeviceSummary>,
+    /// The phone number's state (never the number).
+    pub phone: super::PhoneStatus,
     pub now: i64,
 }
 
@@ -169,6 +171,7 @@ impl Services {
             pin_hash: stored.pin_hash.as_deref().map(super::stored_hash::describe),
             attempts: self.attempt_states(sub).await?,
             devices: self.store.device_summaries(sub).await?,
+            phone: self.phone_status(sub).await?,
             now: to_millis(self.clock.now()),
         })
     }
@@ -181,11 +184,16 @@ impl fmt::Display for UserStatus {
             let set = match factor {
                 GuardedFactor::Password => Some(self.password_set),
                 GuardedFactor::Pin => Some(self.pin_set),
-                GuardedFactor::Otp => None,
+                GuardedFactor::Otp | GuardedFactor::Phone => None,
             };
             let set = match set {
                 Some(true) => "set",
                 Some(false) => "not set",
+                None if *factor == GuardedFactor::Phone => match self.phone {
+                    super::PhoneStatus::Verified => "verified",
+                    super::PhoneStatus::Pending => "pending",
+                    super::PhoneStatus::None => "not set",
+                },
                 None => "-",
             };
             let admission = match state.admission(self.now) {
@@ -199,7 +207,7 @@ impl fmt::Display for UserStatus {
             let hash = match factor {
                 GuardedFactor::Password => self.password_hash.as_deref(),
                 GuardedFactor::Pin => self.pin_hash.as_deref(),
-                GuardedFactor::Otp => None,
+                GuardedFactor::Otp | GuardedFactor::Phone => None,
             };
             let hash = hash.map(|h| format!("  hash: {h}")).unwrap_or_default();
             writeln!(

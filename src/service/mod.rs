@@ -20,9 +20,11 @@ pub mod password_page;
 pub mod password_reset;
 pub mod passwords;
 pub mod pepper;
+pub mod phone;
 pub mod redeem;
 pub mod retention;
 pub mod sessions;
+pub mod sms;
 pub mod stored_hash;
 pub mod totp_cipher;
 pub mod totp_keys;
@@ -45,7 +47,9 @@ pub use mail::Mailer;
 pub use password_links::{LinkKey, LinkSettings, PublicUrl};
 pub use passwords::PasswordSettings;
 pub use pepper::{Pepper, PepperRing};
+pub use phone::{PhoneRefusal, PhoneSettings, PhoneStatus, PhoneUpdate};
 pub use retention::RetentionSettings;
+pub use sms::SmsSender;
 use std::sync::Arc;
 use std::time::Duration;
 pub use totp_cipher::TotpCipher;
@@ -83,6 +87,9 @@ pub struct Services {
     pub templates: Arc<Templates>,
     /// How long a login session is known (`session_ttl_seconds`).
     pub session_ttl: SessionTtl,
+    /// `None` when no SMS gateway is configured (docs/phone.md).
+    pub sms: Option<Arc<dyn SmsSender>>,
+    pub phone: PhoneSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +146,9 @@ pub enum ServiceError {
     /// the operator loads that key. Nothing was counted.
     #[error("{0}")]
     KeyUnavailable(String),
+    /// The phone number use cases' own refusals (docs/phone.md).
+    #[error(transparent)]
+    Phone(PhoneRefusal),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -46,7 +46,7 @@ pub type PruneReport = Option<BTreeMap<&'static str, u64>>;
 impl Services {
     /// One run of the retention job.
     pub async fn prune_once(&self) -> Result<PruneReport, ServiceError> {
-        let Some(_lease) = self.store.retention_lease().await? else {
+        let Some(lease) = self.store.retention_lease().await? else {
             self.metrics.retention_run("skipped");
             return Ok(None);
         };
@@ -71,6 +71,7 @@ impl Services {
             }
             report.insert(kind.as_str(), deleted);
         }
+        lease.release().await;
         self.metrics.retention_run("ok");
         Ok(Some(report))
     }
@@ -85,6 +86,11 @@ impl Services {
             PruneKind::StaleAttempts => Some(ago(STALE_OTP_COUNTER)),
             PruneKind::ExpiredPasswordLinks => Some(ago(EXPIRED_LINK_GRACE)),
             PruneKind::ExpiredSessions => Some(now),
+            PruneKind::ExpiredPhoneCodes => Some(now),
+            PruneKind::CancelledPhoneChanges | PruneKind::AbandonedPhoneNumbers => {
+                Some(ago(super::phone::PHONE_CHANGE_LIFETIME))
+            }
+            PruneKind::OldSmsQuota => Some(ago(super::sms::SMS_WINDOW)),
             PruneKind::OldAuditEvents => (self.retention.audit_days > 0).then(|| {
                 ago(Duration::from_secs(
                     u64::from(self.retention.audit_days) * 24 * 3600,

@@ -9,6 +9,7 @@ pub mod copy;
 mod group_commit;
 pub mod keys;
 pub mod password_links;
+pub mod phone;
 pub mod postgres;
 pub(crate) mod retention;
 pub mod sessions;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 pub use attempts::{AttemptStore, CountedRedemption, FailedAttempt, Reservation};
 pub use keys::{HashRow, ImportOutcome, ImportRow, KeyStore, Reseal};
 pub use password_links::{Erased, LinkUse, LinkUsed, NewLink, PasswordLinkStore, StoredLink};
+pub use phone::{NewPhoneCode, PhoneStore, SmsLimits, SmsQuota, StoredPhone};
 pub use retention::{PruneKind, RetentionLease, RetentionStore};
 pub use sessions::{NewSession, SessionCreated, SessionPassed, SessionStore};
 
@@ -300,6 +302,7 @@ pub trait Store:
     + PasswordLinkStore
     + KeyStore
     + SessionStore
+    + PhoneStore
     + Send
     + Sync
     + 'static

@@ -71,5 +71,6 @@ super::attempts::impl_attempt_store!(PgStore, sqlx::Postgres);
 super::retention::impl_retention_store!(PgStore);
 super::password_links::impl_password_link_store!(PgStore, sqlx::Postgres);
 super::keys::impl_key_store!(PgStore, sqlx::Postgres);
+super::phone::impl_phone_store!(PgStore, sqlx::Postgres);
 super::admin::impl_admin_store!(PgStore);
 super::sessions::impl_session_store!(PgStore, sqlx::Postgres);

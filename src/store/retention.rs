@@ -23,15 +23,28 @@ pub enum PruneKind {
     /// Login sessions past their expiry (`session_ttl_seconds`), passed or not: an expired session
     /// id is unknown to `PUT /sessions/{sessionId}` already (docs/sessions.md).
     ExpiredSessions,
+    /// Phone codes past their expiry, used or not (docs/phone.md).
+    ExpiredPhoneCodes,
+    /// Phone changes not verified within 24 h are cancelled: the pending number of a user who
+    /// keeps a verified one is cleared...
+    CancelledPhoneChanges,
+    /// ... and the row of a user who has no verified number goes.
+    AbandonedPhoneNumbers,
+    /// SMS counts whose window ended before the cutoff.
+    OldSmsQuota,
 }
 
 impl PruneKind {
-    pub const ALL: [PruneKind; 5] = [
+    pub const ALL: [PruneKind; 9] = [
         PruneKind::ExpiredOtps,
         PruneKind::StaleAttempts,
         PruneKind::OldAuditEvents,
         PruneKind::ExpiredPasswordLinks,
         PruneKind::ExpiredSessions,
+        PruneKind::ExpiredPhoneCodes,
+        PruneKind::CancelledPhoneChanges,
+        PruneKind::AbandonedPhoneNumbers,
+        PruneKind::OldSmsQuota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +54,10 @@ impl PruneKind {
             PruneKind::OldAuditEvents => "old_audit_events",
             PruneKind::ExpiredPasswordLinks => "expired_password_links",
             PruneKind::ExpiredSessions => "expired_sessions",
+            PruneKind::ExpiredPhoneCodes => "expired_phone_codes",
+            PruneKind::CancelledPhoneChanges => "cancelled_phone_changes",
+            PruneKind::AbandonedPhoneNumbers => "abandoned_phone_numbers",
+            PruneKind::OldSmsQuota => "old_sms_quota",
         }
     }
 }
@@ -59,6 +76,23 @@ impl RetentionLease {
 
     pub(super) fn held(conn: sqlx::PgConnection) -> Self {
         Self { _held: Some(conn) }
+    }
+
+    /// Unlocks and closes the connection before returning, so the next run (of this replica or
+    /// another) finds the lock free at once. Dropping the lease also releases it, but only when the
+    /// server notices the closed socket, which a run right after may beat (a flake of the
+    /// retention tests on PostgreSQL).
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        if let Some(mut conn) = self._held.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut conn)
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "retention: could not release the lock; the closed connection will");
+            }
+            let _ = conn.close().await;
+        }
     }
 }
 
@@ -106,6 +140,25 @@ pub(super) fn prune_sql(kind: PruneKind) -> &'static str {
         PruneKind::ExpiredSessions => {
             "DELETE FROM sessions WHERE id_digest IN
                (SELECT id_digest FROM sessions WHERE expires_at <= $1 LIMIT $2)"
+        }
+        PruneKind::ExpiredPhoneCodes => {
+            "DELETE FROM phone_codes WHERE digest IN
+               (SELECT digest FROM phone_codes WHERE expires_at <= $1 LIMIT $2)"
+        }
+        PruneKind::CancelledPhoneChanges => {
+            "UPDATE phone_numbers SET pending_number = NULL, pending_since = NULL WHERE sub IN
+               (SELECT sub FROM phone_numbers
+                 WHERE pending_since <= $1 AND verified_number IS NOT NULL LIMIT $2)"
+        }
+        PruneKind::AbandonedPhoneNumbers => {
+            "DELETE FROM phone_numbers WHERE sub IN
+               (SELECT sub FROM phone_numbers
+                 WHERE verified_number IS NULL AND (pending_since IS NULL OR pending_since <= $1)
+                 LIMIT $2)"
+        }
+        PruneKind::OldSmsQuota => {
+            "DELETE FROM sms_quota WHERE quota_key IN
+               (SELECT quota_key FROM sms_quota WHERE window_start <= $1 LIMIT $2)"
         }
     }
 }

@@ -111,5 +111,6 @@ super::attempts::impl_attempt_store!(SqliteStore, sqlx::Sqlite);
 super::retention::impl_retention_store!(SqliteStore);
 super::password_links::impl_password_link_store!(SqliteStore, sqlx::Sqlite);
 super::keys::impl_key_store!(SqliteStore, sqlx::Sqlite);
+super::phone::impl_phone_store!(SqliteStore, sqlx::Sqlite);
 super::admin::impl_admin_store!(SqliteStore);
 super::sessions::impl_session_store!(SqliteStore, sqlx::Sqlite);

@@ -205,6 +205,10 @@ macro_rules! impl_write_steps {
                     // Login sessions and the address login OTPs go to (docs/sessions.md).
                     "DELETE FROM sessions WHERE sub = $1",
                     "DELETE FROM user_emails WHERE sub = $1",
+                    // The phone number, its codes and the user's SMS count (docs/phone.md).
+                    "DELETE FROM phone_numbers WHERE sub = $1",
+                    "DELETE FROM phone_codes WHERE sub = $1",
+                    "DELETE FROM sms_quota WHERE quota_key = 'u:' || $1",
                 ] {
                     sqlx::query(statement).bind(sub.as_str()).execute(&mut *conn).await?;
                 }

@@ -148,7 +148,7 @@ async fn unlock_clears_one_factor_or_all_and_names_the_caller() {
         .iter()
         .filter(|(e, _)| e.ends_with(".unlocked"))
         .collect();
-    assert_eq!(unlocked.len(), 4, "pin, then all three: {trail:?}");
+    assert_eq!(unlocked.len(), 5, "pin, then all four: {trail:?}");
     assert!(
         unlocked.iter().all(|(_, d)| d == BY_SUPPORT),
         "{unlocked:?}"

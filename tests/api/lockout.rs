@@ -189,7 +189,10 @@ async fn a_wrong_pin_storm_leaves_the_password_path_working() {
         .iter()
         .map(|(f, s)| (f.as_str(), s.failures))
         .collect();
-    assert_eq!(failures, [("password", 5), ("pin", 0), ("otp", 0)]);
+    assert_eq!(
+        failures,
+        [("password", 5), ("pin", 0), ("otp", 0), ("phone", 0)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

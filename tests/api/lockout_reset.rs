@@ -9,10 +9,15 @@ use serde_json::json;
 /// The counters of password, PIN and OTP redemption with these failures, none locked or
 /// disabled.
 fn unlocked(password: u32, pin: u32, otp: u32) -> Vec<(String, u32, bool, bool)> {
-    [("password", password), ("pin", pin), ("otp", otp)]
-        .into_iter()
-        .map(|(factor, failures)| (factor.to_owned(), failures, false, false))
-        .collect()
+    [
+        ("password", password),
+        ("pin", pin),
+        ("otp", otp),
+        ("phone", 0),
+    ]
+    .into_iter()
+    .map(|(factor, failures)| (factor.to_owned(), failures, false, false))
+    .collect()
 }
 
 #[tokio::test]
@@ -63,6 +68,7 @@ async fn delete_user_clears_the_counters_of_every_factor() {
             ("password".to_owned(), 3, false, false),
             ("pin".to_owned(), 4, true, false),
             ("otp".to_owned(), 2, false, false),
+            ("phone".to_owned(), 0, false, false),
         ]
     );
 

@@ -44,6 +44,8 @@ mod packaging;
 mod password_links;
 mod password_pages;
 mod password_reset;
+mod phone;
+mod phone_limits;
 mod pin_api;
 mod pin_change_cost;
 mod provider_settings;

@@ -142,6 +142,22 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
         &["299", "2592001", "-1", "a day"],
         &[],
     ),
+    // Phone and the SMS gateway (docs/phone.md).
+    ("phone_lock_from", &["1001", "-1"], &[]),
+    (
+        "sms_url",
+        &["ftp://sms.example.com", "sms.example.com"],
+        &[],
+    ),
+    ("sms_method", &["GET", "DELETE"], &[]),
+    ("sms_auth", &["digest", "header:bad name", "header:"], &[]),
+    ("sms_headers", &["[1]", r#"{"X":1}"#, "not json"], &[]),
+    ("sms_body_format", &["xml"], &[]),
+    ("sms_body", &[r#"{"to":"{to}"}"#, "[]", "x"], &[]),
+    ("sms_timeout_seconds", &["0", "61"], &[]),
+    ("sms_per_user_per_hour", &["0", "101"], &[]),
+    ("sms_per_number_per_hour", &["0", "101"], &[]),
+    ("phone_code_ttl_seconds", &["59", "3601"], &[]),
 ];
 
 /// Settings that must be given together, or in a certain relation: the combination that is
@@ -164,6 +180,8 @@ const BAD_COMBINATIONS: &[(Settings, &str)] = &[
         &[("lock_base_seconds", "60"), ("lock_max_seconds", "59")],
         "lock_max_seconds",
     ),
+    (&[("sms_auth", "basic")], "sms_username"),
+    (&[("sms_auth", "bearer")], "sms_secret_file"),
 ];
 
 /// Settings whose value is free text or a path read later (`totp_key_file`, `pepper_file` and the
@@ -335,6 +353,14 @@ fn the_edges_of_every_range_are_accepted() {
         ("metrics_listen", "[::1]:9090"),
         ("admin_api", "off"),
         ("admin_scope", "https://otpd.example/admin"),
+        ("phone_lock_from", "0"),
+        ("sms_method", "put"),
+        ("sms_body_format", "form"),
+        ("sms_timeout_seconds", "60"),
+        ("sms_per_user_per_hour", "100"),
+        ("sms_per_number_per_hour", "1"),
+        ("phone_code_ttl_seconds", "60"),
+        ("phone_code_ttl_seconds", "3600"),
     ] {
         if let Err(e) = load_env(&[(setting, good)]) {
             panic!("{}={good:?} refused: {e}", var(setting));

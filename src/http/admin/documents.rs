@@ -3,6 +3,7 @@
 
 use crate::clock::rfc3339_millis;
 use crate::domain::{Admission, AttemptState, GuardedFactor};
+use crate::service::PhoneStatus;
 use crate::service::admin::AuditPage;
 use crate::service::attempts::UserStatus;
 use serde::Serialize;
@@ -33,6 +34,17 @@ pub struct AdminUserAttributes {
     otp: AttemptView,
     /// The user's device TOTPs, oldest first.
     devices: Vec<DeviceView>,
+    /// The phone number (never the number itself) and its code's attempt counter.
+    phone: PhoneView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PhoneView {
+    /// `verified` (a verified number is set), `pending` (a number awaits its code) or `none`.
+    #[schema(example = "verified")]
+    status: &'static str,
+    #[serde(flatten)]
+    attempts: AttemptView,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -102,6 +114,14 @@ impl From<UserStatus> for AdminUserDocument {
                         attempts: view(GuardedFactor::Pin),
                     },
                     otp: view(GuardedFactor::Otp),
+                    phone: PhoneView {
+                        status: match status.phone {
+                            PhoneStatus::Verified => "verified",
+                            PhoneStatus::Pending => "pending",
+                            PhoneStatus::None => "none",
+                        },
+                        attempts: view(GuardedFactor::Phone),
+                    },
                     devices: status
                         .devices
                         .iter()

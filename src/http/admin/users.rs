@@ -58,6 +58,7 @@ pub enum UnlockFactor {
     Pin,
     Password,
     Otp,
+    Phone,
 }
 
 /// Unlock a user
@@ -87,7 +88,7 @@ pub async fn unlock(
         Some(None) => {
             return Err(ApiError::InvalidParameter {
                 parameter: "factor",
-                detail: "factor must be pin, password or otp.".into(),
+                detail: "factor must be pin, password, otp or phone.".into(),
             });
         }
     };

@@ -16,6 +16,7 @@ mod logs;
 pub mod mail;
 pub mod process;
 mod skip;
+pub mod sms;
 
 pub use admin::{ADMIN_SCOPE, Admin, admin_path};
 pub use app::{TEST_ARGON2, TestApp, TestAppBuilder};
@@ -31,3 +32,4 @@ pub use issuer::{ALL_SCOPES, EC_KID, RSA_KID, TestIssuer, fixture, public_jwk, r
 pub use logs::{assert_logged, captured_logs, log_lines_with, request_id};
 pub(crate) use skip::skip;
 pub use skip::{in_ci, python_with, report_missing_tool, report_skip};
+pub use sms::{ReceivedSms, SmsGateway};
