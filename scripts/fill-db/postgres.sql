@@ -40,7 +40,7 @@ INSERT INTO users (sub, password_hash, pin_hash, created_at, updated_at)
 SELECT pg_temp.fill_sub(i), :'password_phc', CASE WHEN i % 5 < 3 THEN :'pin_phc' END,
        :now - 31536000000 + (i * 7919) % 31536000000,
        :now - 31536000000 + (i * 7919) % 31536000000 + (i % 1000) * 60000
-  FROM generate_series(0, :users - 1) i;
+  FROM generate_series(0::bigint, :users - 1) i;
 
 -- Audit events: `audit` of them over the last 360 days (inside the default 400-day retention),
 -- each user's spread evenly, in otpd's proportions of a quiet day: mostly issued and redeemed
@@ -53,14 +53,14 @@ SELECT pg_temp.fill_sub(g % :users),
        (ARRAY['factor=password', 'factor=pin', 'factor=pin', 'type=account', 'type=account',
               'type=device-totp device=phone', 'factor=password', 'type=account',
               'failures=1', 'failures=1'])[g % 10 + 1]
-  FROM generate_series(0, :audit - 1) g;
+  FROM generate_series(0::bigint, :audit - 1) g;
 
 -- Expired OTPs (retention not run yet, or behind): issued over the last 30 days, 5-minute
 -- lifetime, six in ten redeemed.
 INSERT INTO otps (sub, digest, created_at, expires_at, used_at)
 SELECT pg_temp.fill_sub(g % :users), sha256(('otpd-fill-otp-' || g)::bytea), t, t + 300000,
        CASE WHEN g % 10 < 6 THEN t + 20000 END
-  FROM generate_series(0, :otps - 1) g,
+  FROM generate_series(0::bigint, :otps - 1) g,
        LATERAL (SELECT :now - 2592000000 + g * (2588400000 / :otps) AS t) x;
 
 -- One device TOTP for every fifth user.
@@ -70,30 +70,30 @@ SELECT pg_temp.fill_sub(i), 'phone',
        sha256(('otpd-fill-dev-' || i)::bytea) || substr(sha256(('otpd-fill-tag-' || i)::bytea), 1, 16),
        'SHA1', 6, 30, :now / 30000 - (i % 100000), :now - 31536000000 + (i * 7919) % 31536000000,
        :now - 31536000000 + (i * 7919) % 31536000000, 't1', 0, 0
-  FROM generate_series(0, :users - 1, 5) i;
+  FROM generate_series(0::bigint, :users - 1, 5) i;
 
 -- Attempt counters: an OTP counter for one user in twenty, a PIN counter for one in fifty.
 INSERT INTO attempts (sub, factor, failures, locked_until, disabled_at, updated_at)
 SELECT pg_temp.fill_sub(i), 'otp', 1, 0, NULL, :now - (i % 86400) * 1000
-  FROM generate_series(0, :users - 1, 20) i;
+  FROM generate_series(0::bigint, :users - 1, 20) i;
 INSERT INTO attempts (sub, factor, failures, locked_until, disabled_at, updated_at)
 SELECT pg_temp.fill_sub(i), 'pin', 2, 0, NULL, :now - (i % 86400) * 1000
-  FROM generate_series(1, :users - 1, 50) i;
+  FROM generate_series(1::bigint, :users - 1, 50) i;
 
 -- Mail quota rows for one user in ten; password links (used or expired) for one in a hundred;
 -- reset-prove counters for one in a thousand.
 INSERT INTO mail_quota (sub, window_start, sent)
 SELECT pg_temp.fill_sub(i), :now - (i % 3600) * 1000, 1 + i % 3
-  FROM generate_series(0, :users - 1, 10) i;
+  FROM generate_series(0::bigint, :users - 1, 10) i;
 INSERT INTO password_links (digest, seal, sub, purpose, email, created_at, expires_at, used_at, retired_at)
 SELECT sha256(('otpd-fill-link-' || i)::bytea), sha256(('otpd-fill-seal-' || i)::bytea),
        pg_temp.fill_sub(i), 'reset', 'user' || i || '@example.com', t, t + 3600000,
        CASE WHEN i % 2 = 0 THEN t + 60000 END, NULL
-  FROM generate_series(0, :users - 1, 100) i,
+  FROM generate_series(0::bigint, :users - 1, 100) i,
        LATERAL (SELECT :now - 2592000000 + (i * 7919) % 2592000000 AS t) x;
 INSERT INTO reset_proves (sub, window_start, failures)
 SELECT pg_temp.fill_sub(i), :now - (i % 3600) * 1000, 1
-  FROM generate_series(0, :users - 1, 1000) i;
+  FROM generate_series(0::bigint, :users - 1, 1000) i;
 
 DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT indexdef FROM fill_indexes LOOP EXECUTE r.indexdef; END LOOP;

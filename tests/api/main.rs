@@ -47,6 +47,7 @@ mod password_reset;
 mod pin_api;
 mod pin_change_cost;
 mod provider_settings;
+mod query_plans;
 mod rate_limits;
 mod real_provider;
 mod replicas;
