@@ -51,7 +51,7 @@ SELECT pg_temp.fill_sub(g % :users),
        (ARRAY['otp.issued', 'otp.issued', 'otp.issued', 'otp.redeemed', 'otp.redeemed',
               'otp.redeemed', 'otp.issued', 'otp.redeemed', 'pin.refused', 'otp.refused'])[g % 10 + 1],
        (ARRAY['factor=password', 'factor=pin', 'factor=pin', 'type=account', 'type=account',
-              'type=device-totp device=phone', 'factor=password', 'type=account',
+              'type=device-totp device=738e379f-fe30-45ab-819c-ba88804b6368', 'factor=password', 'type=account',
               'failures=1', 'failures=1'])[g % 10 + 1]
   FROM generate_series(0::bigint, :audit - 1) g;
 
@@ -63,10 +63,10 @@ SELECT pg_temp.fill_sub(g % :users), sha256(('otpd-fill-otp-' || g)::bytea), t, 
   FROM generate_series(0::bigint, :otps - 1) g,
        LATERAL (SELECT :now - 2592000000 + g * (2588400000 / :otps) AS t) x;
 
--- One device TOTP for every fifth user.
+-- One device TOTP for every fifth user (device ids are UUIDs too).
 INSERT INTO device_totps (sub, device_id, secret_ct, algorithm, digits, period_secs, last_step,
                           created_at, updated_at, key_id, secret_gen, failures)
-SELECT pg_temp.fill_sub(i), 'phone',
+SELECT pg_temp.fill_sub(i), pg_temp.fill_sub(i + 1000000000),
        sha256(('otpd-fill-dev-' || i)::bytea) || substr(sha256(('otpd-fill-tag-' || i)::bytea), 1, 16),
        'SHA1', 6, 30, :now / 30000 - (i % 100000), :now - 31536000000 + (i * 7919) % 31536000000,
        :now - 31536000000 + (i * 7919) % 31536000000, 't1', 0, 0

@@ -32,7 +32,7 @@ SELECT (SELECT sub FROM fill_n WHERE i = g % :users),
                    ELSE 'otp.issued' END,
        CASE g % 10 WHEN 0 THEN 'factor=password' WHEN 6 THEN 'factor=password'
                    WHEN 1 THEN 'factor=pin' WHEN 2 THEN 'factor=pin'
-                   WHEN 5 THEN 'type=device-totp device=phone'
+                   WHEN 5 THEN 'type=device-totp device=738e379f-fe30-45ab-819c-ba88804b6368'
                    WHEN 8 THEN 'failures=1' WHEN 9 THEN 'failures=1' ELSE 'type=account' END
   FROM g;
 
@@ -43,13 +43,14 @@ SELECT (SELECT sub FROM fill_n WHERE i = g % :users), randomblob(32), t, t + 300
        CASE WHEN g % 10 < 6 THEN t + 20000 END
   FROM (SELECT g, :now - 2592000000 + g * (2588400000 / :otps) AS t FROM g);
 
--- One device TOTP for every fifth user.
+-- One device TOTP for every fifth user (device ids are UUIDs too).
 INSERT INTO device_totps (sub, device_id, secret_ct, algorithm, digits, period_secs, last_step,
                           created_at, updated_at, key_id, secret_gen, failures)
-SELECT sub, 'phone', randomblob(48), 'SHA1', 6, 30, :now / 30000 - (i % 100000),
+SELECT sub, printf('%08x-%04x-4%03x-%04x-%012x', (j * 2654435761) % 4294967296, (j * 40503) % 65536,
+                   (j * 9973) % 4096, 32768 + (j * 6007) % 16384, j * 40499 + 12345), randomblob(48), 'SHA1', 6, 30, :now / 30000 - (i % 100000),
        :now - 31536000000 + (i * 7919) % 31536000000,
        :now - 31536000000 + (i * 7919) % 31536000000, 't1', 0, 0
-  FROM fill_n WHERE i % 5 = 0;
+  FROM (SELECT i, i + 1000000000 AS j, sub FROM fill_n WHERE i % 5 = 0);
 
 -- Attempt counters: an OTP counter for one user in twenty, a PIN counter for one in fifty.
 INSERT INTO attempts (sub, factor, failures, locked_until, disabled_at, updated_at)
