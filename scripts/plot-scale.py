@@ -1,8 +1,9 @@
-"""Rate against database size, from the CSV of scripts/bench-scale.sh: issued OTPs per second as a
-ratio to raw Argon2id (left) and OTP redemptions per second (right), each round a dot, the median
-a line, empty database against the filled one, per backend.
+"""Rate against database size, from the CSVs of scripts/bench-scale.sh (one or several runs):
+issued OTPs per second as a ratio to raw Argon2id (left) and OTP redemptions per second (right),
+each round a dot, the median over all rounds a line, empty database against the filled one, per
+backend.
 
-    python scripts/plot-scale.py docs/benchmark/scale.csv docs/benchmark/scale.png
+    python scripts/plot-scale.py docs/benchmark/scale.csv [more.csv …] docs/benchmark/scale.png
 """
 
 import csv
@@ -16,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def main(csv_path: str, png_path: str) -> None:
-    rows = list(csv.DictReader(open(csv_path, newline="")))
+def main(csv_paths: list[str], png_path: str) -> None:
+    rows = [r for path in csv_paths for r in csv.DictReader(open(path, newline=""))]
     users = max(int(r["users"]) for r in rows)
     label = {"empty": "empty", "full": f"{users:,} users"}
     series = defaultdict(lambda: defaultdict(list))
@@ -52,4 +53,4 @@ def main(csv_path: str, png_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1:-1], sys.argv[-1])
