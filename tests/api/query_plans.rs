@@ -14,15 +14,17 @@ use tracing::Instrument;
 const DEVICE: &str = "738e379f-fe30-45ab-819c-ba88804b6368";
 
 /// The hot paths, each driven under request ids `plan-<run>-<path>`: issuing an OTP (password,
-/// PIN, a refused PIN), redeeming one (account OTP, device TOTP, a refusal), the credential checks
+/// PIN, a refused PIN), redeeming one (account OTP, device TOTP, a refusal, the failures that
+/// revoke and lock), the credential checks
 /// and their long poll, the admin reads, and the retention job's deletes.
-const HOT_PATHS: [&str; 11] = [
+const HOT_PATHS: [&str; 12] = [
     "issue-password",
     "issue-pin",
     "pin-refused",
     "redeem",
     "redeem-device",
     "redeem-refused",
+    "redeem-lockout",
     "checks",
     "long-poll",
     "admin-show",
@@ -109,6 +111,12 @@ async fn drive_hot_paths(app: &TestApp, tag: &impl Fn(&str) -> String) {
         204
     );
     assert_eq!(tagged("redeem-refused", verify(&otp)).await.status(), 404);
+    // Four more failures in a row reach otp_revoke_after (5): the user's live OTPs are revoked and
+    // redemption is locked.
+    for _ in 0..4 {
+        let status = tagged("redeem-lockout", verify(&otp)).await.status();
+        assert!([404, 429].contains(&status.as_u16()), "{status}");
+    }
 
     for check in ["/user/pin", "/user/password", "/user/pin-or-password"] {
         assert_eq!(tagged("checks", ana.get(check)).await.status(), 200);
