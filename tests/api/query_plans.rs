@@ -15,8 +15,8 @@ const DEVICE: &str = "738e379f-fe30-45ab-819c-ba88804b6368";
 
 /// The hot paths, each driven under request ids `plan-<run>-<path>`: issuing an OTP (password,
 /// PIN, a refused PIN), redeeming one (account OTP, device TOTP, a refusal, the failures that
-/// revoke and lock), the credential checks
-/// and their long poll, the admin reads, and the retention job's deletes.
+/// revoke and lock), the credential checks and their long poll, the admin reads, and the
+/// retention job's deletes.
 const HOT_PATHS: [&str; 12] = [
     "issue-password",
     "issue-pin",
