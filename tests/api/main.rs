@@ -49,6 +49,7 @@ mod phone_limits;
 mod pin_api;
 mod pin_change_cost;
 mod provider_settings;
+mod query_plans;
 mod rate_limits;
 mod real_provider;
 mod replicas;
