@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 /// The window of the per-user mail limit.
 pub const MAIL_WINDOW: Duration = Duration::from_secs(3600);
@@ -38,7 +39,7 @@ impl Services {
         sub: Subject,
         to: EmailAddress,
     ) -> Result<(), ServiceError> {
-        tokio::spawn(async move { self.issue_and_mail(&sub, to).await })
+        tokio::spawn(async move { self.issue_and_mail(&sub, to).await }.in_current_span())
             .await
             .map_err(|e| ServiceError::Internal(anyhow::anyhow!("mail task failed: {e}")))?
     }

@@ -18,6 +18,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 
 /// Where users reach otpd's pages: `https://host[:port][/prefix]`, without a trailing slash.
 #[derive(Clone, PartialEq, Eq)]
@@ -159,9 +160,11 @@ impl Services {
         to: EmailAddress,
         purpose: LinkPurpose,
     ) -> Result<(), ServiceError> {
-        tokio::spawn(async move { self.issue_and_mail_link(&sub, to, purpose).await })
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("mail task failed: {e}")))?
+        tokio::spawn(
+            async move { self.issue_and_mail_link(&sub, to, purpose).await }.in_current_span(),
+        )
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("mail task failed: {e}")))?
     }
 
     async fn issue_and_mail_link(

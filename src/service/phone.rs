@@ -14,6 +14,7 @@ use crate::store::{NewPhoneCode, SmsLimits, SmsQuota, StoredPhone};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// PACE: "If the process is not completed within 24h the process is canceled."
 pub const PHONE_CHANGE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -116,7 +117,7 @@ impl Services {
         number: PhoneNumber,
         notify: Option<EmailAddress>,
     ) -> Result<PhoneUpdate, ServiceError> {
-        tokio::spawn(async move { self.change_phone(&sub, number, notify).await })
+        tokio::spawn(async move { self.change_phone(&sub, number, notify).await }.in_current_span())
             .await
             .map_err(|e| ServiceError::Internal(anyhow::anyhow!("phone task failed: {e}")))?
     }

@@ -9,6 +9,7 @@ use crate::domain::{EmailAddress, OtpCode, SessionId, Subject};
 use crate::store::{MailQuota, NewSession, SessionCreated, SessionPassed};
 use anyhow::anyhow;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// How many times a freshly drawn login OTP may collide with a stored digest (as in `otp.rs`).
 const MAX_DRAWS: usize = 3;
@@ -38,13 +39,16 @@ impl Services {
         user: Subject,
         passed: bool,
     ) -> Result<SessionAnswer, ServiceError> {
-        tokio::spawn(async move {
-            let answer = self.session_update(&id, &user, passed).await;
-            if let Err(outcome) = answer.as_ref().map_err(outcome_of) {
-                self.metrics.session(outcome);
+        tokio::spawn(
+            async move {
+                let answer = self.session_update(&id, &user, passed).await;
+                if let Err(outcome) = answer.as_ref().map_err(outcome_of) {
+                    self.metrics.session(outcome);
+                }
+                answer
             }
-            answer
-        })
+            .in_current_span(),
+        )
         .await
         .map_err(|e| ServiceError::Internal(anyhow!("session task failed: {e}")))?
     }

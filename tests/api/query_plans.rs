@@ -15,9 +15,9 @@ const DEVICE: &str = "738e379f-fe30-45ab-819c-ba88804b6368";
 
 /// The hot paths, each driven under request ids `plan-<run>-<path>`: issuing an OTP (password,
 /// PIN, a refused PIN), redeeming one (account OTP, device TOTP, a refusal, the failures that
-/// revoke and lock), the credential checks and their long poll, the admin reads, and the
-/// retention job's deletes.
-const HOT_PATHS: [&str; 12] = [
+/// revoke and lock), the credential checks and their long poll, a login session and its login OTP,
+/// the phone number and its code, the admin reads, and the retention job's deletes.
+const HOT_PATHS: [&str; 18] = [
     "issue-password",
     "issue-pin",
     "pin-refused",
@@ -27,6 +27,12 @@ const HOT_PATHS: [&str; 12] = [
     "redeem-lockout",
     "checks",
     "long-poll",
+    "session-new",
+    "redeem-login",
+    "session-passed",
+    "phone-put",
+    "phone-verify",
+    "phone-check",
     "admin-show",
     "admin-audit",
     "retention",
@@ -37,13 +43,15 @@ async fn every_hot_path_statement_finds_its_rows_through_an_index() {
     if postgres_server().is_none() {
         skip!("PostgreSQL only: the plans checked are PostgreSQL's (set OTPD_TEST_DATABASE_URL)");
     }
-    let app = TestApp::builder()
+    let gateway = SmsGateway::start().await;
+    let app = crate::phone::phone_builder(&gateway)
         .env("OTPD_RETENTION_INTERVAL_SECONDS", "0")
         .spawn()
         .await;
     let run = unique_name("run");
     let tag = |path: &str| format!("plan-{run}-{path}");
     drive_hot_paths(&app, &tag).await;
+    drive_login_and_phone(&app, &gateway, &tag).await;
 
     let by_path = logged_statements(&format!("plan-{run}-"));
     for path in HOT_PATHS {
@@ -141,6 +149,47 @@ async fn drive_hot_paths(app: &TestApp, tag: &impl Fn(&str) -> String) {
     let span = tracing::info_span!("request", request_id = %tag("retention"));
     let report = services.prune_once().instrument(span).await.unwrap();
     assert!(report.is_some(), "the retention lease was free");
+}
+
+/// A login session with its login OTP (issue 17), and a phone number with its code. Session
+/// creation and the phone PUT run in tasks of their own (they finish even if the client goes):
+/// their statements are seen only because those tasks keep the request's span, which is also what
+/// puts a failed send's cause on the request's log line.
+async fn drive_login_and_phone(app: &TestApp, gateway: &SmsGateway, tag: &impl Fn(&str) -> String) {
+    let tagged = |path: &str, call: Call| call.header("request-id", &tag(path)).send();
+    const LENA: &str = "6f1c2a9e-2d0b-4c11-9a3e-0c5b7f3d9e21";
+    app.set_password(LENA, PASSWORD).await;
+    let idp = app.as_user("identity-provider");
+    let session = |passed: bool| {
+        idp.put("/sessions/plan-login-1")
+            .json(&json!({ "userId": LENA, "passedLoginOTP": passed }))
+    };
+    let res = tagged("session-new", session(false)).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let otp = body["otp"].as_str().expect("a login OTP").to_owned();
+    let lena = app.as_user(LENA);
+    let login = lena
+        .post("/user/otp/verify")
+        .json(&json!({ "otp": otp, "types": ["login"] }));
+    assert_eq!(tagged("redeem-login", login).await.status(), 204);
+    assert_eq!(tagged("session-passed", session(true)).await.status(), 204);
+
+    let put = lena
+        .put("/user/phone")
+        .json_api(crate::phone::phone_doc(crate::phone::NUMBER));
+    assert_eq!(tagged("phone-put", put).await.status(), 201);
+    let code = gateway.last().code();
+    let verify = lena
+        .put("/user/phone/verify")
+        .json(&json!({ "code": code }));
+    assert_eq!(tagged("phone-verify", verify).await.status(), 200);
+    assert_eq!(
+        tagged("phone-check", lena.get("/user/phone"))
+            .await
+            .status(),
+        200
+    );
 }
 
 /// The distinct statements sqlx logged under request ids starting with `prefix`, by the rest of
