@@ -6,7 +6,7 @@
 #   BENCH_BACKENDS=sqlite OTPD_BIN=/tmp/otpd-old scripts/bench-redeem.sh   # another binary
 #
 # Users with live OTPs are made by `otpd dev bench-otps` (development mode, no proof, prints
-# `<token> <otp>` lines); wrk then sends every pair once, spread over its threads, and counts the
+# `<token> <otp>` lines); wrk (BENCH_REDEEM_CONNECTIONS, default 64) sends every pair once and counts the
 # 204s. Codes run out after BENCH_REDEEM_USERS x 10: the script warns when wrk ran dry.
 # Prints one line per backend: "REDEEM <backend> <204/s> <other/s> <p50 ms> <p99 ms> <max ms>".
 set -euo pipefail
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SECS="${BENCH_REDEEM_SECONDS:-4}"
 USERS="${BENCH_REDEEM_USERS:-4000}"
 PER_USER=10
-CONNS="${BENCH_REDEEM_CONNECTIONS:-8}"
+CONNS="${BENCH_REDEEM_CONNECTIONS:-64}"
 PORT="${BENCH_REDEEM_PORT:-18090}"
 PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 BACKENDS="${BENCH_BACKENDS:-sqlite postgres}"

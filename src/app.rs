@@ -46,9 +46,12 @@ pub struct App {
     services: Arc<Services>,
 }
 
-/// Installs the process-wide TLS provider (one for every crate; see docs/decisions.md).
-fn install_crypto_provider() {
+/// Installs the process-wide TLS provider (one for every crate; see docs/decisions.md) and the
+/// token-signature provider (`identity::ecdsa_ring`). Before anything signs or reads a token:
+/// jsonwebtoken fixes its provider at first use.
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::identity::install_jwt_crypto();
 }
 
 /// Opens the database named by the URL and applies migrations.

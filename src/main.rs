@@ -127,6 +127,7 @@ enum DevCommand {
 }
 
 fn main() -> ExitCode {
+    otpd::app::install_crypto_provider();
     let cli = Cli::parse();
     let dev = cli.dev || matches!(cli.command, Command::Dev(_));
     let config = match Config::from_env(cli.config.as_deref(), dev) {

@@ -6,6 +6,7 @@
 //! public.
 
 mod answer_cache;
+mod ecdsa_ring;
 mod introspection;
 mod jwks;
 mod jwt;
@@ -13,6 +14,7 @@ mod key_lifetime;
 mod settings;
 mod verifier;
 
+pub use ecdsa_ring::install as install_jwt_crypto;
 pub use introspection::IntrospectionSettings;
 pub use settings::{Audience, AuthSettings, IntrospectionConfig};
 pub use verifier::{Identity, MAX_TOKEN_BYTES};

@@ -137,11 +137,14 @@ macro_rules! impl_attempt_store {
     ($store:ident, $db:ty) => {
         mod attempt_sql {
             use super::$store;
-            use super::write_steps::{consume, insert_audit, lock_user, redeemed_with};
+            use super::write_steps::{
+                consume, consume_device, consume_reset_audit, consume_unless_locked, follow_up,
+                insert_audit, lock_user, redeemed_with,
+            };
             use $crate::domain::{AttemptState, AuditEvent, GuardedFactor, LockPolicy, Subject};
             use $crate::store::{
-                CountedRedemption, FailedAttempt, FollowUp, Millis, Redemption, Reservation,
-                StoreError,
+                CountedRedemption, FailedAttempt, FollowUp, Millis, Redeemed, Redemption,
+                Reservation, StoreError,
             };
             use sqlx::Row;
 
@@ -280,6 +283,35 @@ macro_rules! impl_attempt_store {
                 Ok(())
             }
 
+            /// A consumed candidate: with its reset, audit row and follow-up written (`Done`), or
+            /// still to be written (`Then`).
+            enum Consumed {
+                Done(Redeemed),
+                Then(Redeemed),
+            }
+
+            /// The consume after the count (concurrent writers): an account OTP with its reset
+            /// and audit row in one statement where the backend has one (`CONSUME_RESET_AUDIT`).
+            async fn consume_counted(
+                conn: &mut Conn,
+                sub: &Subject,
+                candidates: &Redemption,
+                then: FollowUp<'_>,
+                now: Millis,
+            ) -> Result<Option<Consumed>, StoreError> {
+                let Some(sql) = super::CONSUME_RESET_AUDIT else {
+                    return Ok(consume(&mut *conn, sub, candidates, now).await?.map(Consumed::Then));
+                };
+                for digest in &candidates.account_digests {
+                    if consume_reset_audit(&mut *conn, sql, sub, &digest[..], now).await? {
+                        let detail = Redeemed::Account.audit_detail();
+                        follow_up(&mut *conn, sub, &detail, then, now).await?;
+                        return Ok(Some(Consumed::Done(Redeemed::Account)));
+                    }
+                }
+                Ok(consume_device(&mut *conn, sub, candidates).await?.map(Consumed::Then))
+            }
+
             /// The body of `redeem_counted`, inside the caller's write transaction (which may
             /// hold other redemptions of a group commit: nothing here ends the transaction).
             pub(super) async fn redeem_counted_in(
@@ -299,6 +331,20 @@ macro_rules! impl_attempt_store {
                 if !matches!(then, FollowUp::Nothing) || devices_checked {
                     lock_user(&mut *conn, sub).await?;
                 }
+                if super::SERIAL_WRITER {
+                    // Nothing runs between this transaction's statements, so a check of the lock
+                    // and the consume in one statement, with a failure counted after it, is the
+                    // same as counting first: two statements for a success instead of four.
+                    if let Some((redeemed, counted)) =
+                        consume_unless_locked(&mut *conn, sub, candidates, now).await?
+                    {
+                        if counted {
+                            reset(&mut *conn, sub, factor).await?;
+                        }
+                        redeemed_with(&mut *conn, sub, &redeemed, then, now).await?;
+                        return Ok(CountedRedemption::Redeemed(redeemed));
+                    }
+                }
                 // Counting first takes the row lock (PostgreSQL) or runs under the file's write
                 // lock (SQLite): the check below is already counted when it runs. A refusal
                 // writes nothing.
@@ -306,8 +352,14 @@ macro_rules! impl_attempt_store {
                     Reservation::Admitted(state) => state,
                     Reservation::Refused(state) => return Ok(CountedRedemption::Refused(state)),
                 };
-                Ok(match consume(&mut *conn, sub, candidates, now).await? {
-                    Some(redeemed) => {
+                let consumed = if super::SERIAL_WRITER {
+                    None // looked at above, under the same lock: nothing was valid
+                } else {
+                    consume_counted(&mut *conn, sub, candidates, then.clone(), now).await?
+                };
+                Ok(match consumed {
+                    Some(Consumed::Done(redeemed)) => CountedRedemption::Redeemed(redeemed),
+                    Some(Consumed::Then(redeemed)) => {
                         reset(&mut *conn, sub, factor).await?;
                         redeemed_with(&mut *conn, sub, &redeemed, then, now).await?;
                         CountedRedemption::Redeemed(redeemed)

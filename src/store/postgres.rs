@@ -60,6 +60,26 @@ const RETENTION_LOCK_KEY: i64 = 0x6f74_7064_2d72_6574;
 /// advisory lock on a hash of the user id: collisions only make unrelated users wait briefly.
 const LOCK_USER: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
 
+/// Writers run side by side: a redemption counts its attempt (taking the counter's row lock)
+/// before it looks at a candidate.
+const SERIAL_WRITER: bool = false;
+
+/// An account OTP's success after the count, in one statement: consume ($1 now, $2 sub, $3 digest),
+/// reset the counter ($4 factor) and write the audit row ($5 event, $6 detail), or none of them.
+/// Returns how many OTPs were consumed (0 or 1).
+const CONSUME_RESET_AUDIT: Option<&str> = Some(
+    "WITH used AS (
+       UPDATE otps SET used_at = $1
+       WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
+       RETURNING id),
+     reset AS (
+       DELETE FROM attempts WHERE sub = $2 AND factor = $4 AND EXISTS (SELECT 1 FROM used)),
+     audit AS (
+       INSERT INTO audit_events (sub, at, event, detail)
+       SELECT $2, $1, $5, $6 WHERE EXISTS (SELECT 1 FROM used))
+     SELECT COUNT(*) FROM used",
+);
+
 super::sql::impl_store!(
     PgStore,
     sqlx::Postgres,

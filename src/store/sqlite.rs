@@ -100,6 +100,13 @@ async fn write_batch(
 /// `BEGIN IMMEDIATE` already serialises every write transaction of the file: no per-user lock.
 const LOCK_USER: Option<&str> = None;
 
+/// Every write transaction holds the file's one write lock from its first statement (one writer,
+/// `BEGIN IMMEDIATE`): nothing runs between its statements (see `redeem_counted_in`).
+const SERIAL_WRITER: bool = true;
+
+/// SQLite has no data-modifying `WITH`: a redemption's success is its own statements.
+const CONSUME_RESET_AUDIT: Option<&str> = None;
+
 super::sql::impl_store!(
     SqliteStore,
     sqlx::Sqlite,

@@ -114,6 +114,15 @@ macro_rules! impl_write_steps {
                         }
                     }
                 }
+                consume_device(conn, sub, candidates).await
+            }
+
+            /// The device half of `consume`.
+            pub(super) async fn consume_device(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                candidates: &Redemption,
+            ) -> Result<Option<Redeemed>, StoreError> {
                 for (device, step) in &candidates.device_steps {
                     let used = sqlx::query(
                         "UPDATE device_totps SET last_step = $1, failures = 0
@@ -134,6 +143,82 @@ macro_rules! impl_write_steps {
                 Ok(None)
             }
 
+            /// The redemption of a serial writer (SQLite: the transaction holds the file's one
+            /// write lock, so nothing runs between its statements): consumes the first valid
+            /// candidate unless the user's OTP counter is locked or disabled, in the same
+            /// statement. Returns what was redeemed and whether the user has a counter row (which
+            /// the success then resets). `None`: nothing consumed, locked or not.
+            pub(super) async fn consume_unless_locked(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                candidates: &Redemption,
+                now: Millis,
+            ) -> Result<Option<(Redeemed, bool)>, StoreError> {
+                let otp = GuardedFactor::Otp.as_str();
+                for digest in &candidates.account_digests {
+                    let used: Option<bool> = sqlx::query_scalar(
+                        "UPDATE otps SET used_at = $1
+                         WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
+                           AND NOT EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $4
+                                 AND (locked_until > $1 OR disabled_at IS NOT NULL))
+                         RETURNING EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $4)",
+                    )
+                    .bind(now)
+                    .bind(sub.as_str())
+                    .bind(&digest[..])
+                    .bind(otp)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(counted) = used {
+                        return Ok(Some((Redeemed::Account, counted)));
+                    }
+                }
+                for (device, step) in &candidates.device_steps {
+                    let used: Option<bool> = sqlx::query_scalar(
+                        "UPDATE device_totps SET last_step = $1, failures = 0
+                         WHERE sub = $2 AND device_id = $3 AND secret_gen = $4
+                           AND (last_step IS NULL OR last_step < $1)
+                           AND NOT EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $5
+                                 AND (locked_until > $6 OR disabled_at IS NOT NULL))
+                         RETURNING EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $5)",
+                    )
+                    .bind(*step)
+                    .bind(sub.as_str())
+                    .bind(&device.device_id)
+                    .bind(device.secret_gen)
+                    .bind(otp)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(counted) = used {
+                        return Ok(Some((Redeemed::Device(device.device_id.clone()), counted)));
+                    }
+                }
+                Ok(None)
+            }
+
+            /// An account OTP's success in one statement where the backend can (PostgreSQL's
+            /// data-modifying `WITH`: `sql` is the backend's `CONSUME_RESET_AUDIT`): consume the
+            /// digest, reset the OTP counter and write the `otp.redeemed` row, or none of them.
+            pub(super) async fn consume_reset_audit(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &'static str,
+                sub: &Subject,
+                digest: &[u8],
+                now: Millis,
+            ) -> Result<bool, StoreError> {
+                let used: i64 = sqlx::query_scalar(sql)
+                    .bind(now)
+                    .bind(sub.as_str())
+                    .bind(digest)
+                    .bind(GuardedFactor::Otp.as_str())
+                    .bind(AuditEvent::OtpRedeemed.as_str())
+                    .bind(Redeemed::Account.audit_detail())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(used > 0)
+            }
+
             /// The audit row of a redemption and the change that shares its transaction.
             pub(super) async fn redeemed_with(
                 tx: &mut <$db as sqlx::Database>::Connection,
@@ -144,6 +229,18 @@ macro_rules! impl_write_steps {
             ) -> Result<(), StoreError> {
                 let detail = redeemed.audit_detail();
                 insert_audit(&mut *tx, sub, AuditEvent::OtpRedeemed, &detail, now).await?;
+                follow_up(tx, sub, &detail, then, now).await
+            }
+
+            /// The change a redemption's follow-up makes, after its audit row (`detail` is that
+            /// row's detail).
+            pub(super) async fn follow_up(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                detail: &str,
+                then: FollowUp<'_>,
+                now: Millis,
+            ) -> Result<(), StoreError> {
                 match then {
                     FollowUp::Nothing => {}
                     FollowUp::SetPin { phc } => {
@@ -159,7 +256,7 @@ macro_rules! impl_write_steps {
                             .bind(GuardedFactor::Pin.as_str())
                             .execute(&mut *tx)
                             .await?;
-                        insert_audit(&mut *tx, sub, AuditEvent::PinSet, &detail, now).await?;
+                        insert_audit(&mut *tx, sub, AuditEvent::PinSet, detail, now).await?;
                     }
                     FollowUp::SaveDevice(device) => {
                         upsert_device(&mut *tx, sub, device, now).await?;
@@ -168,7 +265,7 @@ macro_rules! impl_write_steps {
                     }
                     FollowUp::EraseUser => {
                         erase_user(&mut *tx, sub).await?;
-                        insert_audit(&mut *tx, sub, AuditEvent::UserDeleted, &detail, now).await?;
+                        insert_audit(&mut *tx, sub, AuditEvent::UserDeleted, detail, now).await?;
                     }
                 }
                 Ok(())

@@ -63,6 +63,7 @@ mod settings_validation;
 mod shutdown;
 mod store_contract;
 mod store_contract_attempts;
+mod store_contract_group_commit;
 mod store_contract_redeem;
 mod token_claims;
 mod token_edges;

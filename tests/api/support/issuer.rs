@@ -55,6 +55,8 @@ pub fn public_jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
 
 impl TestIssuer {
     pub async fn start() -> Self {
+        // As `otpd` does first thing: the token checks in tests use the app's crypto provider.
+        otpd::app::install_crypto_provider();
         let rsa = rsa_key("rsa-test-key.pem");
         let ec = EncodingKey::from_ec_pem(&fixture("ec-test-key.pem")).expect("EC fixture");
         let keys = Arc::new(Mutex::new(JwkSet {

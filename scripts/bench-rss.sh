@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Memory under sustained overload: otpd (release, dev mode, SQLite) takes POST /user/otp with a
+# password at 1.5x its sustainable rate for 10 minutes (examples/bench_load, open loop, 8 users),
+# while its RSS is read from /proc every few seconds. Target: flat, < 200 MiB. Called by
+# scripts/bench.sh with BENCH_RSS=1; runs alone too:
+#
+#   scripts/bench-rss.sh                    # measures the sustainable rate first (8 s of wrk)
+#   BENCH_RSS_RATE=150 BENCH_RSS_SECONDS=600 BENCH_OUT=target/bench scripts/bench-rss.sh
+#
+# Writes $BENCH_OUT/rss.csv ("seconds,rss_kib,threads") and $BENCH_OUT/rss-load.txt (statuses and
+# latencies of the load); scripts/bench-plot.py draws rss.png from it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS="${BENCH_RSS_SECONDS:-600}"
+EVERY="${BENCH_RSS_EVERY:-5}"
+PORT="${BENCH_RSS_PORT:-18095}"
+OUT="$(mkdir -p "${BENCH_OUT:-target/bench}" && realpath "${BENCH_OUT:-target/bench}")"
+BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release")"
+[ -n "${OTPD_BIN:-}" ] || cargo build --release --quiet --bin otpd --example bench_load
+OTPD_BIN="$(realpath "${OTPD_BIN:-$BIN/otpd}")"
+WORK="$(mktemp -d)"
+OTPD_PID=""
+cleanup() {
+  [ -n "$OTPD_PID" ] && kill "$OTPD_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export OTPD_DATABASE_URL="sqlite://$WORK/otpd.db" OTPD_LISTEN="127.0.0.1:$PORT" OTPD_LOG="${OTPD_LOG:-info}"
+export OTPD_RATE_LIMIT_PER_CLIENT=off OTPD_RATE_LIMIT_PER_ADDRESS=off
+cd "$WORK"
+"$OTPD_BIN" --dev migrate 2>/dev/null
+TOKENS=""
+for i in $(seq 0 7); do
+  printf 'correct horse battery\n' | "$OTPD_BIN" --dev user set-password "rss$i" 2>/dev/null
+  TOKENS="$TOKENS${TOKENS:+,}$("$OTPD_BIN" --dev dev token --sub "rss$i" --ttl 7200)"
+done
+"$OTPD_BIN" --dev serve >"$WORK/otpd.log" 2>&1 &
+OTPD_PID=$!
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+URL="http://127.0.0.1:$PORT/user/2022-1/user/otp"
+BODY='{"password":"correct horse battery"}'
+
+RATE="${BENCH_RSS_RATE:-}"
+if [ -z "$RATE" ]; then
+  command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk (or set BENCH_RSS_RATE)" >&2; exit 1; }
+  cat >"$WORK/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = os.getenv("BODY")
+wrk.headers["Content-Type"] = "application/json"
+local tokens, n = {}, 0
+for t in string.gmatch(os.getenv("TOKENS"), "[^,]+") do tokens[#tokens + 1] = t end
+request = function()
+  n = n + 1
+  wrk.headers["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]
+  return wrk.format()
+end
+done = function(summary) io.write(string.format("RESULT %.1f\n", summary.requests / (summary.duration / 1e6))) end
+EOF
+  SUSTAINED=$(BODY="$BODY" TOKENS="$TOKENS" wrk -t2 -c"$(($(nproc) * 3))" -d8s -s "$WORK/post.lua" "$URL" |
+    awk '/^RESULT/ { print $2 }')
+  RATE=$(awk -v r="$SUSTAINED" 'BEGIN { printf "%d", r * 1.5 }')
+  echo "sustainable rate ${SUSTAINED}/s: offering ${RATE}/s"
+fi
+
+echo "seconds,rss_kib,threads" >"$OUT/rss.csv"
+"$BIN/examples/bench_load" "$URL" "$TOKENS" "$BODY" "$RATE" "$SECS" >"$OUT/rss-load.txt" &
+LOAD=$!
+START=$(date +%s)
+while kill -0 "$LOAD" 2>/dev/null; do
+  awk -v t="$(($(date +%s) - START))" '/^VmRSS:/ { rss = $2 } /^Threads:/ { th = $2 } END { printf "%d,%d,%d\n", t, rss, th }' \
+    "/proc/$OTPD_PID/status" >>"$OUT/rss.csv"
+  sleep "$EVERY"
+done
+wait "$LOAD"
+cat "$OUT/rss-load.txt"
+awk -F, 'NR > 1 { n++; if (n == 1 || $2 < lo) lo = $2; if ($2 > hi) hi = $2; last = $2
+           if ($1 >= 60 && !m) m = $2 }
+  END { printf "RSS over %d samples: min %.0f MiB, max %.0f MiB, at 60 s %.0f MiB, at the end %.0f MiB\n",
+        n, lo / 1024, hi / 1024, m / 1024, last / 1024 }' "$OUT/rss.csv"
