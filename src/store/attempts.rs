@@ -302,11 +302,19 @@ macro_rules! impl_attempt_store {
                 let Some(sql) = super::CONSUME_RESET_AUDIT else {
                     return Ok(consume(&mut *conn, sub, candidates, now).await?.map(Consumed::Then));
                 };
-                for digest in &candidates.account_digests {
-                    if consume_reset_audit(&mut *conn, sql, sub, &digest[..], now).await? {
-                        let detail = Redeemed::Account.audit_detail();
-                        follow_up(&mut *conn, sub, &detail, then, now).await?;
-                        return Ok(Some(Consumed::Done(Redeemed::Account)));
+                // A login OTP never answers to an account digest and the other way round.
+                let by_kind = [
+                    (&candidates.account_digests, "account", Redeemed::Account),
+                    (&candidates.login_digests, "login", Redeemed::Login),
+                ];
+                for (digests, kind, redeemed) in by_kind {
+                    for digest in digests {
+                        let detail = redeemed.audit_detail();
+                        let used = consume_reset_audit(&mut *conn, sql, sub, &digest[..], kind, &detail, now);
+                        if used.await? {
+                            follow_up(&mut *conn, sub, &detail, then, now).await?;
+                            return Ok(Some(Consumed::Done(redeemed)));
+                        }
                     }
                 }
                 Ok(consume_device(&mut *conn, sub, candidates).await?.map(Consumed::Then))

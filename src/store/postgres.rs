@@ -64,13 +64,14 @@ const LOCK_USER: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtextexten
 /// before it looks at a candidate.
 const SERIAL_WRITER: bool = false;
 
-/// An account OTP's success after the count, in one statement: consume ($1 now, $2 sub, $3 digest),
-/// reset the counter ($4 factor) and write the audit row ($5 event, $6 detail), or none of them.
+/// An account or login OTP's success after the count, in one statement: consume ($1 now, $2 sub,
+/// $3 digest, $7 kind), reset the counter ($4 factor) and write the audit row ($5 event, $6
+/// detail), or none of them.
 /// Returns how many OTPs were consumed (0 or 1).
 const CONSUME_RESET_AUDIT: Option<&str> = Some(
     "WITH used AS (
        UPDATE otps SET used_at = $1
-       WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
+       WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1 AND kind = $7
        RETURNING id),
      reset AS (
        DELETE FROM attempts WHERE sub = $2 AND factor = $4 AND EXISTS (SELECT 1 FROM used)),

@@ -155,22 +155,31 @@ macro_rules! impl_write_steps {
                 now: Millis,
             ) -> Result<Option<(Redeemed, bool)>, StoreError> {
                 let otp = GuardedFactor::Otp.as_str();
-                for digest in &candidates.account_digests {
-                    let used: Option<bool> = sqlx::query_scalar(
-                        "UPDATE otps SET used_at = $1
-                         WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
-                           AND NOT EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $4
-                                 AND (locked_until > $1 OR disabled_at IS NOT NULL))
-                         RETURNING EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $4)",
-                    )
-                    .bind(now)
-                    .bind(sub.as_str())
-                    .bind(&digest[..])
-                    .bind(otp)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    if let Some(counted) = used {
-                        return Ok(Some((Redeemed::Account, counted)));
+                // A login OTP never answers to an account digest and the other way round.
+                let by_kind = [
+                    (&candidates.account_digests, "account", Redeemed::Account),
+                    (&candidates.login_digests, "login", Redeemed::Login),
+                ];
+                for (digests, kind, redeemed) in by_kind {
+                    for digest in digests {
+                        let used: Option<bool> = sqlx::query_scalar(
+                            "UPDATE otps SET used_at = $1
+                             WHERE sub = $2 AND digest = $3 AND used_at IS NULL AND expires_at > $1
+                               AND kind = $5
+                               AND NOT EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $4
+                                     AND (locked_until > $1 OR disabled_at IS NOT NULL))
+                             RETURNING EXISTS (SELECT 1 FROM attempts WHERE sub = $2 AND factor = $4)",
+                        )
+                        .bind(now)
+                        .bind(sub.as_str())
+                        .bind(&digest[..])
+                        .bind(otp)
+                        .bind(kind)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if let Some(counted) = used {
+                            return Ok(Some((redeemed, counted)));
+                        }
                     }
                 }
                 for (device, step) in &candidates.device_steps {
@@ -205,6 +214,8 @@ macro_rules! impl_write_steps {
                 sql: &'static str,
                 sub: &Subject,
                 digest: &[u8],
+                kind: &str,
+                detail: &str,
                 now: Millis,
             ) -> Result<bool, StoreError> {
                 let used: i64 = sqlx::query_scalar(sql)
@@ -213,7 +224,8 @@ macro_rules! impl_write_steps {
                     .bind(digest)
                     .bind(GuardedFactor::Otp.as_str())
                     .bind(AuditEvent::OtpRedeemed.as_str())
-                    .bind(Redeemed::Account.audit_detail())
+                    .bind(detail)
+                    .bind(kind)
                     .fetch_one(&mut *conn)
                     .await?;
                 Ok(used > 0)

@@ -52,6 +52,7 @@ fn digest_of(user: &str) -> [u8; 32] {
 fn candidates(user: &str) -> Redemption {
     Redemption {
         account_digests: vec![digest_of(user)],
+        login_digests: vec![],
         device_steps: vec![],
     }
 }
