@@ -4,7 +4,8 @@ wrote into OUT and writes a PNG beside each. Run by bench.sh with the venv of sc
 
     target/bench-venv/bin/python scripts/bench-plot.py target/bench
 
-Files it knows (each optional): throughput.csv, latency.csv, redeem.csv, scale.csv, rss.csv.
+Files it knows (each optional): throughput.csv, latency.csv, redeem.csv, rss.csv. The rate against
+database size (scale.csv, scale.png) is plotted by scripts/bench-scale.sh itself (plot-scale.py).
 """
 import csv
 import statistics
@@ -88,26 +89,6 @@ def redeem(out):
     fig.savefig(out / "redeem.png", dpi=100)
 
 
-def scale(out):
-    series = defaultdict(list)
-    for r in rows(out / "scale.csv"):
-        series[(r["backend"], r["measure"])].append(r)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (backend, measure), rs in sorted(series.items()):
-        rs.sort(key=lambda r: int(r["users"]))
-        xs = [int(r["users"]) for r in rs]
-        ratios = [float(r["per_s"]) / float(r["empty_per_s"]) for r in rs]
-        ax.plot(xs, ratios, marker="o", label=f"{measure} ({backend})")
-    ax.axhline(0.85, color="black", linestyle="dashed", label="target: within 15 %")
-    ax.set_xscale("symlog")
-    ax.set_xlabel("users in the database")
-    ax.set_ylabel("rate ÷ rate on an empty database")
-    ax.set_title("Rate against database size")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "scale.png", dpi=100)
-
-
 def rss(out):
     data = rows(out / "rss.csv")
     secs = [float(r["seconds"]) for r in data]
@@ -127,7 +108,7 @@ def rss(out):
 def main():
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
     for name, plot in [("throughput", throughput), ("latency", latency), ("redeem", redeem),
-                       ("scale", scale), ("rss", rss)]:
+                       ("rss", rss)]:
         if (out / f"{name}.csv").exists():
             plot(out)
             print(out / f"{name}.png")
