@@ -3,6 +3,7 @@
 
 use crate::support::*;
 use futures::future::join_all;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A safety net so a broken server fails the test instead of hanging it, not a timing assertion.
@@ -25,6 +26,18 @@ async fn metric_reaches(app: &TestApp, series: &str, at_least: f64) {
         .unwrap_or_else(|_| panic!("{series} never reached {at_least}"));
 }
 
+/// Waits until `n` responses have arrived (a safety net, not a timing assertion).
+async fn answers_reach(answered: &AtomicUsize, n: usize) {
+    let wait = async {
+        while answered.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SAFETY, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{n} answers never arrived"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn waiters_are_capped_per_user_and_in_total_and_the_rest_are_answered_at_once() {
     let app = TestApp::builder()
@@ -34,16 +47,31 @@ async fn waiters_are_capped_per_user_and_in_total_and_the_rest_are_answered_at_o
         .await;
     let ana = app.as_user("ana");
     let bo = app.as_user("bo");
-    let ana_polls = join_all((0..12).map(|_| ana.check("/user/pin?timeout=60")));
+    // A poll cut short answers the state it reads when it is answered: the credentials are set
+    // only after every cut-short answer has arrived, or a slow one would read them (a loaded CI
+    // run met 5 × 200 for ana).
+    let (ana_answered, bo_answered) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let ana_polls = join_all((0..12).map(|_| async {
+        let res = ana.check("/user/pin?timeout=60").await;
+        ana_answered.fetch_add(1, Ordering::SeqCst);
+        res
+    }));
     let bo_polls = async {
         // Once ana's polls have all arrived (3 wait, 9 answered at once), bo's 4 find room for 2.
         metric_reaches(&app, "otpd_long_polls_waiting", 3.0).await;
         metric_reaches(&app, "otpd_long_polls_cut_short_total{cap=\"user\"}", 9.0).await;
-        join_all((0..4).map(|_| bo.check("/user/password?timeout=60"))).await
+        answers_reach(&ana_answered, 9).await;
+        join_all((0..4).map(|_| async {
+            let res = bo.check("/user/password?timeout=60").await;
+            bo_answered.fetch_add(1, Ordering::SeqCst);
+            res
+        }))
+        .await
     };
     let while_full = async {
         metric_reaches(&app, "otpd_long_polls_waiting", 5.0).await;
         metric_reaches(&app, "otpd_long_polls_cut_short_total{cap=\"total\"}", 2.0).await;
+        answers_reach(&bo_answered, 2).await;
         // Another user is served while the caps are full.
         app.set_password("cy", PASSWORD).await;
         let res =
