@@ -157,7 +157,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             config.require_serving_settings()?;
-            let _log = otpd::telemetry::init(&config.log.filter, config.log.format);
+            otpd::telemetry::init(&config.log.filter, config.log.format);
             for warning in config.warnings() {
                 tracing::warn!(%warning, "risky setting");
             }
@@ -170,12 +170,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.run().await?;
         }
         Command::Migrate => {
-            let _log = otpd::telemetry::init(&config.log.filter, LogFormat::Text);
+            otpd::telemetry::init(&config.log.filter, LogFormat::Text);
             otpd::app::open_store(&config.store.url, config.store.pool).await?;
             eprintln!("database is up to date");
         }
         Command::CopyData { from, to } => {
-            let _log = otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::telemetry::init("warn", LogFormat::Text);
             let to = to.unwrap_or_else(|| config.store.url.clone());
             let report = otpd::app::copy_data(&from, &to, config.store.pool).await?;
             for (table, rows) in report {
@@ -206,15 +206,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             otpd::operator::check_stored_keys(&config).await?;
         }
         Command::Keys(cmd) => {
-            let _log = otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::telemetry::init("warn", LogFormat::Text);
             otpd::operator::keys(cmd, &config).await?;
         }
         Command::User(cmd) => {
-            let _log = otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::telemetry::init("warn", LogFormat::Text);
             user_command(cmd, &config).await?;
         }
         Command::Audit { sub, json } => {
-            let _log = otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::telemetry::init("warn", LogFormat::Text);
             let subject =
                 Subject::parse(&sub).context("the user id must be 1..255 printable characters")?;
             let store = otpd::app::open_store(&config.store.url, config.store.pool).await?;
@@ -231,7 +231,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
         }
         Command::Backup(args) => {
-            let _log = otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::telemetry::init("warn", LogFormat::Text);
             otpd::operator::backup::run(args, &config).await?;
         }
         Command::Openapi => {
@@ -266,7 +266,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             per_user,
             ttl,
         }) => {
-            let _log = otpd::telemetry::init("warn", LogFormat::Text);
+            otpd::telemetry::init("warn", LogFormat::Text);
             let kit = otpd::dev::DevKit::load_or_create(&config)?;
             let services = Arc::new(otpd::app::services(&config, Arc::new(SystemClock)).await?);
             let ttl = Duration::from_secs(ttl);

@@ -3,17 +3,8 @@
 //! One event is one line, whatever a client managed to get into a field (a token header's `alg`
 //! inside a parse error, say): in text lines every control character of every field is escaped
 //! ([`EscapedFields`]); JSON lines escape them by construction (serde_json writes `\n`, `\u001b`).
-//!
-//! Lines are written to stderr by one background thread (`tracing_appender::non_blocking`): a
-//! request's worker thread formats its line and queues it, instead of taking stderr's lock and
-//! making a `write` call itself (docs/benchmark.md, "Cheap rejections"). The queue is not lossy:
-//! when it is full (128,000 lines behind) the logging thread waits for room rather than dropping a
-//! line, because a log that silently misses lines under load is the one nobody can trust after an
-//! incident. The returned [`LogGuard`] flushes the queue when dropped: hold it until the process
-//! ends.
 
 use std::fmt;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
@@ -33,28 +24,11 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
-/// Writes every queued log line when dropped (waiting up to a second for the writer thread).
-#[must_use = "the log lines still queued are lost when the guard is dropped early or never"]
-pub struct LogGuard {
-    _flush_on_drop: WorkerGuard,
-}
-
-/// Installs the global subscriber; keep the guard alive until the process ends (dropping it
-/// flushes the queued lines, so the last lines before an exit are written).
-pub fn init(filter: &str, format: LogFormat) -> LogGuard {
+pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("otpd-log")
-        // Buffered: the writer thread drains the queue, then flushes, so a burst of lines is one
-        // `write` call and a lone line is written as soon as it is queued.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal: in files and pipes they are noise, and
         // formatting them costs measurable CPU per request line (docs/benchmark.md).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
@@ -66,9 +40,6 @@ pub fn init(filter: &str, format: LogFormat) -> LogGuard {
             .try_init(),
         LogFormat::Text => builder.fmt_fields(EscapedFields::default()).try_init(),
     };
-    LogGuard {
-        _flush_on_drop: guard,
-    }
 }
 
 /// The text format's fields (the message included), with [`escape_controls`] applied, so that no
