@@ -1,10 +1,13 @@
 //! SIGTERM on the real binary: stop accepting, let in-flight requests finish, exit within the
 //! drain deadline even when a client stalls. Its JSON log lines carry no secret.
 
-use crate::support::process::serve_binary;
+use crate::support::process::{run_otpd, serve_binary, with_env};
 use crate::support::*;
+use futures::StreamExt;
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -128,4 +131,107 @@ async fn a_stalled_client_cannot_hold_shutdown_beyond_the_grace_period() {
         logs.iter().any(|l| l.contains("drain deadline passed")),
         "{logs:#?}"
     );
+}
+
+/// No log line is lost to a SIGTERM exit or dropped under a burst: every answered request's line is
+/// on stderr, and the drain's last line is the last one (a buffered or background log writer, see
+/// docs/benchmark.md, must flush before the process exits).
+#[tokio::test]
+async fn every_request_line_of_a_burst_is_logged_before_a_sigterm_exit() {
+    let app = TestApp::spawn().await;
+    let mut served = serve_binary(&app, &[("OTPD_RATE_LIMIT_PER_ADDRESS", "off")]).await;
+    let url = format!("http://{}{}/user/otp", served.addr, app.base);
+    let http = reqwest::Client::new();
+    const BURST: usize = 3000;
+    let done = Arc::new(AtomicUsize::new(0));
+    let burst: Vec<_> = (0..BURST)
+        .map(|i| {
+            let sent = http
+                .post(&url)
+                .header("request-id", format!("burst-{i}"))
+                .header("content-type", "application/json")
+                .body("{\"pin\":\"1235\"}")
+                .send();
+            let done = Arc::clone(&done);
+            async move {
+                let status = sent.await.map(|r| r.status());
+                done.fetch_add(1, Ordering::Relaxed);
+                status
+            }
+        })
+        .collect();
+    let burst = tokio::spawn(
+        futures::stream::iter(burst)
+            .buffered(32)
+            .collect::<Vec<_>>(),
+    );
+    // SIGTERM in the middle of the burst: the drain's requests log their lines right before the
+    // exit, while earlier lines may still be queued for the writer thread.
+    while done.load(Ordering::Relaxed) < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    served.terminate();
+    let answers = burst.await.unwrap();
+    let status = served.wait_for_exit().await;
+    assert!(status.success(), "{status}");
+    let answered: Vec<usize> = (0..BURST)
+        .filter(|&i| matches!(&answers[i], Ok(s) if s.as_u16() == 401))
+        .collect();
+    assert!(
+        !answered.is_empty(),
+        "no request was answered before the exit: {:?}",
+        answers.iter().find(|a| a.is_err())
+    );
+
+    let logs = served.logs();
+    let mut logged = vec![0; BURST];
+    for line in &logs {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if v["message"] == "request"
+            && let Some(i) = v["span"]["request_id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix("burst-"))
+        {
+            logged[i.parse::<usize>().unwrap()] += 1;
+        }
+    }
+    let missing: Vec<_> = answered.iter().filter(|&&i| logged[i] != 1).collect();
+    assert!(
+        missing.is_empty(),
+        "request lines missing or doubled: {missing:?}"
+    );
+    assert!(
+        logs.last().unwrap().contains("all connections finished"),
+        "the drain's last line is the last one written: {:?}",
+        logs.last()
+    );
+}
+
+/// A start-up that fails after logging (here: the listen address is taken) still writes the lines
+/// queued before the failure, ahead of the error message.
+#[tokio::test]
+async fn lines_logged_before_a_fatal_start_up_error_are_written() {
+    let app = TestApp::spawn().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut env = with_env(
+        &app.env,
+        "OTPD_LISTEN",
+        &taken.local_addr().unwrap().to_string(),
+    );
+    env.push(("OTPD_LOG_FORMAT".into(), "json".into()));
+    let out = tokio::task::spawn_blocking(move || run_otpd(&env, &["serve"], ""))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let warned = lines
+        .iter()
+        .position(|l| l.contains("risky setting") && l.contains("allow_insecure_idp_urls"))
+        .unwrap_or_else(|| panic!("the start-up warning is missing:\n{stderr}"));
+    let failed = lines
+        .iter()
+        .position(|l| l.starts_with("otpd: "))
+        .unwrap_or_else(|| panic!("the error is missing:\n{stderr}"));
+    assert!(warned < failed, "{stderr}");
 }
