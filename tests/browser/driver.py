@@ -68,7 +68,8 @@ def click_when_attached(driver: webdriver.Chrome, css: str, page) -> None:
     retried. The same error also comes after a click that did submit, when the next document
     replaced the page before Chrome finished the click (a CI run met it with JavaScript off): then
     `page` is gone, and the click is done, not retried."""
-    for attempt in range(3):
+    attempts = 20  # up to ~5 s: on a loaded machine Chrome took longer than 0.4 s to settle
+    for attempt in range(attempts):
         try:
             driver.find_element(By.CSS_SELECTOR, css).click()
             return
@@ -76,9 +77,11 @@ def click_when_attached(driver: webdriver.Chrome, css: str, page) -> None:
             stale = isinstance(e, StaleElementReferenceException) or "does not belong to the document" in str(e)
             if stale and EC.staleness_of(page)(driver):
                 return
-            if not stale or attempt == 2:
+            if not stale or attempt == attempts - 1:
                 raise
-            time.sleep(0.2)
+            print(f"driver: click on {css} refused ({type(e).__name__}), attempt {attempt + 1}, "
+                  f"at {driver.current_url}; retrying", file=sys.stderr)
+            time.sleep(0.25)
 
 
 def handle(driver: webdriver.Chrome, cmd: dict):
