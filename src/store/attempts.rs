@@ -303,11 +303,7 @@ macro_rules! impl_attempt_store {
                     return Ok(consume(&mut *conn, sub, candidates, now).await?.map(Consumed::Then));
                 };
                 // A login OTP never answers to an account digest and the other way round.
-                let by_kind = [
-                    (&candidates.account_digests, "account", Redeemed::Account),
-                    (&candidates.login_digests, "login", Redeemed::Login),
-                ];
-                for (digests, kind, redeemed) in by_kind {
+                for (digests, kind, redeemed) in candidates.digests_by_kind() {
                     for digest in digests {
                         let detail = redeemed.audit_detail();
                         let used = consume_reset_audit(&mut *conn, sql, sub, &digest[..], kind, &detail, now);

@@ -249,6 +249,17 @@ pub struct Redemption {
     pub device_steps: Vec<(StoredDevice, i64)>,
 }
 
+impl Redemption {
+    /// The OTP digests with the `kind` they may consume and what consuming one redeems: every
+    /// consuming statement filters by kind, so a login OTP never answers to an account digest.
+    pub(crate) fn digests_by_kind(&self) -> [(&[[u8; 32]], &'static str, Redeemed); 2] {
+        [
+            (&self.account_digests, "account", Redeemed::Account),
+            (&self.login_digests, "login", Redeemed::Login),
+        ]
+    }
+}
+
 /// What was consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redeemed {

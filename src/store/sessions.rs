@@ -97,7 +97,7 @@ macro_rules! impl_session_store {
     ($store:ident, $db:ty) => {
         mod session_sql {
             use super::$store;
-            use super::write_steps::{insert_audit, lock_user};
+            use super::write_steps::{insert_audit, insert_otp, lock_user};
             use $crate::domain::{AuditEvent, Subject};
             use $crate::store::sessions::{NewSession, SessionCreated, SessionPassed};
             use $crate::store::{Millis, StoreError};
@@ -170,38 +170,18 @@ macro_rules! impl_session_store {
                         let same_user = owner.is_some_and(|(s, _)| s == sub.as_str());
                         return Ok(SessionCreated::Exists { same_user });
                     }
-                    sqlx::query(
-                        "DELETE FROM otps WHERE sub = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)",
-                    )
-                    .bind(sub.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "DELETE FROM otps WHERE sub = $1 AND kind = 'login' AND id NOT IN
-                           (SELECT id FROM otps WHERE sub = $1 AND kind = 'login' ORDER BY id DESC LIMIT $2)",
-                    )
-                    .bind(sub.as_str())
-                    .bind(i64::from(new.max_live.saturating_sub(1)))
-                    .execute(&mut *tx)
-                    .await?;
-                    let otp = sqlx::query(
-                        "INSERT INTO otps (sub, digest, created_at, expires_at, kind)
-                         VALUES ($1, $2, $3, $4, 'login')",
-                    )
-                    .bind(sub.as_str())
-                    .bind(new.otp_digest)
-                    .bind(now)
-                    .bind(new.otp_expires_at)
-                    .execute(&mut *tx)
-                    .await;
-                    match otp {
-                        Ok(_) => {}
-                        // Dropping the transaction rolls the session back too.
-                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                            return Ok(SessionCreated::DigestTaken);
-                        }
-                        Err(e) => return Err(e.into()),
+                    let inserted = insert_otp(
+                        &mut tx,
+                        sub,
+                        "login",
+                        new.otp_digest,
+                        now,
+                        new.otp_expires_at,
+                        new.max_live,
+                    );
+                    // Dropping the transaction rolls the session back too.
+                    if !inserted.await? {
+                        return Ok(SessionCreated::DigestTaken);
                     }
                     let detail = format!("session={}", new.label);
                     insert_audit(&mut tx, sub, AuditEvent::SessionCreated, &detail, now).await?;

@@ -23,13 +23,9 @@ macro_rules! impl_store {
                 OtpInsert, Redeemed, Redemption, StoreError, StoredCredentials, StoredDevice,
             };
             use super::write_steps::{
-                consume, factor_set, insert_audit, lock_user, redeemed_with, upsert_device,
+                consume, factor_set, insert_audit, insert_otp, lock_user, redeemed_with, upsert_device,
             };
             use sqlx::Row;
-
-            fn is_unique_violation(e: &sqlx::Error) -> bool {
-                matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-            }
 
             #[async_trait::async_trait]
             impl $crate::store::Store for $store {
@@ -122,36 +118,18 @@ macro_rules! impl_store {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    sqlx::query(
-                        "DELETE FROM otps WHERE sub = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)",
-                    )
-                    .bind(sub.as_str())
-                    .bind(otp.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    // Keep the newest max_live - 1 account OTPs, making room for the one inserted
-                    // below; login OTPs have a cap of their own (store/sessions.rs).
-                    sqlx::query(
-                        "DELETE FROM otps WHERE sub = $1 AND kind = 'account' AND id NOT IN
-                           (SELECT id FROM otps WHERE sub = $1 AND kind = 'account' ORDER BY id DESC LIMIT $2)",
-                    )
-                    .bind(sub.as_str())
-                    .bind(i64::from(otp.max_live.saturating_sub(1)))
-                    .execute(&mut *tx)
-                    .await?;
-                    let inserted = sqlx::query(
-                        "INSERT INTO otps (sub, digest, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(sub.as_str())
-                    .bind(otp.digest)
-                    .bind(otp.created_at)
-                    .bind(otp.expires_at)
-                    .execute(&mut *tx)
-                    .await;
-                    match inserted {
-                        Ok(_) => {}
-                        Err(e) if is_unique_violation(&e) => return Ok(OtpInsert::DigestTaken),
-                        Err(e) => return Err(e.into()),
+                    // Account OTPs have a cap of their own; login OTPs theirs (store/sessions.rs).
+                    let inserted = insert_otp(
+                        &mut tx,
+                        sub,
+                        "account",
+                        otp.digest,
+                        otp.created_at,
+                        otp.expires_at,
+                        otp.max_live,
+                    );
+                    if !inserted.await? {
+                        return Ok(OtpInsert::DigestTaken);
                     }
                     insert_audit(
                         &mut tx,

@@ -80,6 +80,53 @@ macro_rules! impl_write_steps {
                 Ok(())
             }
 
+            /// Inserts a user's new OTP of `kind` (`account` | `login`): drops the user's expired
+            /// and used OTPs, keeps the newest `max_live - 1` live ones of that kind (each kind has
+            /// its own cap), inserts. `false`: the digest is taken (the caller draws a new code and
+            /// retries; dropping its transaction undoes these deletes).
+            pub(super) async fn insert_otp(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sub: &Subject,
+                kind: &str,
+                digest: &[u8],
+                created_at: Millis,
+                expires_at: Millis,
+                max_live: u32,
+            ) -> Result<bool, StoreError> {
+                sqlx::query(
+                    "DELETE FROM otps WHERE sub = $1 AND (expires_at <= $2 OR used_at IS NOT NULL)",
+                )
+                .bind(sub.as_str())
+                .bind(created_at)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM otps WHERE sub = $1 AND kind = $2 AND id NOT IN
+                       (SELECT id FROM otps WHERE sub = $1 AND kind = $2 ORDER BY id DESC LIMIT $3)",
+                )
+                .bind(sub.as_str())
+                .bind(kind)
+                .bind(i64::from(max_live.saturating_sub(1)))
+                .execute(&mut *conn)
+                .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO otps (sub, digest, created_at, expires_at, kind)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(sub.as_str())
+                .bind(digest)
+                .bind(created_at)
+                .bind(expires_at)
+                .bind(kind)
+                .execute(&mut *conn)
+                .await;
+                match inserted {
+                    Ok(_) => Ok(true),
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
             /// The single conditional statements that consume an OTP: whichever matches first wins,
             /// and a concurrent redemption of the same candidate finds its condition false. A
             /// device's own success clears its failure count (docs/lockout.md).
@@ -89,13 +136,8 @@ macro_rules! impl_write_steps {
                 candidates: &Redemption,
                 now: Millis,
             ) -> Result<Option<Redeemed>, StoreError> {
-                // One statement per kind, so every SQL text stays a literal; a login OTP never
-                // answers to an account digest and the other way round.
-                let by_kind = [
-                    (&candidates.account_digests, "account", Redeemed::Account),
-                    (&candidates.login_digests, "login", Redeemed::Login),
-                ];
-                for (digests, kind, redeemed) in by_kind {
+                // A login OTP never answers to an account digest and the other way round.
+                for (digests, kind, redeemed) in candidates.digests_by_kind() {
                     for digest in digests {
                         let used = sqlx::query(
                             "UPDATE otps SET used_at = $1
@@ -156,11 +198,7 @@ macro_rules! impl_write_steps {
             ) -> Result<Option<(Redeemed, bool)>, StoreError> {
                 let otp = GuardedFactor::Otp.as_str();
                 // A login OTP never answers to an account digest and the other way round.
-                let by_kind = [
-                    (&candidates.account_digests, "account", Redeemed::Account),
-                    (&candidates.login_digests, "login", Redeemed::Login),
-                ];
-                for (digests, kind, redeemed) in by_kind {
+                for (digests, kind, redeemed) in candidates.digests_by_kind() {
                     for digest in digests {
                         let used: Option<bool> = sqlx::query_scalar(
                             "UPDATE otps SET used_at = $1
