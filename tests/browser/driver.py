@@ -81,6 +81,14 @@ def click_when_attached(driver: webdriver.Chrome, css: str, page) -> None:
                 raise
             print(f"driver: click on {css} refused ({type(e).__name__}), attempt {attempt + 1}, "
                   f"at {driver.current_url}; retrying", file=sys.stderr)
+            if not NO_JS:
+                # Chrome's node ids for this page went wrong (CI runs met it for seconds on end):
+                # click the element the page's own DOM finds now, by selector, with no node id.
+                if driver.execute_script(
+                        "const el = document.querySelector(arguments[0]);"
+                        "if (!el) return false; el.click(); return true;", css):
+                    return
+            driver.switch_to.default_content()  # makes chromedriver look up the document anew
             time.sleep(0.25)
 
 
