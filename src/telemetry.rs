@@ -53,11 +53,20 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        // Formatted without colours first: the escaping must not touch our own escape codes, and
-        // field names in italics are not worth a second code path.
-        let mut plain = String::new();
-        self.0.format_fields(Writer::new(&mut plain), fields)?;
-        writer.write_str(&escape_controls(&plain))
+        // Formatted without colours: the escaping must not touch our own escape codes, and field
+        // names in italics are not worth a second code path. Escaped as it is written, with no
+        // copy of the fields in between (one line per request: docs/benchmark.md).
+        let mut escaping = Escaping(&mut writer);
+        self.0.format_fields(Writer::new(&mut escaping), fields)
+    }
+}
+
+/// Writes through [`escape_controls`].
+struct Escaping<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write_str(&escape_controls(s))
     }
 }
 

@@ -1,15 +1,20 @@
-//! The outermost layer: gives every request an id, finishes every error into a JSON:API body that
-//! carries that id, and writes the one log line per request.
+//! The outermost layer: gives every request an id, refuses a declared oversize body, applies the
+//! request deadline, finishes every error into a JSON:API body that carries that id, counts the
+//! request and writes its one log line. One middleware for all of it (and one per route,
+//! [`api_route`]): each `from_fn` layer clones and boxes the service inside it on every request,
+//! which a cheap rejection pays for (docs/benchmark.md).
 
-use super::error::{self, ErrorBody, ErrorCause, JSON_API};
+use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
+use super::rate_limit::RateLimiters;
+use super::{deadline, json_body};
 use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "request-id";
@@ -45,8 +50,18 @@ pub struct RequestNotes {
     pub client_id: OnceLock<String>,
 }
 
+/// What the outermost layer applies to every request of one listener.
+pub struct OuterSettings {
+    pub metrics: Metrics,
+    /// The deadline of a request (a long poll adds the wait it asks for).
+    pub request_timeout: Duration,
+    /// A declared `Content-Length` over this is answered 413 before anything else; `None` where
+    /// no route reads a body (the admin listener without the admin API leaves it to the routes).
+    pub max_body_bytes: Option<usize>,
+}
+
 pub async fn request_context(
-    State(metrics): State<Metrics>,
+    State(settings): State<Arc<OuterSettings>>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -58,7 +73,18 @@ pub async fn request_context(
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id.0);
 
-    let mut res = next.run(req).instrument(span.clone()).await;
+    let oversize = settings
+        .max_body_bytes
+        .is_some_and(|max| json_body::declares_more_than(&req, max));
+    let mut res = if oversize {
+        ApiError::PayloadTooLarge.into_response()
+    } else {
+        let budget = deadline::budget(settings.request_timeout, &req);
+        match tokio::time::timeout(budget, next.run(req).instrument(span.clone())).await {
+            Ok(res) => res,
+            Err(_) => ApiError::RequestTimeout.into_response(),
+        }
+    };
 
     finish_error(&mut res, &id.0);
     if let Ok(value) = HeaderValue::from_str(&id.0) {
@@ -69,7 +95,7 @@ pub async fn request_context(
     let route = matched.unwrap_or("(unmatched)");
     let client_id = notes.client_id.get().map_or("", String::as_str);
     let latency = started.elapsed();
-    metrics.request(matched, &method, status, latency);
+    settings.metrics.request(matched, &method, status, latency);
     let latency_ms = latency.as_secs_f64() * 1000.0;
     let _enter = span.enter();
     if let Some(ErrorCause(cause)) = res.extensions().get::<ErrorCause>() {
@@ -82,13 +108,31 @@ pub async fn request_context(
 
 /// Records the matched route template (never the raw path, which may carry ids) for the log line.
 pub async fn remember_route(req: Request, next: Next) -> Response {
+    note_route(&req);
+    next.run(req).await
+}
+
+/// The layer of every API route: notes the route, then applies the per-address rate limit before
+/// anything else of the request is looked at.
+pub async fn api_route(
+    State(limits): State<Arc<RateLimiters>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    note_route(&req);
+    if let Err(limited) = limits.check_peer(&req) {
+        return limited.into_response();
+    }
+    next.run(req).await
+}
+
+fn note_route(req: &Request) {
     if let (Some(path), Some(notes)) = (
         req.extensions().get::<MatchedPath>(),
         req.extensions().get::<Arc<RequestNotes>>(),
     ) {
         let _ = notes.route.set(path.as_str().to_owned());
     }
-    next.run(req).await
 }
 
 fn finish_error(res: &mut Response, request_id: &str) {

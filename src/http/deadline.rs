@@ -3,22 +3,16 @@
 //! never cut short and everything else cannot hang. A request over its deadline gets
 //! 503 `request-timeout` (the server gave up; retrying later may work).
 
-use super::error::ApiError;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
 use http::Method;
 use std::time::Duration;
 
 /// The longest wait a long-poll GET may ask for (SPEC: `?timeout=1..60`).
 pub const MAX_LONG_POLL_SECONDS: u64 = 60;
 
-pub async fn limit(State(base): State<Duration>, req: Request, next: Next) -> Response {
-    let budget = base + long_poll_wait(&req);
-    match tokio::time::timeout(budget, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => ApiError::RequestTimeout.into_response(),
-    }
+/// The deadline of `req` (applied by `context::request_context`): `base`, plus a long poll's wait.
+pub fn budget(base: Duration, req: &Request) -> Duration {
+    base + long_poll_wait(req)
 }
 
 /// The wait a long-poll request asks for; zero for anything else (an invalid value is the

@@ -10,20 +10,12 @@ use serde::de::DeserializeOwned;
 /// A request whose `Content-Length` already exceeds the body limit is answered 413 at once: the
 /// body limit alone would wait for bytes that a lying or huge request may never send, until the
 /// request timeout.
-pub async fn refuse_declared_oversize(
-    axum::extract::State(max_body_bytes): axum::extract::State<usize>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let declared = req
-        .headers()
+pub fn declares_more_than(req: &Request, max_body_bytes: usize) -> bool {
+    req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body_bytes as u64) {
-        return axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge);
-    }
-    next.run(req).await
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > max_body_bytes as u64)
 }
 
 /// A JSON body parsed into `T`: 400 when it is not JSON, 422 with a pointer when it is JSON of the

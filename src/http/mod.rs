@@ -32,6 +32,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
+use context::OuterSettings;
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,26 +78,20 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
     let doc = openapi::finish(doc.merge_from(admin_doc), settings.base_path)
         .to_json()
         .unwrap_or_default();
-    let api = api
-        .route_layer(from_fn_with_state(
-            state.clone(),
-            rate_limit::limit_by_address,
-        ))
-        .route_layer(from_fn(context::remember_route));
+    let api = api.route_layer(from_fn_with_state(
+        Arc::clone(&state.limits),
+        context::api_route,
+    ));
     let api = if settings.base_path.is_empty() {
         api
     } else {
         Router::new().nest(settings.base_path, api)
     };
     let api = if settings.serve_admin {
-        api.merge(
-            admin
-                .route_layer(from_fn_with_state(
-                    state.clone(),
-                    rate_limit::limit_by_address,
-                ))
-                .route_layer(from_fn(context::remember_route)),
-        )
+        api.merge(admin.route_layer(from_fn_with_state(
+            Arc::clone(&state.limits),
+            context::api_route,
+        )))
     } else {
         api
     };
@@ -112,17 +107,13 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
         .merge(settings.pages)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(from_fn_with_state(
-            settings.max_body_bytes,
-            json_body::refuse_declared_oversize,
-        ))
         .layer(CatchPanicLayer::new())
         .layer(from_fn_with_state(
-            settings.request_timeout,
-            deadline::limit,
-        ))
-        .layer(from_fn_with_state(
-            state.services.metrics.clone(),
+            Arc::new(OuterSettings {
+                metrics: state.services.metrics.clone(),
+                request_timeout: settings.request_timeout,
+                max_body_bytes: Some(settings.max_body_bytes),
+            }),
             context::request_context,
         ))
 }
@@ -138,9 +129,12 @@ pub fn admin_router(state: AppState, request_timeout: Duration, serve_admin: boo
     };
     routes
         .fallback(|| async { ApiError::NotFound })
-        .layer(from_fn_with_state(request_timeout, deadline::limit))
         .layer(from_fn_with_state(
-            state.services.metrics.clone(),
+            Arc::new(OuterSettings {
+                metrics: state.services.metrics.clone(),
+                request_timeout,
+                max_body_bytes: None,
+            }),
             context::request_context,
         ))
         .with_state(state)

@@ -6,12 +6,9 @@
 //! user live in the database. Keys of idle callers are pruned periodically, so a flood of distinct
 //! addresses or clients costs memory for a few seconds only.
 
-use super::AppState;
 use super::error::ApiError;
 use crate::domain::lockout::retry_after_secs;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{ConnectInfo, Request};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
@@ -172,6 +169,15 @@ impl<C: Clock + Clone> RateLimiters<C> {
         }
     }
 
+    /// The per-address limit for the peer of `req` (requests without a peer address, as in-process
+    /// tests send them, are not limited by address).
+    pub fn check_peer(&self, req: &Request) -> Result<(), ApiError> {
+        match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(peer)) => self.check_address(peer.ip()),
+            None => Ok(()),
+        }
+    }
+
     /// Drops the keys whose buckets are full again (indistinguishable from never seen).
     pub fn prune(&self) {
         if let Some(l) = &self.per_client {
@@ -203,16 +209,6 @@ fn address_key(ip: IpAddr) -> IpAddr {
             }
         },
     }
-}
-
-/// Middleware: the per-address limit, before anything else of the request is looked at.
-pub async fn limit_by_address(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
-        && let Err(limited) = state.limits.check_address(peer.ip())
-    {
-        return limited.into_response();
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]
