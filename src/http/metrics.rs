@@ -13,6 +13,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
     let load = state.services.hasher.load();
     let pool = state.services.store.pool_usage();
     let (jwks_ok, jwks_failed) = state.identity.refreshes();
+    let (jwts_remembered, jwts_checked) = state.identity.jwt_verifications();
     let text = state.services.metrics.render(Gauges {
         hash_waiting: load.waiting,
         hash_running: load.running,
@@ -21,6 +22,8 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         db_max: pool.max,
         jwks_refreshes_ok: jwks_ok,
         jwks_refreshes_failed: jwks_failed,
+        jwts_remembered,
+        jwts_checked,
         connections_open: state.connections.load(Ordering::Relaxed),
         long_polls_waiting: state.services.watch.waiting(),
     });

@@ -90,6 +90,8 @@ struct CacheState {
     /// Key-set fetches since start, for the metrics scrape.
     fetches_ok: u64,
     fetches_failed: u64,
+    /// Bumped by every install: what was verified with an earlier key set is verified again.
+    generation: u64,
 }
 
 /// Why a refresh is wanted; decides whether it is due.
@@ -168,6 +170,12 @@ impl KeyCache {
         self.read().published_issuer.clone()
     }
 
+    /// Which key set is installed: changes whenever keys (or the published issuer) are installed,
+    /// even when they are the same keys.
+    pub fn generation(&self) -> u64 {
+        self.read().generation
+    }
+
     /// Key-set fetches so far: (succeeded, failed).
     pub fn fetch_counts(&self) -> (u64, u64) {
         let state = self.read();
@@ -183,9 +191,10 @@ impl KeyCache {
         self.fetch_and_install().await
     }
 
-    /// The key for a token's `kid` and `alg`: refreshes first when the cache has expired, and once
-    /// more (rate-limited) when the `kid` is unknown.
-    pub async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+    /// The key for a token's `kid` and `alg`, with the generation of the key set it was found in:
+    /// refreshes first when the cache has expired, and once more (rate-limited) when the `kid` is
+    /// unknown.
+    pub async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Option<(DecodingKey, u64)> {
         if self.is_stale() {
             // Requests never queue behind a refresh that is already running: the cached keys
             // serve meanwhile.
@@ -200,14 +209,18 @@ impl KeyCache {
         self.find(kid, alg)
     }
 
-    fn is_stale(&self) -> bool {
+    /// Whether the key set has outlived its lifetime (a request should refresh it).
+    pub fn is_stale(&self) -> bool {
         let state = self.read();
         !matches!(self.source, KeySource::Fixed)
             && state.expires_at.is_none_or(|t| self.clock.now() >= t)
     }
 
-    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
-        let keys = Arc::clone(&self.read().keys);
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<(DecodingKey, u64)> {
+        let (keys, generation) = {
+            let state = self.read();
+            (Arc::clone(&state.keys), state.generation)
+        };
         let usable = |k: &&CachedKey| {
             k.family.signs(alg) && k.alg.is_none_or(|a| a.to_string() == format!("{alg:?}"))
         };
@@ -215,11 +228,14 @@ impl KeyCache {
         match kid {
             Some(kid) => candidates
                 .find(|k| k.kid.as_deref() == Some(kid))
-                .map(|k| k.key.clone()),
+                .map(|k| (k.key.clone(), generation)),
             // Without a kid, only an unambiguous key set is usable.
             None => {
                 let first = candidates.next()?;
-                candidates.next().is_none().then(|| first.key.clone())
+                candidates
+                    .next()
+                    .is_none()
+                    .then(|| (first.key.clone(), generation))
             }
         }
     }
@@ -352,6 +368,7 @@ impl KeyCache {
             .collect();
         let mut state = self.write();
         state.keys = Arc::new(keys);
+        state.generation += 1;
         state.loaded = true;
         if published_issuer.is_some() {
             state.published_issuer = published_issuer;

@@ -1,11 +1,24 @@
 //! JWT access tokens: the header checks that stop the classic attacks, then the signature against
 //! the issuer's published keys (`jwks::KeyCache`) and the standard claims.
+//!
+//! A token that passed is remembered until it expires, by a SHA-256 digest of the installed key
+//! set's generation and the token (never the token itself): a client sends the same token with
+//! every request while it lives, and its signature check (tens of µs) is most of what a cheap
+//! request costs. Installing keys — a refresh, a rotation, a removed key — starts a new
+//! generation, so every token is checked against the new set on its next use; while the key set
+//! is stale nothing remembered is used, so requests still trigger its refresh. A token is kept
+//! under the generation of the key that checked it, never a later one.
 
 use super::AuthSettings;
 use super::TokenError;
+use super::answer_cache::{AnswerCache, Entry, TokenDigest, Verdict};
 use super::jwks::KeyCache;
 use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use time::OffsetDateTime;
 
 /// The only algorithms accepted: asymmetric ones. `none` and HMAC are absent on purpose — an HMAC
 /// "signature" keyed with the issuer's public key is the classic algorithm-confusion forgery.
@@ -37,6 +50,11 @@ pub struct JwtVerifier {
     settings: AuthSettings,
     issuer: String,
     keys: Arc<KeyCache>,
+    /// Tokens that passed, until they expire (only the `active` side is used).
+    verified: AnswerCache,
+    /// Valid tokens answered from `verified`, and signatures checked: for the metrics scrape.
+    remembered: AtomicU64,
+    checked: AtomicU64,
 }
 
 impl JwtVerifier {
@@ -45,18 +63,59 @@ impl JwtVerifier {
             settings,
             issuer,
             keys,
+            verified: AnswerCache::default(),
+            remembered: AtomicU64::new(0),
+            checked: AtomicU64::new(0),
         }
+    }
+
+    /// JWTs found valid so far: (remembered from an earlier check, signature checked now).
+    pub fn verifications(&self) -> (u64, u64) {
+        (
+            self.remembered.load(Ordering::Relaxed),
+            self.checked.load(Ordering::Relaxed),
+        )
     }
 
     pub fn keys(&self) -> &Arc<KeyCache> {
         &self.keys
     }
 
-    /// The verified claims of `token`.
-    pub async fn verify(
-        &self,
-        token: &str,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+    /// The verified claims of `token`: remembered, or checked now.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Map<String, Value>>, TokenError> {
+        let now = OffsetDateTime::now_utc();
+        // Stale keys are refreshed by the full check, as if nothing were remembered.
+        if !self.keys.is_stale()
+            && let Some(Verdict::Active(claims)) = self
+                .verified
+                .get(&digest(self.keys.generation(), token), now)
+        {
+            self.remembered.fetch_add(1, Ordering::Relaxed);
+            return Ok(claims);
+        }
+        let (claims, generation) = self.check(token).await?;
+        let claims = Arc::new(claims);
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        // Valid for as long as `exp` (with the leeway) allows; `nbf` has passed already. Kept
+        // under the generation of the key that checked it: a newer key set never finds it.
+        let until = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .and_then(|exp| exp.checked_add(i64::try_from(self.settings.leeway.as_secs()).ok()?))
+            .and_then(|end| OffsetDateTime::from_unix_timestamp(end).ok());
+        if let Some(until) = until {
+            let entry = Entry {
+                verdict: Verdict::Active(Arc::clone(&claims)),
+                until,
+            };
+            self.verified.put(digest(generation, token), entry, now);
+        }
+        Ok(claims)
+    }
+
+    /// Checks `token`'s header, signature and standard claims; the claims, and the generation of
+    /// the key set whose key checked it.
+    async fn check(&self, token: &str) -> Result<(Map<String, Value>, u64), TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if !ALLOWED.contains(&header.alg) {
@@ -81,7 +140,8 @@ impl JwtVerifier {
                 return Err(TokenError::WrongType(typ.clone()));
             }
         }
-        let Some(key) = self.keys.key_for(header.kid.as_deref(), header.alg).await else {
+        let Some((key, generation)) = self.keys.key_for(header.kid.as_deref(), header.alg).await
+        else {
             if !self.keys.ready() {
                 return Err(TokenError::ProviderUnavailable(
                     "no signing keys loaded yet".into(),
@@ -109,14 +169,18 @@ impl JwtVerifier {
                 validation.set_required_spec_claims(&["exp", "iss", "sub"]);
             }
         }
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token,
-            &key,
-            &validation,
-        )
-        .map_err(|e| TokenError::Rejected(e.to_string()))?;
-        Ok(data.claims)
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| TokenError::Rejected(e.to_string()))?;
+        Ok((data.claims, generation))
     }
+}
+
+/// Where a token checked under key-set `generation` is remembered.
+fn digest(generation: u64, token: &str) -> TokenDigest {
+    let mut hasher = Sha256::new();
+    hasher.update(generation.to_le_bytes());
+    hasher.update(token.as_bytes());
+    hasher.finalize().into()
 }
 
 #[cfg(test)]

@@ -113,6 +113,11 @@ impl Identity {
         self.jwt.keys().fetch_counts()
     }
 
+    /// Valid JWTs so far: (remembered from an earlier check, signature checked), for the scrape.
+    pub fn jwt_verifications(&self) -> (u64, u64) {
+        self.jwt.verifications()
+    }
+
     /// Starts the background key refresh (retries until loaded, then refreshes on expiry).
     pub fn spawn_refresh(&self) {
         self.jwt.keys().spawn_refresh();
@@ -126,17 +131,17 @@ impl Identity {
         let claims = if looks_like_jwt(token) {
             self.jwt.verify(token).await?
         } else if let Some(introspection) = &self.introspection {
-            introspection.introspect(token).await?.as_ref().clone()
+            introspection.introspect(token).await?
         } else {
             return Err(TokenError::Malformed(
                 "not a JWT, and no introspection is configured".into(),
             ));
         };
-        self.caller(claims)
+        self.caller(&claims)
     }
 
     /// The checks and the reading that both kinds of token share.
-    fn caller(&self, claims: Map<String, Value>) -> Result<Caller, TokenError> {
+    fn caller(&self, claims: &Map<String, Value>) -> Result<Caller, TokenError> {
         let subject = match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => {
                 Subject::parse(s).ok_or_else(|| TokenError::Rejected("unusable `sub`".into()))?

@@ -45,6 +45,9 @@ pub struct Gauges {
     pub db_max: u32,
     pub jwks_refreshes_ok: u64,
     pub jwks_refreshes_failed: u64,
+    /// Valid JWTs answered from the verified-token cache, and checked by signature.
+    pub jwts_remembered: u64,
+    pub jwts_checked: u64,
     pub connections_open: usize,
     pub long_polls_waiting: usize,
 }
@@ -288,6 +291,10 @@ impl Metrics {
             .absolute(g.jwks_refreshes_ok);
         self.counter("otpd_jwks_refreshes_total", &[("result", "error")])
             .absolute(g.jwks_refreshes_failed);
+        self.counter("otpd_jwt_verifications_total", &[("via", "remembered")])
+            .absolute(g.jwts_remembered);
+        self.counter("otpd_jwt_verifications_total", &[("via", "signature")])
+            .absolute(g.jwts_checked);
         self.inner.handle.render()
     }
 }

@@ -174,3 +174,48 @@ async fn a_flood_of_unknown_key_ids_causes_at_most_one_fetch() {
     assert!(statuses.iter().all(|s| *s.as_ref().unwrap() == 401));
     assert_eq!(app.issuer.jwks_fetches(), after_first);
 }
+
+/// `otpd_jwt_verifications_total` on the app's `/metrics`: (remembered, signature checked).
+async fn jwt_verifications(app: &TestApp) -> (f64, f64) {
+    let text = app.metrics_text().await;
+    let value = |via: &str| {
+        let series = format!("otpd_jwt_verifications_total{{via=\"{via}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (value("remembered"), value("signature"))
+}
+
+#[tokio::test]
+async fn a_valid_token_is_checked_by_signature_once_until_the_keys_are_fetched_again() {
+    let (clock, app, token) = kim_on_a_manual_clock().await;
+    let (remembered, checked) = jwt_verifications(&app).await;
+    for _ in 0..3 {
+        assert_eq!(status_with(&app, &token).await, 201);
+    }
+    assert_eq!(
+        jwt_verifications(&app).await,
+        (remembered + 2.0, checked + 1.0)
+    );
+    // A token that fails is never remembered: each use is checked again (and refused).
+    let at = token.len() - 10;
+    let other = if &token[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{other}{}", &token[..at], &token[at + 1..]);
+    for _ in 0..2 {
+        assert_eq!(status_with(&app, &forged).await, 401);
+    }
+    assert_eq!(
+        jwt_verifications(&app).await,
+        (remembered + 2.0, checked + 1.0)
+    );
+    // Past the key set's lifetime the keys are fetched again (a new generation): the token's
+    // signature is checked against the new keys once, then remembered again.
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(status_with(&app, &token).await, 201);
+    assert_eq!(status_with(&app, &token).await, 201);
+    assert_eq!(
+        jwt_verifications(&app).await,
+        (remembered + 3.0, checked + 2.0)
+    );
+}
