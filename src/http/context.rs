@@ -99,7 +99,15 @@ pub async fn request_context(
     let latency_ms = latency.as_secs_f64() * 1000.0;
     let _enter = span.enter();
     if let Some(ErrorCause(cause)) = res.extensions().get::<ErrorCause>() {
-        tracing::error!(%method, route, status, latency_ms, client_id, error = format!("{cause:#}"), "request failed");
+        let error = format!("{cause:#}");
+        if span.is_disabled() {
+            // The request lines are off (`OTPD_LOG=…,otpd::http::context=warn`, docs/operations.md),
+            // and the span with them: the failure still names its request.
+            let request_id = id.0.as_str();
+            tracing::error!(request_id, %method, route, status, latency_ms, client_id, error, "request failed");
+        } else {
+            tracing::error!(%method, route, status, latency_ms, client_id, error, "request failed");
+        }
     } else {
         tracing::info!(%method, route, status, latency_ms, client_id, "request");
     }

@@ -190,3 +190,72 @@ async fn corrupt_pin_hash(url: &str, sub: &str) {
     let sql = "UPDATE users SET pin_hash = 'not a hash' WHERE sub = $1";
     assert_eq!(execute(url, sql, sub).await, 1);
 }
+
+/// With the per-request lines turned off (`OTPD_LOG=info,otpd::http::context=warn`, the operator's
+/// option for cheap requests, docs/operations.md), a failed request is still logged with its cause
+/// and its request id, and every request is still counted in the metrics.
+#[tokio::test]
+async fn with_request_lines_off_a_failed_request_is_still_logged_with_its_id() {
+    let app = TestApp::spawn().await;
+    app.set_pin("broken", "1235").await;
+    corrupt_pin_hash(&app.database_url, "broken").await;
+    let mut served = crate::support::process::serve_binary(
+        &app,
+        &[("OTPD_LOG", "info,otpd::http::context=warn")],
+    )
+    .await;
+    let url = format!("http://{}{}/user/otp", served.addr, app.base);
+    let http = reqwest::Client::new();
+    let post = |id: &'static str| {
+        http.post(&url)
+            .header("request-id", id)
+            .json(&json!({"pin": "1235"}))
+    };
+    let failed = post("broken-1")
+        .bearer_auth(app.issuer.token("broken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500);
+    assert_eq!(post("plain-1").send().await.unwrap().status(), 401);
+    let metrics = http
+        .get(format!("http://{}/metrics", served.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    served.terminate();
+    assert!(served.wait_for_exit().await.success());
+
+    let logs: Vec<serde_json::Value> = served
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let failure = logs
+        .iter()
+        .find(|v| v["message"] == "request failed")
+        .unwrap_or_else(|| panic!("no failure line: {logs:?}"));
+    assert_eq!(failure["request_id"], "broken-1", "{failure}");
+    assert!(
+        failure["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stored hash unusable")),
+        "{failure}"
+    );
+    assert!(
+        !logs.iter().any(|v| v["message"] == "request"),
+        "request lines are off: {logs:?}"
+    );
+    for status in ["500", "401"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("otpd_http_requests_total")
+                    && l.contains(&format!("status=\"{status}\""))),
+            "{status} not counted:\n{metrics}"
+        );
+    }
+}
