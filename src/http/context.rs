@@ -55,8 +55,8 @@ pub struct OuterSettings {
     pub metrics: Metrics,
     /// The deadline of a request (a long poll adds the wait it asks for).
     pub request_timeout: Duration,
-    /// A declared `Content-Length` over this is answered 413 before anything else; `None` where
-    /// no route reads a body (the admin listener without the admin API leaves it to the routes).
+    /// A declared `Content-Length` over this is answered 413 before anything else. `None` on the
+    /// admin listener, which leaves bodies to axum's default limit on its routes.
     pub max_body_bytes: Option<usize>,
 }
 
