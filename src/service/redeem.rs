@@ -47,13 +47,32 @@ impl Services {
             self.metrics.otp_refused();
             return Err(ServiceError::InvalidOtp);
         }
+        let policy = self.lockout.of(GuardedFactor::Otp);
+        // The common case in one call where the backend has one; `None` when the user has device
+        // TOTPs to compare (or no such call): then the full path below.
+        if matches!(then, FollowUp::Nothing) {
+            let now = self.clock.now();
+            let candidates = self.candidates(sub, otp, types, &[], now);
+            let counted = self
+                .store
+                .redeem_counted_in_one_call(
+                    sub,
+                    &candidates,
+                    types.device_totp,
+                    policy,
+                    to_millis(now),
+                )
+                .await?;
+            if let Some(counted) = counted {
+                return self.settle_counted(sub, counted, false, now);
+            }
+        }
         // Read (and checked for a missing key) before anything is counted.
         let devices = self.redeemable_devices(sub, types).await?;
         let now = self.clock.now();
         let candidates = self.candidates(sub, otp, types, &devices, now);
         let devices_checked = !devices.is_empty();
         let changes_credentials = !matches!(then, FollowUp::Nothing);
-        let policy = self.lockout.of(GuardedFactor::Otp);
         let counted = self
             .store
             .redeem_counted(
@@ -65,6 +84,17 @@ impl Services {
                 to_millis(now),
             )
             .await?;
+        self.settle_counted(sub, counted, changes_credentials, now)
+    }
+
+    /// The answer to a counted redemption, counted in the metrics.
+    fn settle_counted(
+        &self,
+        sub: &Subject,
+        counted: CountedRedemption,
+        changes_credentials: bool,
+        now: time::OffsetDateTime,
+    ) -> Result<Redeemed, ServiceError> {
         match counted {
             CountedRedemption::Redeemed(redeemed) => {
                 if changes_credentials {

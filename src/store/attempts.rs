@@ -114,6 +114,20 @@ pub trait AttemptStore: Send + Sync {
         now: Millis,
     ) -> Result<CountedRedemption, StoreError>;
 
+    /// `redeem_counted` with nothing to follow for a user without device TOTPs, in one call to
+    /// the database where the backend has one (PostgreSQL: a server-side function, one round trip
+    /// instead of five). `None`: not done, nothing written — the backend has no such call, or
+    /// `devices` asked for device TOTPs and the user has some (the caller reads them and takes
+    /// `redeem_counted`). `candidates` holds no device steps.
+    async fn redeem_counted_in_one_call(
+        &self,
+        sub: &Subject,
+        candidates: &Redemption,
+        devices: bool,
+        policy: &LockPolicy,
+        now: Millis,
+    ) -> Result<Option<CountedRedemption>, StoreError>;
+
     /// The stored counters of the user's factors (factors without failures are absent).
     async fn attempt_states(
         &self,
@@ -436,6 +450,17 @@ macro_rules! impl_attempt_store {
                             .await?;
                     tx.commit().await?;
                     Ok(outcome)
+                }
+
+                async fn redeem_counted_in_one_call(
+                    &self,
+                    sub: &Subject,
+                    candidates: &Redemption,
+                    devices: bool,
+                    policy: &LockPolicy,
+                    now: Millis,
+                ) -> Result<Option<CountedRedemption>, StoreError> {
+                    self.redeem_in_one_call(sub, candidates, devices, policy, now).await
                 }
 
                 async fn attempt_states(

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod password_links;
 pub mod phone;
 pub mod postgres;
+mod redeem_call;
 pub(crate) mod retention;
 pub mod sessions;
 mod sql;

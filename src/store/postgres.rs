@@ -1,7 +1,8 @@
 //! The PostgreSQL backend: for many replicas sharing one database. Same statements as SQLite (see
 //! `sql.rs`); migrations take PostgreSQL's advisory lock, so replicas starting together are safe.
 
-use super::{PoolSettings, PoolUsage, StoreError};
+use super::{CountedRedemption, Millis, PoolSettings, PoolUsage, Redemption, StoreError};
+use crate::domain::{LockPolicy, Subject};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -37,6 +38,18 @@ impl PgStore {
     /// redemptions run in their own transactions, side by side.
     fn group_commit(&self) -> Option<&super::group_commit::GroupCommit> {
         None
+    }
+
+    /// `AttemptStore::redeem_counted_in_one_call`: one server-side function call.
+    async fn redeem_in_one_call(
+        &self,
+        sub: &Subject,
+        candidates: &Redemption,
+        devices: bool,
+        policy: &LockPolicy,
+        now: Millis,
+    ) -> Result<Option<CountedRedemption>, StoreError> {
+        super::redeem_call::redeem(&self.writer, sub, candidates, devices, policy, now).await
     }
 
     /// One replica at a time: a session advisory lock, tried without waiting, on a connection

@@ -63,6 +63,18 @@ impl SqliteStore {
         Some(&self.group)
     }
 
+    /// One writer in-process already batches redemptions (group commit): no server-side call.
+    async fn redeem_in_one_call(
+        &self,
+        _sub: &crate::domain::Subject,
+        _candidates: &super::Redemption,
+        _devices: bool,
+        _policy: &crate::domain::LockPolicy,
+        _now: super::Millis,
+    ) -> Result<Option<CountedRedemption>, StoreError> {
+        Ok(None)
+    }
+
     /// One process owns the file: it may always prune.
     async fn take_retention_lease(&self) -> Result<Option<super::RetentionLease>, StoreError> {
         Ok(Some(super::RetentionLease::local()))

@@ -16,8 +16,10 @@ const DEVICE: &str = "738e379f-fe30-45ab-819c-ba88804b6368";
 /// The hot paths, each driven under request ids `plan-<run>-<path>`: issuing an OTP (password,
 /// PIN, a refused PIN), redeeming one (account OTP, device TOTP, a refusal, the failures that
 /// revoke and lock), the credential checks and their long poll, a login session and its login OTP,
-/// the phone number and its code, the admin reads, and the retention job's deletes.
-const HOT_PATHS: [&str; 18] = [
+/// the phone number and its code, the admin reads, and the retention job's deletes. Ana has a
+/// device TOTP, so her redemptions take the full path, whose statements are also the ones the
+/// one-call redemption of a user without devices runs server-side (checked below to be one call).
+const HOT_PATHS: [&str; 19] = [
     "issue-password",
     "issue-pin",
     "pin-refused",
@@ -29,6 +31,7 @@ const HOT_PATHS: [&str; 18] = [
     "long-poll",
     "session-new",
     "redeem-login",
+    "redeem-one-call",
     "session-passed",
     "phone-put",
     "phone-verify",
@@ -59,6 +62,16 @@ async fn every_hot_path_statement_finds_its_rows_through_an_index() {
             by_path.get(path).is_some_and(|s| !s.is_empty()),
             "no statement was logged for the hot path `{path}`: the test no longer sees what it runs \
              (logged: {by_path:#?})"
+        );
+    }
+
+    // A user without device TOTPs redeems in one round trip: the server-side function, whose
+    // statements are those of ana's full-path redemptions above (docs/decisions.md).
+    for path in ["redeem-login", "redeem-one-call"] {
+        let statements = &by_path[path];
+        assert!(
+            statements.len() == 1 && statements.iter().all(|s| s.contains("otpd_redeem_otp(")),
+            "{path} should be one call of otpd_redeem_otp, ran {statements:#?}"
         );
     }
 
@@ -173,6 +186,13 @@ async fn drive_login_and_phone(app: &TestApp, gateway: &SmsGateway, tag: &impl F
         .post("/user/otp/verify")
         .json(&json!({ "otp": otp, "types": ["login"] }));
     assert_eq!(tagged("redeem-login", login).await.status(), 204);
+    let issued = lena
+        .post("/user/otp")
+        .json(&json!({ "password": PASSWORD }))
+        .send();
+    let otp = otp_of(issued.await).await;
+    let redeem = lena.post("/user/otp/verify").json(&json!({ "otp": otp }));
+    assert_eq!(tagged("redeem-one-call", redeem).await.status(), 204);
     assert_eq!(tagged("session-passed", session(true)).await.status(), 204);
 
     let put = lena
