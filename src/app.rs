@@ -294,6 +294,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
             serve_metrics: config.server.metrics_listen.is_none(),
             pages,
             serve_admin: admin_api == AdminExposure::On,
+            rejected_lines: config.log.rejected_lines,
         },
     );
     let listener = TcpListener::bind(config.server.listen)
@@ -310,6 +311,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
                     state,
                     config.server.request_timeout,
                     admin_api != AdminExposure::Off,
+                    config.log.rejected_lines,
                 ),
             ))
         }

@@ -22,6 +22,8 @@ pub struct LogSettings {
     /// A `tracing` EnvFilter (checked when the settings are loaded).
     pub filter: String,
     pub format: LogFormat,
+    /// `log_rejected_requests`: how many request lines of 4xx answers are written; `None`: all.
+    pub rejected_lines: Option<crate::http::rate_limit::RateQuota>,
 }
 
 pub fn init(filter: &str, format: LogFormat) {

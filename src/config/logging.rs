@@ -1,6 +1,8 @@
-//! The logging settings: the filter (`log`) and the line format (`log_format`).
+//! The logging settings: the filter (`log`), the line format (`log_format`) and how many request
+//! lines of rejected requests are written (`log_rejected_requests`).
 
 use super::{ConfigError, Lines, Source, invalid};
+use crate::http::rate_limit::RateQuota;
 use crate::telemetry::{LogFormat, LogSettings};
 
 impl LogSettings {
@@ -23,9 +25,13 @@ impl LogSettings {
                 format!("`{filter}` is not a log filter: {e}"),
             ));
         }
+        let rejected = src.get("log_rejected_requests").unwrap_or("100/s");
+        let rejected_lines =
+            RateQuota::parse(rejected).map_err(|p| invalid("log_rejected_requests", p))?;
         Ok(Self {
             filter: filter.to_owned(),
             format,
+            rejected_lines,
         })
     }
 
@@ -33,6 +39,10 @@ impl LogSettings {
         out.extend([
             ("log", self.filter.clone()),
             ("log_format", format!("{:?}", self.format).to_lowercase()),
+            (
+                "log_rejected_requests",
+                self.rejected_lines.map_or("off".into(), |q| q.to_string()),
+            ),
         ]);
     }
 }
@@ -44,6 +54,15 @@ mod tests {
     #[test]
     fn a_bad_log_format_names_itself() {
         assert_refused(&[("OTPD_LOG_FORMAT", "xml", "log_format")]);
+    }
+
+    #[test]
+    fn a_bad_rejected_line_quota_names_itself() {
+        assert_refused(&[(
+            "OTPD_LOG_REJECTED_REQUESTS",
+            "lots",
+            "log_rejected_requests",
+        )]);
     }
 
     #[test]

@@ -403,4 +403,9 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     ("log", "info", "log filter (tracing EnvFilter syntax)"),
     ("log_format", "text", "text or json"),
+    (
+        "log_rejected_requests",
+        "100/s",
+        "request lines of 4xx answers written per replica (N/s, N/min, N/h, or off: every one); the rest are counted in metrics and summed up in the next line written",
+    ),
 ];

@@ -5,7 +5,7 @@
 //! which a cheap rejection pays for (docs/benchmark.md).
 
 use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
-use super::rate_limit::RateLimiters;
+use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
 use super::{deadline, json_body};
 use crate::metrics::Metrics;
 use axum::body::Body;
@@ -13,6 +13,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -58,6 +60,50 @@ pub struct OuterSettings {
     /// A declared `Content-Length` over this is answered 413 before anything else. `None` on the
     /// admin listener, which leaves bodies to axum's default limit on its routes.
     pub max_body_bytes: Option<usize>,
+    /// Which request lines of rejected requests are written.
+    pub rejected_lines: RejectedLines,
+}
+
+/// `log_rejected_requests`: at most a quota of request lines for answers 400..499. A flood of
+/// cheap rejections (bad tokens, wrong media types) must not become a flood of log lines, each of
+/// which costs more than the rejection itself (docs/benchmark.md). Every request is still counted
+/// in `otpd_http_requests_total`; the lines left out are summed up in the next one written.
+pub struct RejectedLines {
+    /// `None`: every line is written.
+    quota: Option<DefaultDirectRateLimiter>,
+    left_out: AtomicU64,
+}
+
+/// Whether a rejected request's line is written.
+#[derive(Debug, PartialEq, Eq)]
+enum LineVerdict {
+    /// Written, after a line that says how many were left out since the last one (if any).
+    Write {
+        left_out_before: u64,
+    },
+    LeaveOut,
+}
+
+impl RejectedLines {
+    pub fn new(quota: Option<RateQuota>) -> Self {
+        Self {
+            quota: quota.map(|q| RateLimiter::direct(governor_quota(q))),
+            left_out: AtomicU64::new(0),
+        }
+    }
+
+    fn verdict(&self) -> LineVerdict {
+        match &self.quota {
+            Some(quota) if quota.check().is_err() => {
+                self.left_out.fetch_add(1, Ordering::Relaxed);
+                LineVerdict::LeaveOut
+            }
+            Some(_) => LineVerdict::Write {
+                left_out_before: self.left_out.swap(0, Ordering::Relaxed),
+            },
+            None => LineVerdict::Write { left_out_before: 0 },
+        }
+    }
 }
 
 pub async fn request_context(
@@ -97,6 +143,19 @@ pub async fn request_context(
     let latency = started.elapsed();
     settings.metrics.request(matched, &method, status, latency);
     let latency_ms = latency.as_secs_f64() * 1000.0;
+    let verdict = if (400..500).contains(&status) {
+        settings.rejected_lines.verdict()
+    } else {
+        LineVerdict::Write { left_out_before: 0 }
+    };
+    if let LineVerdict::Write { left_out_before } = verdict
+        && left_out_before > 0
+    {
+        tracing::info!(
+            left_out = left_out_before,
+            "request lines of rejected requests left out (log_rejected_requests)"
+        );
+    }
     let _enter = span.enter();
     if let Some(ErrorCause(cause)) = res.extensions().get::<ErrorCause>() {
         let error = format!("{cause:#}");
@@ -108,7 +167,7 @@ pub async fn request_context(
         } else {
             tracing::error!(%method, route, status, latency_ms, client_id, error, "request failed");
         }
-    } else {
+    } else if verdict != LineVerdict::LeaveOut {
         tracing::info!(%method, route, status, latency_ms, client_id, "request");
     }
     res
@@ -169,6 +228,29 @@ fn finish_error(res: &mut Response, request_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_lines_beyond_the_quota_are_left_out_and_counted_in_the_next_one() {
+        let lines = RejectedLines::new(Some(RateQuota {
+            count: 2,
+            period: Duration::from_secs(1),
+        }));
+        let write = |n| LineVerdict::Write { left_out_before: n };
+        assert_eq!(lines.verdict(), write(0));
+        assert_eq!(lines.verdict(), write(0));
+        for _ in 0..3 {
+            assert_eq!(lines.verdict(), LineVerdict::LeaveOut);
+        }
+        // The quota refills one line every 500 ms.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(lines.verdict(), write(3));
+        assert_eq!(lines.verdict(), write(0));
+
+        let every = RejectedLines::new(None);
+        for _ in 0..1000 {
+            assert_eq!(every.verdict(), write(0));
+        }
+    }
 
     #[test]
     fn request_ids_from_clients_must_be_short_and_plain() {

@@ -69,6 +69,8 @@ pub struct RouterSettings<'a> {
     pub pages: Router,
     /// Whether the admin API (`/admin/v1`) is served here.
     pub serve_admin: bool,
+    /// `log_rejected_requests`.
+    pub rejected_lines: Option<rate_limit::RateQuota>,
 }
 
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
@@ -113,13 +115,19 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
                 metrics: state.services.metrics.clone(),
                 request_timeout: settings.request_timeout,
                 max_body_bytes: Some(settings.max_body_bytes),
+                rejected_lines: context::RejectedLines::new(settings.rejected_lines),
             }),
             context::request_context,
         ))
 }
 
 /// The admin listener's router: health and metrics, and the admin API where configured.
-pub fn admin_router(state: AppState, request_timeout: Duration, serve_admin: bool) -> Router {
+pub fn admin_router(
+    state: AppState,
+    request_timeout: Duration,
+    serve_admin: bool,
+    rejected_lines: Option<rate_limit::RateQuota>,
+) -> Router {
     let routes = operations_routes(true);
     let routes = if serve_admin {
         let (admin, _) = admin::routes().split_for_parts();
@@ -134,6 +142,7 @@ pub fn admin_router(state: AppState, request_timeout: Duration, serve_admin: boo
                 metrics: state.services.metrics.clone(),
                 request_timeout,
                 max_body_bytes: None,
+                rejected_lines: context::RejectedLines::new(rejected_lines),
             }),
             context::request_context,
         ))

@@ -112,7 +112,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limit<K, C> {
     }
 }
 
-fn governor_quota(q: RateQuota) -> Quota {
+pub(crate) fn governor_quota(q: RateQuota) -> Quota {
     let burst = NonZeroU32::new(q.count).unwrap_or(NonZeroU32::MIN);
     let interval = (q.period / burst.get()).max(Duration::from_nanos(1));
     Quota::with_period(interval)

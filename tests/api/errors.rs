@@ -259,3 +259,70 @@ async fn with_request_lines_off_a_failed_request_is_still_logged_with_its_id() {
         );
     }
 }
+
+/// A flood of rejections writes only `log_rejected_requests` of request lines (docs/operations.md):
+/// with a quota of 3 a minute, 20 refused tokens give 3 lines, every one of the 20 is counted in
+/// the metrics, and a request that is not refused still gets its line.
+#[tokio::test]
+async fn a_flood_of_rejections_writes_only_its_quota_of_request_lines() {
+    let app = TestApp::spawn().await;
+    let mut served = crate::support::process::serve_binary(
+        &app,
+        &[
+            ("OTPD_LOG", "info"),
+            ("OTPD_LOG_REJECTED_REQUESTS", "3/min"),
+        ],
+    )
+    .await;
+    let url = format!("http://{}{}/user/otp", served.addr, app.base);
+    let http = reqwest::Client::new();
+    let refused = (0..20).map(|i| {
+        http.post(&url)
+            .header("request-id", format!("flood-{i}"))
+            .json(&json!({"pin": "1235"}))
+            .send()
+    });
+    for res in futures::future::join_all(refused).await {
+        assert_eq!(res.unwrap().status(), 401);
+    }
+    let live = http
+        .get(format!("http://{}/health/live", served.addr))
+        .header("request-id", "after-the-flood")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let metrics = http
+        .get(format!("http://{}/metrics", served.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    served.terminate();
+    assert!(served.wait_for_exit().await.success());
+
+    let logs: Vec<serde_json::Value> = served
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let lines_of = |status: u64| {
+        logs.iter()
+            .filter(|v| v["message"] == "request" && v["status"] == status)
+            .count()
+    };
+    assert_eq!(lines_of(401), 3, "{logs:#?}");
+    assert!(
+        logs.iter()
+            .any(|v| v["message"] == "request" && v["span"]["request_id"] == "after-the-flood"),
+        "the 200 after the flood has its line: {logs:#?}"
+    );
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("otpd_http_requests_total") && l.contains("status=\"401\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, 20.0, "every 401 is counted:\n{metrics}");
+}
