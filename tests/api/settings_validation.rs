@@ -114,6 +114,11 @@ const BAD_VALUES: &[(&str, &[&str], Settings)] = &[
     ),
     ("mail_per_hour", &["0", "1001"], &[]),
     ("log_format", &["xml", "JSON "], &[]),
+    (
+        "log_rejected_requests",
+        &["lots", "100", "10/day", "0/min", "1000001/s"],
+        &[],
+    ),
     ("password_min_length", &["7", "65", "eight"], &[]),
     (
         "password_blocklist_file",
@@ -347,6 +352,8 @@ fn the_edges_of_every_range_are_accepted() {
         ("service_name", "Acme Pay"),
         ("rate_limit_per_client", "1000000/h"),
         ("rate_limit_per_address", "off"),
+        ("log_rejected_requests", "off"),
+        ("log_rejected_requests", "5/min"),
         ("argon2", "m=8,t=1,p=1"),
         ("pepper_id", "abcd1234"),
         ("totp_algorithm", "SHA512"),

@@ -139,7 +139,15 @@ async fn a_stalled_client_cannot_hold_shutdown_beyond_the_grace_period() {
 #[tokio::test]
 async fn every_request_line_of_a_burst_is_logged_before_a_sigterm_exit() {
     let app = TestApp::spawn().await;
-    let mut served = serve_binary(&app, &[("OTPD_RATE_LIMIT_PER_ADDRESS", "off")]).await;
+    // Every line of the burst of 401s is asked for: no quota on rejected requests' lines.
+    let mut served = serve_binary(
+        &app,
+        &[
+            ("OTPD_RATE_LIMIT_PER_ADDRESS", "off"),
+            ("OTPD_LOG_REJECTED_REQUESTS", "off"),
+        ],
+    )
+    .await;
     let url = format!("http://{}{}/user/otp", served.addr, app.base);
     let http = reqwest::Client::new();
     const BURST: usize = 3000;
