@@ -294,3 +294,142 @@ async fn store_parallel_counted_redemptions_consume_once_and_count_before_the_ch
         5
     );
 }
+
+/// `PARALLEL` one-call redemptions of the same candidates at once, under the OTP policy; `None`
+/// where the store declined.
+async fn one_call_race(
+    c: &Contract,
+    user: &str,
+    candidates: Redemption,
+) -> Vec<Option<CountedRedemption>> {
+    let tasks = (0..PARALLEL).map(|_| {
+        let (store, candidates, u) = (Arc::clone(&c.store), candidates.clone(), sub(user));
+        tokio::spawn(async move {
+            store
+                .redeem_counted_in_one_call(&u, &candidates, true, &LockPolicy::OTP, 2_000)
+                .await
+                .unwrap()
+        })
+    });
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The one-call redemption (PostgreSQL's server-side function, docs/decisions.md) keeps every
+/// guarantee of `redeem_counted`: consumed once, counted before the check (exactly five wrong codes
+/// looked at; the fifth locks and revokes the user's live OTPs), and a user with device TOTPs is
+/// left to the full path with nothing written. A backend without it (SQLite) declines every call
+/// and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_one_call_redemptions_consume_once_count_before_the_check_and_decline_device_users() {
+    let c = contract().await;
+    let u = sub("contract-one-call");
+    let digest = [11u8; 32];
+    c.store
+        .insert_otp(&u, otp(&digest, 1_000, 3))
+        .await
+        .unwrap();
+    let outcomes = one_call_race(&c, "contract-one-call", account(digest)).await;
+    if outcomes.iter().all(Option::is_none) {
+        assert!(c.url.starts_with("sqlite:"), "{}", c.url);
+        assert_eq!(live_otps(&c, "contract-one-call").await, 1);
+        assert_eq!(
+            events(&c, "contract-one-call", AuditEvent::OtpRedeemed).await,
+            0
+        );
+        assert!(c.store.attempt_states(&u).await.unwrap().is_empty());
+        return;
+    }
+    let redeemed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Some(CountedRedemption::Redeemed(Redeemed::Account))))
+        .count();
+    assert_eq!(redeemed, 1, "{outcomes:?}");
+    assert_eq!(live_otps(&c, "contract-one-call").await, 0);
+    assert_eq!(
+        events(&c, "contract-one-call", AuditEvent::OtpRedeemed).await,
+        1
+    );
+    // The others found the code used (or not yet consumed by the winner): counted failures, and
+    // refusals once five failures in a row locked; every call was answered by the function.
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Some(
+                CountedRedemption::Redeemed(_)
+                    | CountedRedemption::Failed { .. }
+                    | CountedRedemption::Refused(_)
+            )
+        )),
+        "{outcomes:?}"
+    );
+
+    // Wrong codes: the 5th counted failure locks, so exactly five are looked at; it also revokes
+    // the user's live OTPs (otp_revoke_after 5).
+    let w = sub("contract-one-call-wrong");
+    c.store
+        .insert_otp(&w, otp(&[12u8; 32], 1_000, 3))
+        .await
+        .unwrap();
+    let outcomes = one_call_race(&c, "contract-one-call-wrong", account([13u8; 32])).await;
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Some(CountedRedemption::Failed { failed, .. }) => Some(failed.failures),
+            _ => None,
+        })
+        .collect();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Some(CountedRedemption::Refused(s)) if s.locked_until > 2_000))
+        .count();
+    assert_eq!((failed.len(), refused), (5, PARALLEL - 5), "{outcomes:?}");
+    let mut counts = failed.clone();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2, 3, 4, 5], "each failure saw its own count");
+    let wrong = "contract-one-call-wrong";
+    assert_eq!(events(&c, wrong, AuditEvent::OtpRefused).await, 5);
+    assert_eq!(
+        events(
+            &c,
+            wrong,
+            AuditEvent::Locked(otpd::domain::GuardedFactor::Otp)
+        )
+        .await,
+        1
+    );
+    assert_eq!(events(&c, wrong, AuditEvent::OtpsRevoked).await, 1);
+    assert_eq!(live_otps(&c, wrong).await, 0);
+
+    // A user with a device TOTP: declined, nothing counted, nothing consumed.
+    let d = sub("contract-one-call-device");
+    c.store
+        .insert_otp(&d, otp(&[14u8; 32], 1_000, 3))
+        .await
+        .unwrap();
+    c.store
+        .save_device(&d, &device("phone", b"ct"), "device=phone", None, 1)
+        .await
+        .unwrap();
+    let declined = c
+        .store
+        .redeem_counted_in_one_call(&d, &account([14u8; 32]), true, &LockPolicy::OTP, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(declined, None);
+    assert_eq!(live_otps(&c, "contract-one-call-device").await, 1);
+    assert!(c.store.attempt_states(&d).await.unwrap().is_empty());
+    // Unless the redemption does not ask for device codes (`types: ["account"]`).
+    let accepted = c
+        .store
+        .redeem_counted_in_one_call(&d, &account([14u8; 32]), false, &LockPolicy::OTP, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted,
+        Some(CountedRedemption::Redeemed(Redeemed::Account))
+    );
+}
