@@ -61,6 +61,18 @@ def run_axe(driver: webdriver.Chrome):
     return result
 
 
+def page_gone(driver: webdriver.Chrome, page) -> bool:
+    """Whether `page` (an `html` element) was replaced by the next document. Chrome answers the
+    question about a node of a document it has just left either as a stale element or with the same
+    "does not belong to the document" error as the click (a CI run met the latter): both mean gone."""
+    try:
+        return EC.staleness_of(page)(driver)
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return True
+        raise
+
+
 def click_when_attached(driver: webdriver.Chrome, css: str, page) -> None:
     """Clicks `css` on `page` (its `html` element). Chrome sometimes refuses a click on a node it
     has just replaced ("does not belong to the document", or a stale element) while the page's
@@ -75,7 +87,7 @@ def click_when_attached(driver: webdriver.Chrome, css: str, page) -> None:
             return
         except (StaleElementReferenceException, WebDriverException) as e:
             stale = isinstance(e, StaleElementReferenceException) or "does not belong to the document" in str(e)
-            if stale and EC.staleness_of(page)(driver):
+            if stale and page_gone(driver, page):
                 return
             if not stale or attempt == attempts - 1:
                 raise
@@ -110,7 +122,7 @@ def handle(driver: webdriver.Chrome, cmd: dict):
         if cmd.get("navigates", True):
             # A submit loads the next page: wait until the old one is gone and the new one loaded.
             wait = WebDriverWait(driver, 30)
-            wait.until(EC.staleness_of(page))
+            wait.until(lambda d: page_gone(d, page))
             if not NO_JS:  # with JavaScript off, WebDriver's scripts do not run either
                 wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
         return driver.title
