@@ -1,9 +1,9 @@
 //! The outermost layer: gives every request an id, refuses a declared oversize body, applies the
 //! request deadline, finishes every error into a JSON:API body that carries that id, counts the
 //! request and writes its one log line (for 4xx answers up to a quota, [`RejectedLines`]). One
-//! middleware for all of it (and one per route,
-//! [`api_route`]): each `from_fn` layer clones and boxes the service inside it on every request,
-//! which a cheap rejection pays for (docs/benchmark.md).
+//! middleware for all of it (and one per route, [`api_route`]): each `from_fn` layer clones and
+//! boxes the service inside it on every request, which a cheap rejection pays for
+//! (docs/benchmark.md).
 
 use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
 use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
