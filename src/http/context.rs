@@ -78,7 +78,8 @@ pub struct RejectedLines {
 /// Whether a rejected request's line is written.
 #[derive(Debug, PartialEq, Eq)]
 enum LineVerdict {
-    /// Written, after a line that says how many were left out since the last one (if any).
+    /// Written, after a line that says how many were left out since the last one written (if
+    /// any).
     Write {
         left_out_before: u64,
     },
@@ -93,7 +94,17 @@ impl RejectedLines {
         }
     }
 
-    fn verdict(&self) -> LineVerdict {
+    /// Whether the line of a request answered `status` is written. Lines of 4xx answers count
+    /// against the quota; any line written first says how many were left out since the last one
+    /// (a load balancer's health checks report the end of a flood that simply stopped).
+    fn verdict(&self, status: u16) -> LineVerdict {
+        if !(400..500).contains(&status) {
+            let left_out_before = match self.left_out.load(Ordering::Relaxed) {
+                0 => 0,
+                _ => self.left_out.swap(0, Ordering::Relaxed),
+            };
+            return LineVerdict::Write { left_out_before };
+        }
         match &self.quota {
             Some(quota) if quota.check().is_err() => {
                 self.left_out.fetch_add(1, Ordering::Relaxed);
@@ -144,11 +155,7 @@ pub async fn request_context(
     let latency = started.elapsed();
     settings.metrics.request(matched, &method, status, latency);
     let latency_ms = latency.as_secs_f64() * 1000.0;
-    let verdict = if (400..500).contains(&status) {
-        settings.rejected_lines.verdict()
-    } else {
-        LineVerdict::Write { left_out_before: 0 }
-    };
+    let verdict = settings.rejected_lines.verdict(status);
     if let LineVerdict::Write { left_out_before } = verdict
         && left_out_before > 0
     {
@@ -237,19 +244,28 @@ mod tests {
             period: Duration::from_secs(1),
         }));
         let write = |n| LineVerdict::Write { left_out_before: n };
-        assert_eq!(lines.verdict(), write(0));
-        assert_eq!(lines.verdict(), write(0));
+        assert_eq!(lines.verdict(401), write(0));
+        assert_eq!(lines.verdict(415), write(0));
         for _ in 0..3 {
-            assert_eq!(lines.verdict(), LineVerdict::LeaveOut);
+            assert_eq!(lines.verdict(401), LineVerdict::LeaveOut);
         }
         // The quota refills one line every 500 ms.
         std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(lines.verdict(), write(3));
-        assert_eq!(lines.verdict(), write(0));
+        assert_eq!(lines.verdict(404), write(3));
+        assert_eq!(lines.verdict(404), write(0));
+        // Other answers never count against the quota, and report what was left out before them.
+        for _ in 0..2 {
+            assert_eq!(lines.verdict(401), LineVerdict::LeaveOut);
+        }
+        assert_eq!(lines.verdict(200), write(2));
+        for _ in 0..100 {
+            assert_eq!(lines.verdict(204), write(0));
+            assert_eq!(lines.verdict(500), write(0));
+        }
 
         let every = RejectedLines::new(None);
         for _ in 0..1000 {
-            assert_eq!(every.verdict(), write(0));
+            assert_eq!(every.verdict(401), write(0));
         }
     }
 

@@ -262,7 +262,8 @@ async fn with_request_lines_off_a_failed_request_is_still_logged_with_its_id() {
 
 /// A flood of rejections writes only `log_rejected_requests` of request lines (docs/operations.md):
 /// with a quota of 3 a minute, 20 refused tokens give 3 lines, every one of the 20 is counted in
-/// the metrics, and a request that is not refused still gets its line.
+/// the metrics, and a request that is not refused still gets its line, after one that says 17 were
+/// left out.
 #[tokio::test]
 async fn a_flood_of_rejections_writes_only_its_quota_of_request_lines() {
     let app = TestApp::spawn().await;
@@ -314,6 +315,20 @@ async fn a_flood_of_rejections_writes_only_its_quota_of_request_lines() {
             .count()
     };
     assert_eq!(lines_of(401), 3, "{logs:#?}");
+    let summaries: Vec<_> = logs
+        .iter()
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("request lines of rejected requests left out"))
+        })
+        .map(|v| v["left_out"].clone())
+        .collect();
+    assert_eq!(
+        summaries,
+        [json!(17)],
+        "the next line written says so: {logs:#?}"
+    );
     assert!(
         logs.iter()
             .any(|v| v["message"] == "request" && v["span"]["request_id"] == "after-the-flood"),
