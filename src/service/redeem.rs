@@ -48,11 +48,11 @@ impl Services {
             return Err(ServiceError::InvalidOtp);
         }
         let policy = self.lockout.of(GuardedFactor::Otp);
+        let now = self.clock.now();
+        let mut candidates = self.candidates(sub, otp, types, &[], now);
         // The common case in one call where the backend has one; `None` when the user has device
         // TOTPs to compare (or no such call): then the full path below.
         if matches!(then, FollowUp::Nothing) {
-            let now = self.clock.now();
-            let candidates = self.candidates(sub, otp, types, &[], now);
             let counted = self
                 .store
                 .redeem_counted_in_one_call(
@@ -69,8 +69,7 @@ impl Services {
         }
         // Read (and checked for a missing key) before anything is counted.
         let devices = self.redeemable_devices(sub, types).await?;
-        let now = self.clock.now();
-        let candidates = self.candidates(sub, otp, types, &devices, now);
+        self.add_device_steps(&mut candidates, sub, otp, &devices, now);
         let devices_checked = !devices.is_empty();
         let changes_credentials = !matches!(then, FollowUp::Nothing);
         let counted = self
@@ -219,12 +218,27 @@ impl Services {
                 candidates.account_digests = digests;
             }
         }
+        self.add_device_steps(&mut candidates, sub, otp, devices, now);
+        candidates
+    }
+
+    /// Adds each step of `devices` whose code `otp` is to `candidates`.
+    fn add_device_steps(
+        &self,
+        candidates: &mut Redemption,
+        sub: &Subject,
+        otp: &SecretString,
+        devices: &[StoredDevice],
+        now: time::OffsetDateTime,
+    ) {
+        let Some(code) = OtpCode::parse(otp.expose_secret()) else {
+            return;
+        };
         for device in devices {
             for step in self.device_steps(sub, device, &code, now.unix_timestamp()) {
                 candidates.device_steps.push((device.clone(), step));
             }
         }
-        candidates
     }
 
     /// The steps of `device` whose code is `code`. A device whose row cannot be read (wrong key,
