@@ -460,7 +460,8 @@ macro_rules! impl_attempt_store {
                     policy: &LockPolicy,
                     now: Millis,
                 ) -> Result<Option<CountedRedemption>, StoreError> {
-                    self.redeem_in_one_call(sub, candidates, devices, policy, now).await
+                    super::redeem_in_one_call(&self.writer, sub, candidates, devices, policy, now)
+                        .await
                 }
 
                 async fn attempt_states(

@@ -1,8 +1,7 @@
 //! The PostgreSQL backend: for many replicas sharing one database. Same statements as SQLite (see
 //! `sql.rs`); migrations take PostgreSQL's advisory lock, so replicas starting together are safe.
 
-use super::{CountedRedemption, Millis, PoolSettings, PoolUsage, Redemption, StoreError};
-use crate::domain::{LockPolicy, Subject};
+use super::{PoolSettings, PoolUsage, StoreError};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -38,18 +37,6 @@ impl PgStore {
     /// redemptions run in their own transactions, side by side.
     fn group_commit(&self) -> Option<&super::group_commit::GroupCommit> {
         None
-    }
-
-    /// `AttemptStore::redeem_counted_in_one_call`: one server-side function call.
-    async fn redeem_in_one_call(
-        &self,
-        sub: &Subject,
-        candidates: &Redemption,
-        devices: bool,
-        policy: &LockPolicy,
-        now: Millis,
-    ) -> Result<Option<CountedRedemption>, StoreError> {
-        super::redeem_call::redeem(&self.writer, sub, candidates, devices, policy, now).await
     }
 
     /// One replica at a time: a session advisory lock, tried without waiting, on a connection
@@ -93,6 +80,9 @@ const CONSUME_RESET_AUDIT: Option<&str> = Some(
        SELECT $2, $1, $5, $6 WHERE EXISTS (SELECT 1 FROM used))
      SELECT COUNT(*) FROM used",
 );
+
+/// `AttemptStore::redeem_counted_in_one_call`: one call of a server-side function.
+use super::redeem_call::redeem as redeem_in_one_call;
 
 super::sql::impl_store!(
     PgStore,

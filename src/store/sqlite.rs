@@ -63,18 +63,6 @@ impl SqliteStore {
         Some(&self.group)
     }
 
-    /// One writer in-process already batches redemptions (group commit): no server-side call.
-    async fn redeem_in_one_call(
-        &self,
-        _sub: &crate::domain::Subject,
-        _candidates: &super::Redemption,
-        _devices: bool,
-        _policy: &crate::domain::LockPolicy,
-        _now: super::Millis,
-    ) -> Result<Option<CountedRedemption>, StoreError> {
-        Ok(None)
-    }
-
     /// One process owns the file: it may always prune.
     async fn take_retention_lease(&self) -> Result<Option<super::RetentionLease>, StoreError> {
         Ok(Some(super::RetentionLease::local()))
@@ -118,6 +106,19 @@ const SERIAL_WRITER: bool = true;
 
 /// SQLite has no data-modifying `WITH`: a redemption's success is its own statements.
 const CONSUME_RESET_AUDIT: Option<&str> = None;
+
+/// `AttemptStore::redeem_counted_in_one_call`: declined. One writer in-process already batches
+/// redemptions (group commit); there is no server to call.
+async fn redeem_in_one_call(
+    _: &SqlitePool,
+    _: &crate::domain::Subject,
+    _: &super::Redemption,
+    _: bool,
+    _: &crate::domain::LockPolicy,
+    _: super::Millis,
+) -> Result<Option<CountedRedemption>, StoreError> {
+    Ok(None)
+}
 
 super::sql::impl_store!(
     SqliteStore,
