@@ -21,6 +21,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n BIGINT; prev_lock BIGINT; lock_ms BIGINT; new_lock BIGINT; dis BOOLEAN;
     d BYTEA; revoked BIGINT; cnt TEXT;
+    -- The kinds of p_account and p_login, in that order (p_details follows it).
+    kinds CONSTANT TEXT[] := ARRAY['account', 'login'];
 BEGIN
     IF p_devices AND EXISTS (SELECT 1 FROM device_totps t WHERE t.sub = p_sub) THEN
         RETURN QUERY SELECT 'devices'::TEXT, 0::BIGINT, 0::BIGINT, FALSE;
@@ -50,26 +52,21 @@ BEGIN
         UPDATE attempts a SET locked_until = new_lock, disabled_at = CASE WHEN dis THEN p_now END
             WHERE a.sub = p_sub AND a.factor = 'otp';
     END IF;
-    -- The first valid candidate is consumed; a success starts the count over.
-    FOREACH d IN ARRAY p_account LOOP
-        UPDATE otps o SET used_at = p_now
-            WHERE o.sub = p_sub AND o.digest = d AND o.used_at IS NULL AND o.expires_at > p_now AND o.kind = 'account';
-        IF FOUND THEN
-            DELETE FROM attempts a WHERE a.sub = p_sub AND a.factor = 'otp';
-            INSERT INTO audit_events (sub, at, event, detail) VALUES (p_sub, p_now, p_events[1], p_details[1]);
-            RETURN QUERY SELECT 'account'::TEXT, 0::BIGINT, 0::BIGINT, FALSE;
-            RETURN;
-        END IF;
-    END LOOP;
-    FOREACH d IN ARRAY p_login LOOP
-        UPDATE otps o SET used_at = p_now
-            WHERE o.sub = p_sub AND o.digest = d AND o.used_at IS NULL AND o.expires_at > p_now AND o.kind = 'login';
-        IF FOUND THEN
-            DELETE FROM attempts a WHERE a.sub = p_sub AND a.factor = 'otp';
-            INSERT INTO audit_events (sub, at, event, detail) VALUES (p_sub, p_now, p_events[1], p_details[2]);
-            RETURN QUERY SELECT 'login'::TEXT, 0::BIGINT, 0::BIGINT, FALSE;
-            RETURN;
-        END IF;
+    -- The first valid candidate is consumed, account digests before login ones (a login OTP never
+    -- answers to an account digest and the other way round); a success starts the count over.
+    FOR k IN 1..2 LOOP
+        FOREACH d IN ARRAY (CASE k WHEN 1 THEN p_account ELSE p_login END) LOOP
+            UPDATE otps o SET used_at = p_now
+                WHERE o.sub = p_sub AND o.digest = d AND o.used_at IS NULL AND o.expires_at > p_now
+                  AND o.kind = kinds[k];
+            IF FOUND THEN
+                DELETE FROM attempts a WHERE a.sub = p_sub AND a.factor = 'otp';
+                INSERT INTO audit_events (sub, at, event, detail)
+                    VALUES (p_sub, p_now, p_events[1], p_details[k]);
+                RETURN QUERY SELECT kinds[k], 0::BIGINT, 0::BIGINT, FALSE;
+                RETURN;
+            END IF;
+        END LOOP;
     END LOOP;
     -- Nothing was valid: the count stays, with the failure's audit rows and revocations.
     cnt := 'failures=' || n;
