@@ -218,22 +218,11 @@ async fn with_request_lines_off_a_failed_request_is_still_logged_with_its_id() {
         .unwrap();
     assert_eq!(failed.status(), 500);
     assert_eq!(post("plain-1").send().await.unwrap().status(), 401);
-    let metrics = http
-        .get(format!("http://{}/metrics", served.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = served.metrics().await;
     served.terminate();
     assert!(served.wait_for_exit().await.success());
 
-    let logs: Vec<serde_json::Value> = served
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let logs = served.json_logs();
     let failure = logs
         .iter()
         .find(|v| v["message"] == "request failed")
@@ -293,22 +282,11 @@ async fn a_flood_of_rejections_writes_only_its_quota_of_request_lines() {
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
-    let metrics = http
-        .get(format!("http://{}/metrics", served.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = served.metrics().await;
     served.terminate();
     assert!(served.wait_for_exit().await.success());
 
-    let logs: Vec<serde_json::Value> = served
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let logs = served.json_logs();
     let lines_of = |status: u64| {
         logs.iter()
             .filter(|v| v["message"] == "request" && v["status"] == status)

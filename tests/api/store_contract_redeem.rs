@@ -2,8 +2,10 @@
 //! step replay, and the follow-ups that share the redemption's transaction), under concurrency.
 
 use crate::store_contract::*;
+use otpd::domain::Subject;
 use otpd::domain::{AuditEvent, Factor, LockPolicy};
-use otpd::store::{CountedRedemption, FollowUp, Redeemed, Redemption, StoredDevice};
+use otpd::store::{CountedRedemption, FollowUp, Redeemed, Redemption, Store, StoredDevice};
+use std::future::Future;
 use std::sync::Arc;
 
 fn device(id: &str, secret: &[u8]) -> StoredDevice {
@@ -57,22 +59,32 @@ async fn redeem(
         .unwrap()
 }
 
-/// `PARALLEL` tasks redeem the same candidates at once; returns how many succeeded.
-async fn race(c: &Contract, user: &str, candidates: Redemption, now: i64) -> usize {
-    let tasks = (0..PARALLEL).map(|_| {
-        let (store, candidates, u) = (Arc::clone(&c.store), candidates.clone(), sub(user));
-        tokio::spawn(async move {
-            store
-                .redeem(&u, &candidates, FollowUp::Nothing, now)
-                .await
-                .unwrap()
-        })
-    });
+/// `PARALLEL` tasks make `call` at once, each with the store, the user and the same candidates;
+/// their answers, in task order.
+async fn in_parallel<T, F, Fut>(c: &Contract, user: &str, candidates: Redemption, call: F) -> Vec<T>
+where
+    F: Fn(Arc<dyn Store>, Subject, Redemption) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks = (0..PARALLEL)
+        .map(|_| tokio::spawn(call(Arc::clone(&c.store), sub(user), candidates.clone())));
     futures::future::join_all(tasks)
         .await
         .into_iter()
-        .filter(|r| r.as_ref().unwrap().is_some())
-        .count()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// `PARALLEL` tasks redeem the same candidates at once; returns how many succeeded.
+async fn race(c: &Contract, user: &str, candidates: Redemption, now: i64) -> usize {
+    let redeemed = in_parallel(c, user, candidates, |store, u, candidates| async move {
+        store
+            .redeem(&u, &candidates, FollowUp::Nothing, now)
+            .await
+            .unwrap()
+    });
+    redeemed.await.iter().filter(|r| r.is_some()).count()
 }
 
 #[tokio::test]
@@ -234,27 +246,14 @@ async fn store_follow_ups_happen_only_with_a_redemption_and_in_its_transaction()
 
 /// `PARALLEL` counted redemptions of the same candidates at once, under the OTP policy.
 async fn counted_race(c: &Contract, user: &str, candidates: Redemption) -> Vec<CountedRedemption> {
-    let tasks = (0..PARALLEL).map(|_| {
-        let (store, candidates, u) = (Arc::clone(&c.store), candidates.clone(), sub(user));
-        tokio::spawn(async move {
-            store
-                .redeem_counted(
-                    &u,
-                    &candidates,
-                    FollowUp::Nothing,
-                    &LockPolicy::OTP,
-                    false,
-                    2_000,
-                )
-                .await
-                .unwrap()
-        })
-    });
-    futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
+    in_parallel(c, user, candidates, |store, u, candidates| async move {
+        let (then, policy) = (FollowUp::Nothing, &LockPolicy::OTP);
+        store
+            .redeem_counted(&u, &candidates, then, policy, false, 2_000)
+            .await
+            .unwrap()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -302,20 +301,13 @@ async fn one_call_race(
     user: &str,
     candidates: Redemption,
 ) -> Vec<Option<CountedRedemption>> {
-    let tasks = (0..PARALLEL).map(|_| {
-        let (store, candidates, u) = (Arc::clone(&c.store), candidates.clone(), sub(user));
-        tokio::spawn(async move {
-            store
-                .redeem_counted_in_one_call(&u, &candidates, true, &LockPolicy::OTP, 2_000)
-                .await
-                .unwrap()
-        })
-    });
-    futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
+    in_parallel(c, user, candidates, |store, u, candidates| async move {
+        store
+            .redeem_counted_in_one_call(&u, &candidates, true, &LockPolicy::OTP, 2_000)
+            .await
+            .unwrap()
+    })
+    .await
 }
 
 /// The one-call redemption (PostgreSQL's server-side function, docs/decisions.md) keeps every

@@ -280,4 +280,19 @@ impl Served {
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
+
+    /// The log lines that are JSON objects (all of them, since `serve_binary` asks for JSON).
+    pub fn json_logs(&self) -> Vec<Value> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The `/metrics` page, as Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.addr);
+        let res = reqwest::get(url).await.expect("/metrics answers");
+        res.text().await.unwrap()
+    }
 }
