@@ -50,8 +50,8 @@ impl Services {
         let policy = self.lockout.of(GuardedFactor::Otp);
         let now = self.clock.now();
         let mut candidates = self.candidates(sub, otp, types, &[], now);
-        // The common case in one call where the backend has one; `None` when the user has device
-        // TOTPs to compare (or no such call): then the full path below.
+        // The common case without reading the user's devices first (one call on either backend);
+        // `None` when the user has device TOTPs to compare: then the full path below.
         if matches!(then, FollowUp::Nothing) {
             let counted = self
                 .store

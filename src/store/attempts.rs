@@ -114,11 +114,12 @@ pub trait AttemptStore: Send + Sync {
         now: Millis,
     ) -> Result<CountedRedemption, StoreError>;
 
-    /// `redeem_counted` with nothing to follow for a user without device TOTPs, in one call to
-    /// the database where the backend has one (PostgreSQL: a server-side function, one round trip
-    /// instead of five). `None`: not done, nothing written — the backend has no such call, or
-    /// `devices` asked for device TOTPs and the user has some (the caller reads them and takes
-    /// `redeem_counted`). `candidates` holds no device steps.
+    /// `redeem_counted` with nothing to follow, without reading the user's device TOTPs first:
+    /// PostgreSQL makes it one call of a server-side function (one round trip instead of five),
+    /// SQLite one job of its group commit that tries the OTPs before it asks about devices.
+    /// `None`: not done, nothing written — `devices` asked for device TOTPs and the user has some
+    /// (PostgreSQL declines before looking at the OTPs, SQLite when none of them was valid); the
+    /// caller reads the devices and takes `redeem_counted`. `candidates` holds no device steps.
     async fn redeem_counted_in_one_call(
         &self,
         sub: &Subject,
@@ -341,7 +342,6 @@ macro_rules! impl_attempt_store {
                 devices_checked: bool,
                 now: Millis,
             ) -> Result<CountedRedemption, StoreError> {
-                let factor = GuardedFactor::Otp;
                 // A redemption that changes the user's rows (a follow-up, or device failure
                 // counts and revocations) is ordered against the user's other writes, taking the
                 // per-user lock before the counter's row lock as every other writer does. A plain
@@ -350,19 +350,49 @@ macro_rules! impl_attempt_store {
                     lock_user(&mut *conn, sub).await?;
                 }
                 if super::SERIAL_WRITER {
-                    // Nothing runs between this transaction's statements, so a check of the lock
-                    // and the consume in one statement, with a failure counted after it, is the
-                    // same as counting first: two statements for a success instead of four.
-                    if let Some((redeemed, counted)) =
-                        consume_unless_locked(&mut *conn, sub, candidates, now).await?
-                    {
-                        if counted {
-                            reset(&mut *conn, sub, factor).await?;
-                        }
+                    if let Some(redeemed) = consume_serially(&mut *conn, sub, candidates, now).await? {
                         redeemed_with(&mut *conn, sub, &redeemed, then, now).await?;
                         return Ok(CountedRedemption::Redeemed(redeemed));
                     }
                 }
+                count_then_consume(conn, sub, candidates, then, policy, devices_checked, now).await
+            }
+
+            /// A serial writer's consume (`SERIAL_WRITER`): nothing runs between this transaction's
+            /// statements, so a check of the lock and the consume in one statement, with a failure
+            /// counted after it, is the same as counting first: two statements for a success
+            /// instead of four. Resets the counter if there is one; the audit row and any follow-up
+            /// are the caller's. `None`: nothing valid, or locked; nothing written.
+            pub(super) async fn consume_serially(
+                conn: &mut Conn,
+                sub: &Subject,
+                candidates: &Redemption,
+                now: Millis,
+            ) -> Result<Option<Redeemed>, StoreError> {
+                let Some((redeemed, counted)) =
+                    consume_unless_locked(&mut *conn, sub, candidates, now).await?
+                else {
+                    return Ok(None);
+                };
+                if counted {
+                    reset(&mut *conn, sub, GuardedFactor::Otp).await?;
+                }
+                Ok(Some(redeemed))
+            }
+
+            /// The rest of `redeem_counted_in` after the per-user lock (and, on a serial writer,
+            /// after `consume_serially` found nothing): count, then consume (concurrent writers)
+            /// or record the failure.
+            pub(super) async fn count_then_consume(
+                conn: &mut Conn,
+                sub: &Subject,
+                candidates: &Redemption,
+                then: FollowUp<'_>,
+                policy: &LockPolicy,
+                devices_checked: bool,
+                now: Millis,
+            ) -> Result<CountedRedemption, StoreError> {
+                let factor = GuardedFactor::Otp;
                 // Counting first takes the row lock (PostgreSQL) or runs under the file's write
                 // lock (SQLite): the check below is already counted when it runs. A refusal
                 // writes nothing.
@@ -441,8 +471,18 @@ macro_rules! impl_attempt_store {
                     now: Millis,
                 ) -> Result<CountedRedemption, StoreError> {
                     if let (FollowUp::Nothing, Some(group)) = (&then, self.group_commit()) {
-                        let job = (sub.clone(), candidates.clone(), *policy, devices_checked, now);
-                        return group.redeem(job).await;
+                        let job = $crate::store::group_commit::Job {
+                            sub: sub.clone(),
+                            candidates: candidates.clone(),
+                            policy: *policy,
+                            call: $crate::store::group_commit::Call::Counted { devices_checked },
+                            now,
+                        };
+                        return group.redeem(job).await?.ok_or_else(|| {
+                            StoreError::Other(sqlx::Error::Protocol(
+                                "a counted redemption of a group commit had no outcome".into(),
+                            ))
+                        });
                     }
                     let mut tx = self.begin_write().await?;
                     let outcome =
@@ -460,8 +500,7 @@ macro_rules! impl_attempt_store {
                     policy: &LockPolicy,
                     now: Millis,
                 ) -> Result<Option<CountedRedemption>, StoreError> {
-                    super::redeem_in_one_call(&self.writer, sub, candidates, devices, policy, now)
-                        .await
+                    super::redeem_in_one_call(self, sub, candidates, devices, policy, now).await
                 }
 
                 async fn attempt_states(

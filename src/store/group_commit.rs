@@ -18,13 +18,30 @@ use tokio::sync::{mpsc, oneshot};
 /// Redemptions written in one transaction at most: bounds how long one commit holds the lock.
 pub(super) const MAX_BATCH: usize = 64;
 
-/// One redemption with no follow-up: who, what may be consumed, the OTP policy, whether device
-/// codes were checked, and now.
-pub(super) type Job = (Subject, Redemption, LockPolicy, bool, Millis);
+/// One redemption with no follow-up: who, what may be consumed, the OTP policy, which of the
+/// store's calls it is, and now.
+pub(super) struct Job {
+    pub sub: Subject,
+    pub candidates: Redemption,
+    pub policy: LockPolicy,
+    pub call: Call,
+    pub now: Millis,
+}
+
+/// Which store call a job answers.
+#[derive(Clone, Copy)]
+pub(super) enum Call {
+    /// `redeem_counted` (`devices_checked`: device codes were among the candidates): always an
+    /// outcome.
+    Counted { devices_checked: bool },
+    /// `redeem_counted_in_one_call`: `None` when `devices` asks for device TOTPs, the user has
+    /// some and no OTP was valid (nothing written; the caller takes the full path).
+    OneCall { devices: bool },
+}
 
 pub(super) struct Queued {
     pub job: Job,
-    reply: oneshot::Sender<Result<CountedRedemption, StoreError>>,
+    reply: oneshot::Sender<Result<Option<CountedRedemption>, StoreError>>,
 }
 
 /// The handle requests use; the writer task ends when it is dropped.
@@ -38,7 +55,7 @@ impl GroupCommit {
     pub fn start<F, Fut>(write_batch: F) -> Self
     where
         F: Fn(Vec<Job>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<CountedRedemption>, StoreError>> + Send,
+        Fut: Future<Output = Result<Vec<Option<CountedRedemption>>, StoreError>> + Send,
     {
         let (jobs, mut queue) = mpsc::channel::<Queued>(4 * MAX_BATCH);
         tokio::spawn(async move {
@@ -66,7 +83,7 @@ impl GroupCommit {
         Self { jobs }
     }
 
-    pub async fn redeem(&self, job: Job) -> Result<CountedRedemption, StoreError> {
+    pub async fn redeem(&self, job: Job) -> Result<Option<CountedRedemption>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Queued { job, reply })

@@ -8,10 +8,14 @@
 //! writer. Write transactions still begin IMMEDIATE, for a second process on the same file (an
 //! operator command while the server runs).
 
-use super::group_commit::{GroupCommit, Job};
-use super::{CountedRedemption, FollowUp, PoolSettings, PoolUsage, StoreError};
-use sqlx::SqlitePool;
+use super::group_commit::{Call, GroupCommit, Job};
+use super::{
+    CountedRedemption, FollowUp, Millis, PoolSettings, PoolUsage, Redeemed, Redemption, StoreError,
+};
+use crate::domain::{AuditEvent, LockPolicy, Subject};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use std::str::FromStr;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -73,28 +77,113 @@ impl SqliteStore {
     }
 }
 
-/// One transaction for a batch of redemptions; see `group_commit.rs`.
+/// One transaction for a batch of redemptions; see `group_commit.rs`. The audit rows of one-call
+/// successes are written together, in one statement, before the next statement that could write
+/// another audit row (so the rows keep the order of the redemptions) and before the commit.
 async fn write_batch(
     writer: SqlitePool,
     jobs: Vec<Job>,
-) -> Result<Vec<CountedRedemption>, StoreError> {
+) -> Result<Vec<Option<CountedRedemption>>, StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(jobs.len());
-    for (sub, candidates, policy, devices_checked, now) in &jobs {
-        let then = FollowUp::Nothing;
-        let outcome = attempt_sql::redeem_counted_in(
-            &mut tx,
-            sub,
-            candidates,
-            then,
-            policy,
-            *devices_checked,
-            *now,
-        );
-        outcomes.push(outcome.await?);
+    let mut audits = RedeemedAudits::default();
+    for job in &jobs {
+        let outcome = match job.call {
+            Call::OneCall { devices } => one_call_in(&mut tx, job, devices, &mut audits).await?,
+            Call::Counted { devices_checked } => {
+                audits.write(&mut tx).await?;
+                let counted = attempt_sql::redeem_counted_in(
+                    &mut tx,
+                    &job.sub,
+                    &job.candidates,
+                    FollowUp::Nothing,
+                    &job.policy,
+                    devices_checked,
+                    job.now,
+                );
+                Some(counted.await?)
+            }
+        };
+        outcomes.push(outcome);
     }
+    audits.write(&mut tx).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// `redeem_counted_in_one_call` inside a group commit: the OTP candidates are tried first, and a
+/// success is the same whether or not the user has device TOTPs (their codes come after every
+/// OTP in `redeem_counted`), so the common redemption needs no device read at all. Only a miss
+/// asks whether the user has device TOTPs: then nothing is written and the caller takes the full
+/// path; otherwise the miss is counted as `redeem_counted` counts it.
+async fn one_call_in(
+    tx: &mut SqliteConnection,
+    job: &Job,
+    devices: bool,
+    audits: &mut RedeemedAudits,
+) -> Result<Option<CountedRedemption>, StoreError> {
+    let Job {
+        sub,
+        candidates,
+        policy,
+        now,
+        ..
+    } = job;
+    if let Some(redeemed) = attempt_sql::consume_serially(&mut *tx, sub, candidates, *now).await? {
+        audits.push(sub, &redeemed, *now);
+        return Ok(Some(CountedRedemption::Redeemed(redeemed)));
+    }
+    audits.write(&mut *tx).await?;
+    if devices && has_device_totps(&mut *tx, sub).await? {
+        return Ok(None);
+    }
+    let counted = attempt_sql::count_then_consume(
+        tx,
+        sub,
+        candidates,
+        FollowUp::Nothing,
+        policy,
+        false,
+        *now,
+    );
+    Ok(Some(counted.await?))
+}
+
+async fn has_device_totps(tx: &mut SqliteConnection, sub: &Subject) -> Result<bool, StoreError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM device_totps WHERE sub = $1 LIMIT 1")
+            .bind(sub.as_str())
+            .fetch_optional(tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// The audit rows of redemptions consumed but not yet written, in order.
+#[derive(Default)]
+struct RedeemedAudits(Vec<(Subject, String, Millis)>);
+
+impl RedeemedAudits {
+    fn push(&mut self, sub: &Subject, redeemed: &Redeemed, now: Millis) {
+        self.0.push((sub.clone(), redeemed.audit_detail(), now));
+    }
+
+    /// Writes them, in one statement.
+    async fn write(&mut self, tx: &mut SqliteConnection) -> Result<(), StoreError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut insert =
+            QueryBuilder::<Sqlite>::new("INSERT INTO audit_events (sub, at, event, detail) ");
+        insert.push_values(&self.0, |mut row, (sub, detail, now)| {
+            row.push_bind(sub.as_str())
+                .push_bind(*now)
+                .push_bind(AuditEvent::OtpRedeemed.as_str())
+                .push_bind(detail.as_str());
+        });
+        insert.build().execute(tx).await?;
+        self.0.clear();
+        Ok(())
+    }
 }
 
 /// `BEGIN IMMEDIATE` already serialises every write transaction of the file: no per-user lock.
@@ -107,17 +196,23 @@ const SERIAL_WRITER: bool = true;
 /// SQLite has no data-modifying `WITH`: a redemption's success is its own statements.
 const CONSUME_RESET_AUDIT: Option<&str> = None;
 
-/// `AttemptStore::redeem_counted_in_one_call`: declined. One writer in-process already batches
-/// redemptions (group commit); there is no server to call.
+/// `AttemptStore::redeem_counted_in_one_call`: a job of the group commit (`one_call_in`).
 async fn redeem_in_one_call(
-    _: &SqlitePool,
-    _: &crate::domain::Subject,
-    _: &super::Redemption,
-    _: bool,
-    _: &crate::domain::LockPolicy,
-    _: super::Millis,
+    store: &SqliteStore,
+    sub: &Subject,
+    candidates: &Redemption,
+    devices: bool,
+    policy: &LockPolicy,
+    now: Millis,
 ) -> Result<Option<CountedRedemption>, StoreError> {
-    Ok(None)
+    let job = Job {
+        sub: sub.clone(),
+        candidates: candidates.clone(),
+        policy: *policy,
+        call: Call::OneCall { devices },
+        now,
+    };
+    store.group.redeem(job).await
 }
 
 super::sql::impl_store!(

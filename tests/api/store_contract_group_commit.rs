@@ -57,21 +57,42 @@ fn candidates(user: &str) -> Redemption {
     }
 }
 
+/// Which of the store's redemption calls a test makes.
+#[derive(Clone, Copy)]
+enum Call {
+    Counted,
+    OneCall,
+}
+
+/// `user` redeems its own OTP through `call`; a declined one-call redemption is an error here.
+async fn redeem(
+    store: &Arc<dyn Store>,
+    call: Call,
+    user: &str,
+) -> Result<CountedRedemption, String> {
+    let (u, candidates, policy) = (sub(user), candidates(user), LockPolicy::OTP);
+    match call {
+        Call::Counted => store
+            .redeem_counted(&u, &candidates, FollowUp::Nothing, &policy, false, 2_000)
+            .await
+            .map_err(|e| e.to_string()),
+        Call::OneCall => store
+            .redeem_counted_in_one_call(&u, &candidates, false, &policy, 2_000)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "declined".to_owned()),
+    }
+}
+
 /// Every user in `users` redeems its own OTP at once; the outcome of each, in order.
 async fn redeem_all(
     store: &Arc<dyn Store>,
+    call: Call,
     users: &[String],
 ) -> Vec<Result<CountedRedemption, String>> {
     let tasks = users.iter().map(|user| {
-        let (store, u) = (Arc::clone(store), sub(user));
-        let candidates = candidates(user);
-        tokio::spawn(async move {
-            let policy = LockPolicy::OTP;
-            store
-                .redeem_counted(&u, &candidates, FollowUp::Nothing, &policy, false, 2_000)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        let (store, user) = (Arc::clone(store), user.clone());
+        tokio::spawn(async move { redeem(&store, call, &user).await })
     });
     futures::future::join_all(tasks)
         .await
@@ -96,6 +117,19 @@ async fn untouched(c: &Contract, user: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_a_failing_redemption_rolls_back_its_whole_transaction_and_a_retry_succeeds() {
+    rolls_back_and_retries(Call::Counted).await;
+}
+
+/// The same through the one-call redemption of the service's common path: on SQLite its audit rows
+/// are written together at the end of the batch, and a fault there rolls back every redemption in
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_a_failing_one_call_redemption_rolls_back_its_whole_transaction_and_a_retry_succeeds()
+{
+    rolls_back_and_retries(Call::OneCall).await;
+}
+
+async fn rolls_back_and_retries(call: Call) {
     let c = contract().await;
     let all = users();
     for user in all.iter().chain([&"gc-plug".to_owned()]) {
@@ -119,18 +153,12 @@ async fn store_a_failing_redemption_rolls_back_its_whole_transaction_and_a_retry
             .unwrap();
         let plug = {
             let c_store = Arc::clone(&c.store);
-            tokio::spawn(async move {
-                let policy = LockPolicy::OTP;
-                let (u, cands) = (sub("gc-plug"), candidates("gc-plug"));
-                c_store
-                    .redeem_counted(&u, &cands, FollowUp::Nothing, &policy, false, 2_000)
-                    .await
-            })
+            tokio::spawn(async move { redeem(&c_store, call, "gc-plug").await })
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         let rest = {
             let (store, all) = (Arc::clone(&c.store), all.clone());
-            tokio::spawn(async move { redeem_all(&store, &all).await })
+            tokio::spawn(async move { redeem_all(&store, call, &all).await })
         };
         tokio::time::sleep(Duration::from_millis(500)).await;
         sqlx::raw_sql("ROLLBACK")
@@ -140,7 +168,7 @@ async fn store_a_failing_redemption_rolls_back_its_whole_transaction_and_a_retry
         let _ = plug.await.unwrap();
         rest.await.unwrap()
     } else {
-        redeem_all(&c.store, &all).await
+        redeem_all(&c.store, call, &all).await
     };
 
     let mut innocent_failures = 0;
@@ -175,7 +203,7 @@ async fn store_a_failing_redemption_rolls_back_its_whole_transaction_and_a_retry
         .filter(|(_, o)| o.is_err())
         .map(|(u, _)| u.clone())
         .collect();
-    let retried = redeem_all(&c.store, &failed).await;
+    let retried = redeem_all(&c.store, call, &failed).await;
     for (user, outcome) in failed.iter().zip(&retried) {
         assert!(
             matches!(outcome, Ok(CountedRedemption::Redeemed(Redeemed::Account))),
