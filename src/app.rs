@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::dev::{DEV_ISSUER, DevKit};
 use crate::http::admin::AdminExposure;
 use crate::http::rate_limit::RateLimiters;
-use crate::http::{self, AppState, RouterSettings};
+use crate::http::{self, AppParts, AppState, RouterSettings};
 use crate::identity::Identity;
 use crate::mail::{ConsoleMailer, SmtpMailer};
 use crate::metrics::Metrics;
@@ -21,7 +21,6 @@ use crate::store::{PoolSettings, Store};
 use crate::templates::Templates;
 use crate::web::{self, PageSettings};
 use anyhow::Context;
-use axum::Router;
 use rand::Rng;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,9 +36,9 @@ pub struct Overrides {
 
 pub struct App {
     listener: TcpListener,
-    router: Router,
+    router: http::App,
     /// The separate admin listener for /metrics and /health/*, when `metrics_listen` is set.
-    admin: Option<(TcpListener, Router)>,
+    admin: Option<(TcpListener, http::App)>,
     server: ServerSettings,
     connections: OpenConnections,
     metrics: Metrics,
@@ -268,7 +267,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
     tokens.spawn_refresh();
     let metrics = services.metrics.clone();
     let services = Arc::new(services);
-    let state = AppState {
+    let state = AppState::new(AppParts {
         services: Arc::clone(&services),
         identity: Arc::new(tokens),
         connections: OpenConnections::default(),
@@ -276,7 +275,7 @@ pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<
         // Leaked once per app: the scope is fixed for the process, and error bodies name it as a
         // `&'static str` like every other scope.
         admin_scope: String::leak(config.admin.scope.clone()),
-    };
+    });
     let admin_api = config.admin.exposure;
     let connections = Arc::clone(&state.connections);
     let pages = web::router(

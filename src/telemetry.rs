@@ -7,8 +7,11 @@
 use std::fmt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -27,20 +30,31 @@ pub struct LogSettings {
 }
 
 pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Plain `target=level` directives (`info`, `info,otpd::http::context=warn`: every filter the
+    // docs show) make a `Targets` filter, decided once per call site. EnvFilter is kept for what
+    // only it understands (span and field directives): it looks up every span's entry and exit
+    // under a lock shared by all threads, a measurable share of a cheap request
+    // (docs/benchmark.md).
+    let (targets, env) = match filter.parse::<Targets>() {
+        Ok(targets) => (Some(targets), None),
+        Err(_) => {
+            let env = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+            (None, Some(env))
+        }
+    };
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal: in files and pipes they are noise, and
         // formatting them costs measurable CPU per request line (docs/benchmark.md).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let filtered = tracing_subscriber::registry().with(targets).with(env);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+        LogFormat::Json => filtered
+            .with(lines.json().flatten_event(true).with_current_span(true))
             .try_init(),
-        LogFormat::Text => builder.fmt_fields(EscapedFields::default()).try_init(),
+        LogFormat::Text => filtered
+            .with(lines.fmt_fields(EscapedFields::default()))
+            .try_init(),
     };
 }
 

@@ -3,21 +3,25 @@
 //! request and writes its one log line (for 4xx answers up to a quota, [`RejectedLines`]). One
 //! middleware for all of it (and one per route, [`api_route`]): each `from_fn` layer clones and
 //! boxes the service inside it on every request, which a cheap rejection pays for
-//! (docs/benchmark.md).
+//! (docs/benchmark.md). The outer part is not a layer at all: [`App`] calls the router itself.
 
 use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
 use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
 use super::{deadline, json_body};
 use crate::metrics::Metrics;
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "request-id";
@@ -118,11 +122,46 @@ impl RejectedLines {
     }
 }
 
-pub async fn request_context(
-    State(settings): State<Arc<OuterSettings>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// One listener's whole HTTP service: [`request_context`] around its router, called directly. As
+/// a `from_fn` layer it would be applied to every route (axum layers routes, not the router) and
+/// would clone and box the route's service and future on every request; here it costs neither,
+/// and a panic anywhere below is caught once, around the router.
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    outer: Arc<OuterSettings>,
+}
+
+impl App {
+    pub fn new(router: Router, outer: OuterSettings) -> Self {
+        Self {
+            router,
+            outer: Arc::new(outer),
+        }
+    }
+
+    pub async fn call(self, req: Request) -> Response {
+        let Self { router, outer } = self;
+        request_context(&outer, req, |req| async move {
+            // A handler that panics answers 500 (rendered by `finish_error`, nothing of the
+            // panic in the body); the panic message goes to the panic hook, as before.
+            let routed = AssertUnwindSafe(router.oneshot(req)).catch_unwind().await;
+            match routed {
+                Ok(Ok(res)) => res,
+                Ok(Err(never)) => match never {},
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        })
+        .await
+    }
+}
+
+/// The outermost work on every request (module doc); `route` runs the router.
+async fn request_context<F, Fut>(settings: &OuterSettings, mut req: Request, route: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let id = RequestId::from_request(&req);
     let notes = Arc::new(RequestNotes::default());
@@ -138,7 +177,7 @@ pub async fn request_context(
         ApiError::PayloadTooLarge.into_response()
     } else {
         let budget = deadline::budget(settings.request_timeout, &req);
-        match tokio::time::timeout(budget, next.run(req).instrument(span.clone())).await {
+        match tokio::time::timeout(budget, route(req).instrument(span.clone())).await {
             Ok(res) => res,
             Err(_) => ApiError::RequestTimeout.into_response(),
         }

@@ -32,14 +32,32 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
+pub use context::App;
 use context::OuterSettings;
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::catch_panic::CatchPanicLayer;
 
+/// What every handler reads: behind one `Arc`, so the clone each handler's `State` makes is one
+/// counter, not one per part (a cheap request paid for each).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub services: Arc<Services>,
     pub identity: Arc<Identity>,
     /// Client connections open on this app's listeners.
@@ -73,22 +91,17 @@ pub struct RouterSettings<'a> {
     pub rejected_lines: Option<rate_limit::RateQuota>,
 }
 
-pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
-    let (api, doc) = openapi::api_routes().split_for_parts();
+pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
+    let doc = openapi::api_routes().into_openapi();
     let (admin, admin_doc) = admin::routes().split_for_parts();
     // The document describes the admin API wherever it is served (its paths say so).
     let doc = openapi::finish(doc.merge_from(admin_doc), settings.base_path)
         .to_json()
         .unwrap_or_default();
-    let api = api.route_layer(from_fn_with_state(
+    let api = openapi::api_router(settings.base_path).route_layer(from_fn_with_state(
         Arc::clone(&state.limits),
         context::api_route,
     ));
-    let api = if settings.base_path.is_empty() {
-        api
-    } else {
-        Router::new().nest(settings.base_path, api)
-    };
     let api = if settings.serve_admin {
         api.merge(admin.route_layer(from_fn_with_state(
             Arc::clone(&state.limits),
@@ -103,22 +116,22 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> Router {
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
         )
         .route_layer(from_fn(context::remember_route));
-    api.merge(operations_routes(settings.serve_metrics))
+    let router = api
+        .merge(operations_routes(settings.serve_metrics))
         .merge(openapi)
         .with_state(state.clone())
         .merge(settings.pages)
         .fallback(|| async { ApiError::NotFound })
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(CatchPanicLayer::new())
-        .layer(from_fn_with_state(
-            Arc::new(OuterSettings {
-                metrics: state.services.metrics.clone(),
-                request_timeout: settings.request_timeout,
-                max_body_bytes: Some(settings.max_body_bytes),
-                rejected_lines: context::RejectedLines::new(settings.rejected_lines),
-            }),
-            context::request_context,
-        ))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+    App::new(
+        router,
+        OuterSettings {
+            metrics: state.services.metrics.clone(),
+            request_timeout: settings.request_timeout,
+            max_body_bytes: Some(settings.max_body_bytes),
+            rejected_lines: context::RejectedLines::new(settings.rejected_lines),
+        },
+    )
 }
 
 /// The admin listener's router: health and metrics, and the admin API where configured.
@@ -127,7 +140,7 @@ pub fn admin_router(
     request_timeout: Duration,
     serve_admin: bool,
     rejected_lines: Option<rate_limit::RateQuota>,
-) -> Router {
+) -> App {
     let routes = operations_routes(true);
     let routes = if serve_admin {
         let (admin, _) = admin::routes().split_for_parts();
@@ -135,18 +148,16 @@ pub fn admin_router(
     } else {
         routes
     };
-    routes
+    let outer = OuterSettings {
+        metrics: state.services.metrics.clone(),
+        request_timeout,
+        max_body_bytes: None,
+        rejected_lines: context::RejectedLines::new(rejected_lines),
+    };
+    let router = routes
         .fallback(|| async { ApiError::NotFound })
-        .layer(from_fn_with_state(
-            Arc::new(OuterSettings {
-                metrics: state.services.metrics.clone(),
-                request_timeout,
-                max_body_bytes: None,
-                rejected_lines: context::RejectedLines::new(rejected_lines),
-            }),
-            context::request_context,
-        ))
-        .with_state(state)
+        .with_state(state);
+    App::new(router, outer)
 }
 
 /// Health (always) and metrics (where configured): unauthenticated, outside the base path.

@@ -17,14 +17,17 @@ pub fn accepts(accept: Option<&str>, wanted: &str) -> bool {
     let (wanted_type, _) = wanted.split_once('/').unwrap_or((wanted, ""));
     accept.split(',').any(|range| {
         let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = parts.next().unwrap_or("").trim();
         let refused = parts.any(|p| {
             p.trim()
                 .strip_prefix("q=")
                 .and_then(|q| q.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        !refused && (media == "*/*" || media == wanted || media == format!("{wanted_type}/*"))
+        let any_subtype = media.split_once('/').is_some_and(|(t, sub)| {
+            sub == "*" && (t == "*" || t.eq_ignore_ascii_case(wanted_type))
+        });
+        !refused && (any_subtype || media.eq_ignore_ascii_case(wanted))
     })
 }
 
@@ -143,6 +146,8 @@ mod tests {
             Some("application/json"),
             Some("application/json; charset=utf-8"),
             Some("text/html, application/json;q=0.5"),
+            Some("Application/JSON"),
+            Some("APPLICATION/*"),
         ] {
             assert!(accepts(ok, APPLICATION_JSON), "{ok:?}");
         }
@@ -151,6 +156,8 @@ mod tests {
             Some("application/xml"),
             Some("application/json;q=0"),
             Some("application/vnd.api+json"),
+            Some("text/*"),
+            Some("*/json"),
         ] {
             assert!(!accepts(bad, APPLICATION_JSON), "{bad:?}");
         }

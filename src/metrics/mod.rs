@@ -12,7 +12,8 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// How often histogram samples are folded into buckets between scrapes.
@@ -33,6 +34,21 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    requests: RequestSeries,
+}
+
+/// The two series of each (route, method, status) seen so far: looked up by reference on every
+/// request instead of building their keys (six allocations and a registry lookup) each time.
+/// Small by construction: the labels are a closed set.
+#[derive(Default)]
+struct RequestSeries(RwLock<HashMap<String, Vec<RequestSeriesOf>>>);
+
+/// The series of one route for one method and status.
+struct RequestSeriesOf {
+    method: &'static str,
+    status: u16,
+    count: Counter,
+    duration: Histogram,
 }
 
 /// Values read at scrape time from the parts that own them.
@@ -74,7 +90,11 @@ impl Metrics {
             }
         }
         let metrics = Self {
-            inner: Arc::new(Inner { recorder, handle }),
+            inner: Arc::new(Inner {
+                recorder,
+                handle,
+                requests: RequestSeries::default(),
+            }),
         };
         metrics.register_known_series();
         metrics
@@ -152,16 +172,53 @@ impl Metrics {
         status: u16,
         latency: Duration,
     ) {
-        let status = status.to_string();
+        let route = route.unwrap_or("unmatched");
+        let method = method_label(method);
+        let record = |series: &RequestSeriesOf| {
+            series.count.increment(1);
+            series.duration.record(latency.as_secs_f64());
+        };
+        let known = self
+            .inner
+            .requests
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let seen = known.get(route).and_then(|of_route| {
+            of_route
+                .iter()
+                .find(|s| s.method == method && s.status == status)
+        });
+        if let Some(series) = seen {
+            return record(series);
+        }
+        drop(known);
+        let status_label = status.to_string();
         let labels = [
-            ("route", route.unwrap_or("unmatched")),
-            ("method", method_label(method)),
-            ("status", status.as_str()),
+            ("route", route),
+            ("method", method),
+            ("status", status_label.as_str()),
         ];
-        self.counter("otpd_http_requests_total", &labels)
-            .increment(1);
-        self.histogram("otpd_http_request_duration_seconds", &labels)
-            .record(latency.as_secs_f64());
+        let series = RequestSeriesOf {
+            method,
+            status,
+            count: self.counter("otpd_http_requests_total", &labels),
+            duration: self.histogram("otpd_http_request_duration_seconds", &labels),
+        };
+        record(&series);
+        let mut known = self
+            .inner
+            .requests
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let of_route = known.entry(route.to_owned()).or_default();
+        if !of_route
+            .iter()
+            .any(|s| s.method == method && s.status == status)
+        {
+            of_route.push(series);
+        }
     }
 
     /// An account OTP was issued; `via` is `credential` or `mail`.

@@ -13,8 +13,9 @@
 
 mod slots;
 
+use crate::http::App;
 use crate::metrics::Metrics;
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{HeaderValue, Request, Version, header};
 use hyper::body::Incoming;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceExt;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// HTTP/2 liveness pings: a peer that stops answering is dropped.
@@ -80,10 +80,10 @@ impl Default for ServerSettings {
 /// Open client connections, shared by every listener of one app (read by the metrics scrape).
 pub type OpenConnections = Arc<AtomicUsize>;
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains within the grace period.
+/// Serves `app` on `listener` until `shutdown` completes, then drains within the grace period.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: App,
     settings: ServerSettings,
     open: OpenConnections,
     metrics: Metrics,
@@ -129,12 +129,12 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let open = Arc::clone(&open);
         open.fetch_add(1, Ordering::Relaxed);
-        let router = router.clone();
+        let app = app.clone();
         let metrics = metrics.clone();
         let limits = slots.limits();
         tokio::spawn(async move {
             let connection = Arc::clone(&slot.connection);
-            let closed = run_connection(stream, peer, router, settings, &connection, limits).await;
+            let closed = run_connection(stream, peer, app, settings, &connection, limits).await;
             if let Some(why) = closed
                 && why != Close::Shutdown
             {
@@ -173,7 +173,7 @@ pub async fn serve(
 async fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    app: App,
     settings: ServerSettings,
     connection: &Arc<Connection>,
     limits: SlotLimits,
@@ -190,7 +190,7 @@ async fn run_connection(
         },
         why = &mut close => return Some(why),
     };
-    let service = connection_service(router, peer, settings, Arc::clone(connection));
+    let service = connection_service(app, peer, settings, Arc::clone(connection));
     let io = TokioIo::new(stream);
     if is_h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -265,10 +265,10 @@ async fn sniff_http2(stream: &TcpStream) -> Option<bool> {
     }
 }
 
-/// The per-connection service: the router, plus the peer address, the connection's activity
+/// The per-connection service: the app, plus the peer address, the connection's activity
 /// (requests in flight keep it from counting as idle) and the keep-alive request cap.
 fn connection_service(
-    router: Router,
+    app: App,
     peer: SocketAddr,
     settings: ServerSettings,
     connection: Arc<Connection>,
@@ -282,9 +282,9 @@ fn connection_service(
         req.extensions_mut().insert(ConnectInfo(peer));
         let (n, in_flight) = connection.request_started();
         let last = n >= settings.max_requests_per_connection && req.version() <= Version::HTTP_11;
-        let router = router.clone();
+        let app = app.clone();
         async move {
-            let mut res = router.oneshot(req).await?;
+            let mut res = app.call(req.map(Body::new)).await;
             drop(in_flight);
             if last {
                 res.headers_mut()

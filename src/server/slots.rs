@@ -78,8 +78,13 @@ struct State {
 /// One open connection's activity, shared by its task, its service and the accept loop.
 pub struct Connection {
     activity: Mutex<Activity>,
-    /// Wakes the connection's watchdog: a request started or ended, or it was asked to close.
+    /// Wakes the connection's watchdog: it was asked to close, or a request ended and the
+    /// connection's idle deadline is now earlier than when the watchdog looks next (the first
+    /// request's end, when `idle_timeout` is shorter than `first_request_timeout`). Otherwise a
+    /// request that starts or ends only moves the deadline later, which the watchdog finds when
+    /// it looks: no wake-up per request, which would cost a cheap request a task wake and a timer.
     changed: Notify,
+    idle_timeout: Duration,
     /// The slots' `freed`: a connection that turns idle may be what a waiting newcomer needs.
     became_idle: Arc<Notify>,
 }
@@ -90,6 +95,8 @@ struct Activity {
     /// When the connection was accepted, or last became idle.
     idle_since: Instant,
     close: Option<Close>,
+    /// When the watchdog looks next.
+    watched_until: Option<Instant>,
 }
 
 /// A held slot; released (and the accept loop told) when dropped.
@@ -141,8 +148,10 @@ impl Slots {
                 served: 0,
                 idle_since: Instant::now(),
                 close: state.draining.then_some(Close::Shutdown),
+                watched_until: None,
             }),
             changed: Notify::new(),
+            idle_timeout: self.limits.idle_timeout,
             became_idle: Arc::clone(&self.freed),
         });
         state.open.insert(id, Arc::clone(&connection));
@@ -241,7 +250,6 @@ impl Connection {
         a.served += 1;
         let served = a.served;
         drop(a);
-        self.changed.notify_one();
         (served, InFlight(Arc::clone(self)))
     }
 
@@ -252,29 +260,34 @@ impl Connection {
 
     /// Completes when the connection should close, and says why: asked to (shutdown, eviction),
     /// or its first request or its next request did not come in time.
+    ///
+    /// Requests rarely wake it: a request that starts or ends moves the deadline later, except
+    /// when it ends before a deadline the watchdog waits for (`Connection::changed`), so the
+    /// watchdog sleeps until the deadline it last saw and looks again then (while a request is in
+    /// flight, one `idle_timeout` later). A connection still closes `idle_timeout` after its last
+    /// request ended.
     pub async fn close_requested(&self, limits: SlotLimits) -> Close {
         loop {
             let changed = self.changed.notified();
-            let due = {
+            let at = {
                 let mut a = self.activity();
+                let now = Instant::now();
                 // Decided under the lock, so a request that starts right now is not cut off.
-                match a.due(limits, Instant::now()) {
+                let at = match a.due(limits, now) {
                     Due::Close(why) => {
                         a.close = Some(why);
                         return why;
                     }
-                    Due::At(at) => Some(at),
-                    Due::Busy => None,
-                }
+                    Due::At(at) => at,
+                    // Nothing is due before the request ends, and then not before idle_timeout.
+                    Due::Busy => now + limits.idle_timeout,
+                };
+                a.watched_until = Some(at);
+                at
             };
-            match due {
-                None => changed.await,
-                Some(at) => {
-                    tokio::select! {
-                        () = changed => {}
-                        () = tokio::time::sleep_until(at) => {}
-                    }
-                }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(at) => {}
             }
         }
     }
@@ -319,11 +332,16 @@ impl Drop for InFlight {
         let mut a = self.0.activity();
         a.in_flight -= 1;
         let idle = a.in_flight == 0;
+        let mut sooner = false;
         if idle {
             a.idle_since = Instant::now();
+            let deadline = a.idle_since + self.0.idle_timeout;
+            sooner = a.watched_until.is_some_and(|at| deadline < at);
         }
         drop(a);
-        self.0.changed.notify_one();
+        if sooner {
+            self.0.changed.notify_one();
+        }
         if idle {
             self.0.became_idle.notify_waiters();
         }
@@ -404,6 +422,7 @@ mod tests {
             served: 0,
             idle_since: t0,
             close: None,
+            watched_until: None,
         };
         assert_eq!(a.due(l, t0 + secs(1)), Due::At(t0 + secs(2)));
         assert_eq!(
