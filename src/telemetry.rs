@@ -30,18 +30,7 @@ pub struct LogSettings {
 }
 
 pub fn init(filter: &str, format: LogFormat) {
-    // Plain `target=level` directives (`info`, `info,otpd::http::context=warn`: every filter the
-    // docs show) make a `Targets` filter, decided once per call site. EnvFilter is kept for what
-    // only it understands (span and field directives): it looks up every span's entry and exit
-    // under a lock shared by all threads, a measurable share of a cheap request
-    // (docs/benchmark.md).
-    let (targets, env) = match filter.parse::<Targets>() {
-        Ok(targets) => (Some(targets), None),
-        Err(_) => {
-            let env = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-            (None, Some(env))
-        }
-    };
+    let (targets, env) = filter_of(filter);
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal: in files and pipes they are noise, and
@@ -56,6 +45,24 @@ pub fn init(filter: &str, format: LogFormat) {
             .with(lines.fmt_fields(EscapedFields::default()))
             .try_init(),
     };
+}
+
+/// The filter `OTPD_LOG` asks for, as exactly one of the two. Plain `target=level` directives
+/// (`info`, `info,otpd::http::context=warn`: every filter the docs show) make a `Targets` filter,
+/// decided once per call site. EnvFilter is kept for what only it understands (span and field
+/// directives): it looks up every span's entry and exit under a lock shared by all threads, a
+/// measurable share of a cheap request (docs/benchmark.md).
+fn filter_of(filter: &str) -> (Option<Targets>, Option<EnvFilter>) {
+    // `Targets` would take `[span]` or `{field}` for part of a target name: those go to EnvFilter
+    // before it is asked.
+    let plain = !filter.contains(['[', '{']);
+    match filter.parse::<Targets>() {
+        Ok(targets) if plain => (Some(targets), None),
+        _ => {
+            let env = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+            (None, Some(env))
+        }
+    }
 }
 
 /// The text format's fields (the message included), with [`escape_controls`] applied, so that no
@@ -110,7 +117,25 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
+    use super::{escape_controls, filter_of};
+    use tracing::Level;
+
+    #[test]
+    fn plain_level_lists_are_targets_and_span_directives_keep_the_env_filter() {
+        let (targets, env) = filter_of("info,otpd::http::context=warn");
+        let targets = targets.expect("a Targets filter");
+        assert!(env.is_none());
+        assert!(targets.would_enable("otpd::app", &Level::INFO));
+        assert!(!targets.would_enable("otpd::http::context", &Level::INFO));
+        assert!(targets.would_enable("otpd::http::context", &Level::WARN));
+        assert!(!targets.would_enable("otpd::app", &Level::DEBUG));
+
+        for spans in ["info,[request]=debug", "otpd[request{request_id=x}]=debug"] {
+            let (targets, env) = filter_of(spans);
+            assert!(targets.is_none(), "{spans}");
+            assert!(env.is_some(), "{spans}");
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_and_plain_text_is_untouched() {

@@ -1,9 +1,9 @@
 //! The outermost layer: gives every request an id, refuses a declared oversize body, applies the
-//! request deadline, finishes every error into a JSON:API body that carries that id, counts the
-//! request and writes its one log line (for 4xx answers up to a quota, [`RejectedLines`]). One
-//! middleware for all of it (and one per route, [`api_route`]): each `from_fn` layer clones and
-//! boxes the service inside it on every request, which a cheap rejection pays for
-//! (docs/benchmark.md). The outer part is not a layer at all: [`App`] calls the router itself.
+//! request deadline, catches panics, finishes every error into a JSON:API body that carries that
+//! id, counts the request and writes its one log line (for 4xx answers up to a quota,
+//! [`RejectedLines`]). All of it is [`App`], which calls the router itself, and one `from_fn`
+//! layer per API route, [`api_route`]: each such layer clones and boxes the service inside it on
+//! every request, which a cheap rejection pays for (docs/benchmark.md).
 
 use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
 use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
@@ -306,6 +306,32 @@ mod tests {
         for _ in 0..1000 {
             assert_eq!(every.verdict(401), write(0));
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_json_api_500_without_the_panic_in_it() {
+        async fn boom() -> &'static str {
+            panic!("secret detail 8299")
+        }
+        let router = Router::new().route("/boom", axum::routing::get(boom));
+        let app = App::new(
+            router,
+            OuterSettings {
+                metrics: Metrics::new(),
+                request_timeout: Duration::from_secs(5),
+                max_body_bytes: None,
+                rejected_lines: RejectedLines::new(None),
+            },
+        );
+        let req = Request::builder().uri("/boom").body(Body::empty()).unwrap();
+        let res = app.call(req).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], JSON_API);
+        assert!(res.headers().contains_key(REQUEST_ID));
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains(r#""status":"500""#), "{body}");
+        assert!(!body.contains("8299") && !body.contains("secret"), "{body}");
     }
 
     #[test]

@@ -471,14 +471,9 @@ macro_rules! impl_attempt_store {
                     now: Millis,
                 ) -> Result<CountedRedemption, StoreError> {
                     if let (FollowUp::Nothing, Some(group)) = (&then, self.group_commit()) {
-                        let job = $crate::store::group_commit::Job {
-                            sub: sub.clone(),
-                            candidates: candidates.clone(),
-                            policy: *policy,
-                            call: $crate::store::group_commit::Call::Counted { devices_checked },
-                            now,
-                        };
-                        return group.redeem(job).await?.ok_or_else(|| {
+                        let call = $crate::store::group_commit::Call::Counted { devices_checked };
+                        let outcome = group.redeem(sub, candidates, policy, call, now).await?;
+                        return outcome.ok_or_else(|| {
                             StoreError::Other(sqlx::Error::Protocol(
                                 "a counted redemption of a group commit had no outcome".into(),
                             ))

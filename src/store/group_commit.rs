@@ -83,7 +83,22 @@ impl GroupCommit {
         Self { jobs }
     }
 
-    pub async fn redeem(&self, job: Job) -> Result<Option<CountedRedemption>, StoreError> {
+    /// Queues one redemption and waits until the transaction that holds it has committed.
+    pub async fn redeem(
+        &self,
+        sub: &Subject,
+        candidates: &Redemption,
+        policy: &LockPolicy,
+        call: Call,
+        now: Millis,
+    ) -> Result<Option<CountedRedemption>, StoreError> {
+        let job = Job {
+            sub: sub.clone(),
+            candidates: candidates.clone(),
+            policy: *policy,
+            call,
+            now,
+        };
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Queued { job, reply })

@@ -82,16 +82,7 @@ const CONSUME_RESET_AUDIT: Option<&str> = Some(
 );
 
 /// `AttemptStore::redeem_counted_in_one_call`: one call of a server-side function.
-async fn redeem_in_one_call(
-    store: &PgStore,
-    sub: &crate::domain::Subject,
-    candidates: &super::Redemption,
-    devices: bool,
-    policy: &crate::domain::LockPolicy,
-    now: super::Millis,
-) -> Result<Option<super::CountedRedemption>, StoreError> {
-    super::redeem_call::redeem(&store.writer, sub, candidates, devices, policy, now).await
-}
+use super::redeem_call::redeem as redeem_in_one_call;
 
 super::sql::impl_store!(
     PgStore,

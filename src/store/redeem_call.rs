@@ -3,9 +3,10 @@
 //! server-side for a user without device TOTPs. What the lock policy decides is computed here, by
 //! the policy's own code, and passed in; the function only applies it.
 
+use super::postgres::PgStore;
 use super::{CountedRedemption, FailedAttempt, Millis, Redeemed, Redemption, StoreError};
 use crate::domain::{AttemptState, AuditEvent, GuardedFactor, LockPolicy, Subject};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
 const CALL: &str = "SELECT outcome, failures, locked_until, disabled
      FROM otpd_redeem_otp($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -16,7 +17,7 @@ const LOCK_STEPS: u32 = 32;
 
 /// `AttemptStore::redeem_counted_in_one_call` on PostgreSQL.
 pub(super) async fn redeem(
-    pool: &PgPool,
+    store: &PgStore,
     sub: &Subject,
     candidates: &Redemption,
     devices: bool,
@@ -56,7 +57,7 @@ pub(super) async fn redeem(
         .bind(policy.revoke_after.map(as_i32))
         .bind(&events[..])
         .bind(&details[..])
-        .fetch_one(pool)
+        .fetch_one(&store.writer)
         .await?;
 
     let outcome: String = row.try_get(0)?;

@@ -205,14 +205,8 @@ async fn redeem_in_one_call(
     policy: &LockPolicy,
     now: Millis,
 ) -> Result<Option<CountedRedemption>, StoreError> {
-    let job = Job {
-        sub: sub.clone(),
-        candidates: candidates.clone(),
-        policy: *policy,
-        call: Call::OneCall { devices },
-        now,
-    };
-    store.group.redeem(job).await
+    let call = Call::OneCall { devices };
+    store.group.redeem(sub, candidates, policy, call, now).await
 }
 
 super::sql::impl_store!(
