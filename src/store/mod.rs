@@ -7,6 +7,7 @@ mod attempts;
 pub mod backup;
 pub mod copy;
 mod group_commit;
+mod issue_call;
 pub mod keys;
 pub mod password_links;
 pub mod phone;

@@ -15,6 +15,17 @@ const CALL: &str = "SELECT outcome, failures, locked_until, disabled
 /// doubling has stopped (`LockPolicy::lock_after`).
 const LOCK_STEPS: u32 = 32;
 
+/// The locks, in milliseconds, that counts `lock_from` … `lock_from + 31` start (the functions'
+/// `p_lock_ms`).
+pub(super) fn lock_steps(policy: &LockPolicy) -> Vec<i64> {
+    (0..LOCK_STEPS)
+        .map(|i| {
+            let lock = policy.lock_after(policy.lock_from.saturating_add(i));
+            i64::try_from(lock.as_millis()).unwrap_or(i64::MAX)
+        })
+        .collect()
+}
+
 /// `AttemptStore::redeem_counted_in_one_call` on PostgreSQL.
 pub(super) async fn redeem(
     store: &PgStore,
@@ -26,12 +37,6 @@ pub(super) async fn redeem(
 ) -> Result<Option<CountedRedemption>, StoreError> {
     debug_assert!(candidates.device_steps.is_empty());
     let digests = |d: &[[u8; 32]]| d.iter().map(|d| d.to_vec()).collect::<Vec<_>>();
-    let lock_ms: Vec<i64> = (0..LOCK_STEPS)
-        .map(|i| {
-            let lock = policy.lock_after(policy.lock_from.saturating_add(i));
-            i64::try_from(lock.as_millis()).unwrap_or(i64::MAX)
-        })
-        .collect();
     let events = [
         AuditEvent::OtpRedeemed,
         AuditEvent::refused(GuardedFactor::Otp),
@@ -52,7 +57,7 @@ pub(super) async fn redeem(
         .bind(digests(&candidates.login_digests))
         .bind(devices)
         .bind(as_i32(policy.lock_from))
-        .bind(lock_ms)
+        .bind(lock_steps(policy))
         .bind(policy.disable_after.map(as_i32))
         .bind(policy.revoke_after.map(as_i32))
         .bind(&events[..])

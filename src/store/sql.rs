@@ -103,6 +103,10 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError> {
+                    // PostgreSQL: the statements below as one server-side call.
+                    if let Some(done) = super::issue_in_one_call(self, sub, &otp).await? {
+                        return Ok(done);
+                    }
                     let mut tx = self.begin_write().await?;
                     lock_user(&mut tx, sub).await?;
                     if let Some(factor) = otp.requires {

@@ -10,9 +10,10 @@
 
 use super::group_commit::{Call, GroupCommit, Job};
 use super::{
-    CountedRedemption, FollowUp, Millis, PoolSettings, PoolUsage, Redeemed, Redemption, StoreError,
+    CountedRedemption, FollowUp, Millis, NewOtp, OtpInsert, PoolSettings, PoolUsage, Redeemed,
+    Redemption, Reservation, StoreError,
 };
-use crate::domain::{AuditEvent, LockPolicy, Subject};
+use crate::domain::{AuditEvent, GuardedFactor, LockPolicy, Subject};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
@@ -207,6 +208,27 @@ async fn redeem_in_one_call(
 ) -> Result<Option<CountedRedemption>, StoreError> {
     let call = Call::OneCall { devices };
     store.group.redeem(sub, candidates, policy, call, now).await
+}
+
+/// SQLite has no server to call: the reservation and the OTP's write are the shared statements
+/// (`count_attempt`, `insert_otp`), each a few hand-offs to the connection's thread in-process.
+async fn reserve_in_one_call(
+    _: &SqliteStore,
+    _: &Subject,
+    _: GuardedFactor,
+    _: &LockPolicy,
+    _: Millis,
+) -> Result<Option<Reservation>, StoreError> {
+    Ok(None)
+}
+
+/// See `reserve_in_one_call`.
+async fn issue_in_one_call(
+    _: &SqliteStore,
+    _: &Subject,
+    _: &NewOtp<'_>,
+) -> Result<Option<OtpInsert>, StoreError> {
+    Ok(None)
 }
 
 super::sql::impl_store!(

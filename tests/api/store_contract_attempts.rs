@@ -3,7 +3,7 @@
 
 use crate::store_contract::*;
 use otpd::domain::{GuardedFactor, LockPolicy};
-use otpd::store::{FailedAttempt, Reservation};
+use otpd::store::{FailedAttempt, OtpInsert, Reservation};
 use std::sync::Arc;
 
 const NOW: i64 = 1_000_000;
@@ -158,4 +158,66 @@ async fn store_an_otp_insert_resets_the_counter_of_the_factor_that_earned_it_and
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].0, GuardedFactor::Password);
     assert_eq!(live_otps(&c, "contract-reset-with-otp").await, 1);
+}
+
+#[tokio::test]
+async fn store_an_otp_whose_factor_is_gone_or_whose_digest_is_taken_writes_nothing_else() {
+    let c = contract().await;
+    let (u, other) = (sub("contract-otp-nothing"), sub("contract-otp-owner"));
+    let earned = |digest| otpd::store::NewOtp {
+        reset_attempts: Some(GuardedFactor::Pin),
+        requires: Some(otpd::domain::Factor::Pin),
+        ..otp(digest, NOW, 3)
+    };
+    let count_two = || async {
+        for _ in 0..2 {
+            let policy = LockPolicy::PIN;
+            let reserved = c
+                .store
+                .reserve_attempt(&u, GuardedFactor::Pin, &policy, NOW);
+            reserved.await.unwrap();
+        }
+    };
+    let pin_failures = || async {
+        let states = c.store.attempt_states(&u).await.unwrap();
+        states.first().map_or(0, |(_, state)| state.failures)
+    };
+    count_two().await;
+    // No PIN set (erased after the check): nothing stored, the count stays.
+    let gone = c.store.insert_otp(&u, earned(&[1u8; 32])).await.unwrap();
+    assert_eq!(gone, OtpInsert::CredentialGone);
+    assert_eq!(live_otps(&c, "contract-otp-nothing").await, 0);
+    assert!(c.store.audit_events(&u).await.unwrap().is_empty());
+    assert_eq!(pin_failures().await, 2);
+
+    c.store
+        .set_credential(&u, otpd::domain::Factor::Pin, "pin-hash", NOW)
+        .await
+        .unwrap();
+    for i in 0..3u8 {
+        let digest = [10 + i; 32];
+        let live = otp(&digest, NOW + i64::from(i), 3);
+        assert_eq!(
+            c.store.insert_otp(&u, live).await.unwrap(),
+            OtpInsert::Inserted
+        );
+    }
+    let taken = otp(&[9u8; 32], NOW, 3);
+    assert_eq!(
+        c.store.insert_otp(&other, taken).await.unwrap(),
+        OtpInsert::Inserted
+    );
+    count_two().await; // setting the PIN started its count over
+    let audit_before = c.store.audit_events(&u).await.unwrap().len();
+    // A digest in use: no new OTP, none of the user's live ones retired to make room, no reset.
+    let clash = c.store.insert_otp(&u, earned(&[9u8; 32])).await.unwrap();
+    assert_eq!(clash, OtpInsert::DigestTaken);
+    assert_eq!(live_otps(&c, "contract-otp-nothing").await, 3);
+    assert_eq!(c.store.audit_events(&u).await.unwrap().len(), audit_before);
+    assert_eq!(pin_failures().await, 2);
+    // The next draw goes through and starts the count over.
+    let fresh = c.store.insert_otp(&u, earned(&[8u8; 32])).await.unwrap();
+    assert_eq!(fresh, OtpInsert::Inserted);
+    assert_eq!(pin_failures().await, 0);
+    assert_eq!(live_otps(&c, "contract-otp-nothing").await, 3);
 }
