@@ -1,9 +1,10 @@
 //! The outermost layer: gives every request an id, refuses a declared oversize body, applies the
 //! request deadline, catches panics, finishes every error into a JSON:API body that carries that
 //! id, counts the request and writes its one log line (for 4xx answers up to a quota,
-//! [`RejectedLines`]). All of it is [`App`], which calls the router itself, and one `from_fn`
-//! layer per API route, [`api_route`]: each such layer clones and boxes the service inside it on
-//! every request, which a cheap rejection pays for (docs/benchmark.md).
+//! [`RejectedLines`]). All of it is [`App`], which calls the router itself, and one layer per
+//! route, [`RouteLayer`], which notes the route and applies the per-address limit; neither is a
+//! `from_fn` layer, which clones and boxes the service inside it on every request, a cost a cheap
+//! rejection pays for (docs/benchmark.md).
 
 use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
 use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
@@ -11,17 +12,19 @@ use super::{deadline, json_body};
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
+use futures_util::future::{Either, Ready, ready};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
+use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
+use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "request-id";
@@ -53,7 +56,7 @@ fn is_sane_request_id(v: &str) -> bool {
 /// Facts learned while handling a request that belong on its log line.
 #[derive(Default, Debug)]
 pub struct RequestNotes {
-    pub route: OnceLock<String>,
+    pub route: OnceLock<MatchedPath>,
     pub client_id: OnceLock<String>,
 }
 
@@ -188,7 +191,7 @@ where
         res.headers_mut().insert(REQUEST_ID, value);
     }
     let status = res.status().as_u16();
-    let matched = notes.route.get().map(String::as_str);
+    let matched = notes.route.get().map(MatchedPath::as_str);
     let route = matched.unwrap_or("(unmatched)");
     let client_id = notes.client_id.get().map_or("", String::as_str);
     let latency = started.elapsed();
@@ -220,32 +223,72 @@ where
     res
 }
 
-/// Records the matched route template (never the raw path, which may carry ids) for the log line.
-pub async fn remember_route(req: Request, next: Next) -> Response {
-    note_route(&req);
-    next.run(req).await
+/// The layer of every route (`Router::route_layer`): notes the matched route template (never the
+/// raw path, which may carry ids) for the log line, and on the API routes applies the per-address
+/// rate limit before anything else of the request is looked at. A `Service` of its own rather than
+/// a `from_fn` layer, which would clone and box the route's service and future on every request.
+#[derive(Clone)]
+pub struct RouteLayer {
+    limits: Option<Arc<RateLimiters>>,
 }
 
-/// The layer of every API route: notes the route, then applies the per-address rate limit before
-/// anything else of the request is looked at.
-pub async fn api_route(
-    State(limits): State<Arc<RateLimiters>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    note_route(&req);
-    if let Err(limited) = limits.check_peer(&req) {
-        return limited.into_response();
+impl RouteLayer {
+    /// Notes the route only (operations, pages, the admin listener).
+    pub fn note() -> Self {
+        Self { limits: None }
     }
-    next.run(req).await
+
+    /// Notes the route and applies the per-address limit (the API routes).
+    pub fn api(limits: Arc<RateLimiters>) -> Self {
+        Self {
+            limits: Some(limits),
+        }
+    }
 }
 
-fn note_route(req: &Request) {
-    if let (Some(path), Some(notes)) = (
-        req.extensions().get::<MatchedPath>(),
-        req.extensions().get::<Arc<RequestNotes>>(),
-    ) {
-        let _ = notes.route.set(path.as_str().to_owned());
+impl<S> Layer<S> for RouteLayer {
+    type Service = Routed<S>;
+
+    fn layer(&self, inner: S) -> Routed<S> {
+        Routed {
+            inner,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// A route behind [`RouteLayer`].
+#[derive(Clone)]
+pub struct Routed<S> {
+    inner: S,
+    limits: Option<Arc<RateLimiters>>,
+}
+
+impl<S> Service<Request> for Routed<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if let (Some(path), Some(notes)) = (
+            req.extensions().get::<MatchedPath>(),
+            req.extensions().get::<Arc<RequestNotes>>(),
+        ) {
+            let _ = notes.route.set(path.clone());
+        }
+        if let Some(limits) = &self.limits
+            && let Err(limited) = limits.check_peer(&req)
+        {
+            return Either::Left(ready(Ok(limited.into_response())));
+        }
+        Either::Right(self.inner.call(req))
     }
 }
 

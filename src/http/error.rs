@@ -8,6 +8,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use super::error_document::{JSON_API, for_status, render};
@@ -132,7 +133,7 @@ pub struct ErrorBody {
     pub status: StatusCode,
     pub code: &'static str,
     pub title: &'static str,
-    pub detail: String,
+    pub detail: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<ErrorSource>,
 }
@@ -198,9 +199,9 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        let (code, title, detail): (&'static str, &'static str, String) = match self {
+        let (code, title, detail): (&'static str, &'static str, Cow<'static, str>) = match self {
             ApiError::MalformedJson => ("malformed-json", "Malformed JSON", "The request body is not valid JSON.".into()),
-            ApiError::InvalidField { detail, .. } => ("invalid-field", "Invalid field", detail.clone()),
+            ApiError::InvalidField { detail, .. } => ("invalid-field", "Invalid field", detail.clone().into()),
             ApiError::MissingCredential => (
                 "missing-credential",
                 "No credential given",
@@ -221,7 +222,7 @@ impl ApiError {
                 "Credential locked",
                 format!(
                     "Too many failed attempts: this credential is locked and was not checked. Retry in {retry_after_secs} s."
-                ),
+                ).into(),
             ),
             ApiError::CredentialDisabled => (
                 "credential-disabled",
@@ -231,7 +232,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } => (
                 "rate-limited",
                 "Too many requests",
-                format!("This client or address sends too many requests. Retry in {retry_after_secs} s."),
+                format!("This client or address sends too many requests. Retry in {retry_after_secs} s.").into(),
             ),
             ApiError::InvalidOtp | ApiError::OtpForbidden => (
                 "invalid-otp",
@@ -246,15 +247,15 @@ impl ApiError {
             ApiError::PinNotSecure(rejection) => (
                 "pin-not-secure",
                 "PIN not secure",
-                format!("The PIN does not meet the PIN policy: {rejection}."),
+                format!("The PIN does not meet the PIN policy: {rejection}.").into(),
             ),
             ApiError::InvalidParameter { detail, .. } => {
-                ("invalid-parameter", "Invalid parameter", detail.clone())
+                ("invalid-parameter", "Invalid parameter", detail.clone().into())
             }
             ApiError::FactorNotSet(factor) => (
                 "credential-not-set",
                 "Credential not set",
-                format!("The user has no {} set.", factor.as_str()),
+                format!("The user has no {} set.", factor.as_str()).into(),
             ),
             ApiError::MissingToken => (
                 "missing-token",
@@ -275,17 +276,17 @@ impl ApiError {
             ApiError::InsufficientScope(scope) => (
                 "insufficient-scope",
                 "Insufficient scope",
-                format!("The access token lacks the scope `{scope}`."),
+                format!("The access token lacks the scope `{scope}`.").into(),
             ),
             ApiError::NotAcceptable(offered) => (
                 "not-acceptable",
                 "Not acceptable",
-                format!("This endpoint answers with {offered}; the Accept header does not allow it."),
+                format!("This endpoint answers with {offered}; the Accept header does not allow it.").into(),
             ),
             ApiError::UnsupportedMediaType(expected) => (
                 "unsupported-media-type",
                 "Unsupported media type",
-                format!("Send the request body as {expected}."),
+                format!("Send the request body as {expected}.").into(),
             ),
             ApiError::NotFound => ("not-found", "Not found", "No such resource.".into()),
             ApiError::DeviceNotFound => (
@@ -369,7 +370,7 @@ impl ApiError {
                 "PIN and devices erased",
                 "The prove was skipped or wrong more than 3 times: the user's PIN and device TOTPs are erased.".into(),
             ),
-            ApiError::NotImplemented(why) => ("not-implemented", "Not implemented", (*why).to_owned()),
+            ApiError::NotImplemented(why) => ("not-implemented", "Not implemented", Cow::Borrowed(*why)),
             ApiError::UnknownUser => (
                 "unknown-user",
                 "Unknown user",

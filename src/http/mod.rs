@@ -30,10 +30,10 @@ use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use axum::middleware::{from_fn, from_fn_with_state};
+
 use axum::routing::get;
 pub use context::App;
-use context::OuterSettings;
+use context::{OuterSettings, RouteLayer};
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,15 +98,10 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
     let doc = openapi::finish(doc.merge_from(admin_doc), settings.base_path)
         .to_json()
         .unwrap_or_default();
-    let api = openapi::api_router(settings.base_path).route_layer(from_fn_with_state(
-        Arc::clone(&state.limits),
-        context::api_route,
-    ));
+    let api_layer = RouteLayer::api(Arc::clone(&state.limits));
+    let api = openapi::api_router(settings.base_path).route_layer(api_layer.clone());
     let api = if settings.serve_admin {
-        api.merge(admin.route_layer(from_fn_with_state(
-            Arc::clone(&state.limits),
-            context::api_route,
-        )))
+        api.merge(admin.route_layer(api_layer))
     } else {
         api
     };
@@ -115,7 +110,7 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
         )
-        .route_layer(from_fn(context::remember_route));
+        .route_layer(RouteLayer::note());
     let router = api
         .merge(operations_routes(settings.serve_metrics))
         .merge(openapi)
@@ -144,7 +139,7 @@ pub fn admin_router(
     let routes = operations_routes(true);
     let routes = if serve_admin {
         let (admin, _) = admin::routes().split_for_parts();
-        routes.merge(admin.route_layer(from_fn(context::remember_route)))
+        routes.merge(admin.route_layer(RouteLayer::note()))
     } else {
         routes
     };
@@ -170,7 +165,7 @@ fn operations_routes(with_metrics: bool) -> Router<AppState> {
     } else {
         routes
     };
-    routes.route_layer(from_fn(context::remember_route))
+    routes.route_layer(RouteLayer::note())
 }
 
 impl From<ServiceError> for ApiError {

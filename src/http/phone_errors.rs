@@ -5,6 +5,7 @@
 use super::error::{ErrorBody, ErrorSource};
 use crate::domain::PhoneNumberRejection;
 use axum::http::StatusCode;
+use std::borrow::Cow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneError {
@@ -45,7 +46,7 @@ impl PhoneError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        let (code, title, detail): (&'static str, &'static str, String) = match self {
+        let (code, title, detail): (&'static str, &'static str, Cow<'static, str>) = match self {
             PhoneError::NotSet => (
                 "phone-not-set",
                 "Phone number not set",
@@ -54,7 +55,7 @@ impl PhoneError {
             PhoneError::InvalidNumber(why) => (
                 "phone-number-invalid",
                 "Invalid phone number",
-                format!("{why}. Give it in international form, e.g. +49 151 23456789."),
+                format!("{why}. Give it in international form, e.g. +49 151 23456789.").into(),
             ),
             PhoneError::CodeInvalid => (
                 "phone-code-invalid",

@@ -8,7 +8,7 @@
 mod guard;
 mod pages;
 
-use crate::http::context::remember_route;
+use crate::http::context::RouteLayer;
 use crate::service::{PublicUrl, Services};
 use axum::Router;
 use axum::middleware::from_fn;
@@ -44,7 +44,7 @@ pub fn router(services: Arc<Services>, settings: PageSettings) -> Router {
             get(pages::show_reset).post(pages::submit_reset),
         )
         .route("/password/assets/{file}", get(pages::asset))
-        .route_layer(from_fn(remember_route))
+        .route_layer(RouteLayer::note())
         .layer(from_fn(guard::security_headers))
         .with_state(state)
 }
