@@ -30,7 +30,6 @@ use crate::service::{ServiceError, Services};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-
 use axum::routing::get;
 pub use context::App;
 use context::{OuterSettings, RouteLayer};

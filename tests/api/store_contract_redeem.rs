@@ -434,3 +434,136 @@ async fn store_one_call_redemptions_consume_once_count_before_the_check_and_decl
     );
     assert_eq!(live_otps(&c, device_user).await, 0);
 }
+
+/// A valid code racing wrong ones for a user without a counter row, under a policy whose first
+/// failure locks: however they interleave, the outcome is one of the two serial orders. Exactly one
+/// wrong code is looked at (it locks; the rest are refused), and the lock it wrote survives: a
+/// success that went first must not delete the counter row of a failure it never saw (PostgreSQL's
+/// function looks at the codes before it counts; docs/decisions.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_a_one_call_success_racing_failures_keeps_the_lock_they_set() {
+    let c = contract().await;
+    let policy = LockPolicy {
+        lock_from: 1,
+        revoke_after: None,
+        ..LockPolicy::OTP
+    };
+    for round in 0..8u8 {
+        let user = format!("contract-one-call-mixed-{round}");
+        let u = sub(&user);
+        let digest = [40 + round; 32];
+        c.store
+            .insert_otp(&u, otp(&digest, 1_000, 3))
+            .await
+            .unwrap();
+        let tasks = (0..PARALLEL).map(|i| {
+            let (store, u) = (Arc::clone(&c.store), u.clone());
+            let candidates = account(if i == PARALLEL / 2 {
+                digest
+            } else {
+                [99u8; 32]
+            });
+            tokio::spawn(async move {
+                store
+                    .redeem_counted_in_one_call(&u, &candidates, true, &policy, 2_000)
+                    .await
+                    .unwrap()
+            })
+        });
+        let outcomes: Vec<_> = futures::future::join_all(tasks)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let count = |want: fn(&CountedRedemption) -> bool| {
+            outcomes
+                .iter()
+                .filter(|o| o.as_ref().is_some_and(want))
+                .count()
+        };
+        let redeemed = count(|o| matches!(o, CountedRedemption::Redeemed(_)));
+        let failed = count(|o| matches!(o, CountedRedemption::Failed { .. }));
+        assert!(redeemed <= 1, "{outcomes:?}");
+        assert_eq!(failed, 1, "one wrong code looked at: {outcomes:?}");
+        assert_eq!(live_otps(&c, &user).await, 1 - redeemed as i64);
+        let states = c.store.attempt_states(&u).await.unwrap();
+        assert_eq!(states.len(), 1, "the failure's lock is kept: {outcomes:?}");
+        assert_eq!(states[0].1.failures, 1);
+        assert!(states[0].1.locked_until > 2_000, "{states:?}");
+    }
+    if c.url.starts_with("postgres") {
+        success_held_between_its_counter_read_and_its_consume(&c, &policy).await;
+    }
+}
+
+/// PostgreSQL, the interleaving the race above can only hit by chance, forced: the success has read
+/// "no counter row" and waits on the OTP's row lock (held here) while a wrong code is counted and
+/// locks. Once let go, the success consumes (it is ordered first) and must leave that lock alone.
+async fn success_held_between_its_counter_read_and_its_consume(c: &Contract, policy: &LockPolicy) {
+    use sqlx::Connection;
+    let user = "contract-one-call-interleaved";
+    let u = sub(user);
+    let digest = [60u8; 32];
+    c.store
+        .insert_otp(&u, otp(&digest, 1_000, 3))
+        .await
+        .unwrap();
+    let mut holder = sqlx::PgConnection::connect(&c.url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM otps WHERE sub = $1 FOR UPDATE")
+        .bind(user)
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let success = {
+        let (store, u, policy) = (Arc::clone(&c.store), u.clone(), *policy);
+        tokio::spawn(async move {
+            let candidates = account(digest);
+            store
+                .redeem_counted_in_one_call(&u, &candidates, true, &policy, 2_000)
+                .await
+                .unwrap()
+        })
+    };
+    let mut watcher = sqlx::PgConnection::connect(&c.url).await.unwrap();
+    let mut waiting = false;
+    for _ in 0..500 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE '%otpd_redeem_otp%'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "the success never waited on the OTP's row lock");
+    let wrong = c
+        .store
+        .redeem_counted_in_one_call(&u, &account([98u8; 32]), true, policy, 2_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(wrong, Some(CountedRedemption::Failed { .. })),
+        "{wrong:?}"
+    );
+    held.rollback().await.unwrap();
+    let redeemed = success.await.unwrap();
+    assert_eq!(
+        redeemed,
+        Some(CountedRedemption::Redeemed(Redeemed::Account))
+    );
+    let states = c.store.attempt_states(&u).await.unwrap();
+    assert_eq!(
+        states.len(),
+        1,
+        "the failure's count and lock survive the success"
+    );
+    assert_eq!(states[0].1.failures, 1);
+    assert!(states[0].1.locked_until > 2_000, "{states:?}");
+}
