@@ -53,9 +53,11 @@ fn is_sane_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// Facts learned while handling a request that belong on its log line.
-#[derive(Default, Debug)]
+/// The request's id and the facts learned while handling it that belong on its log line: one
+/// extension, so a request pays for one insert and no copy of its id.
+#[derive(Debug)]
 pub struct RequestNotes {
+    pub id: RequestId,
     pub route: OnceLock<MatchedPath>,
     pub client_id: OnceLock<String>,
 }
@@ -166,10 +168,13 @@ where
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
-    let id = RequestId::from_request(&req);
-    let notes = Arc::new(RequestNotes::default());
-    req.extensions_mut().insert(id.clone());
+    let notes = Arc::new(RequestNotes {
+        id: RequestId::from_request(&req),
+        route: OnceLock::new(),
+        client_id: OnceLock::new(),
+    });
     req.extensions_mut().insert(Arc::clone(&notes));
+    let id = &notes.id;
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id.0);
 

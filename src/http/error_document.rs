@@ -5,6 +5,9 @@
 use super::error::{ErrorBody, ErrorSource};
 use axum::http::StatusCode;
 use serde::Serialize;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 
 /// The error we answer for a status that some layer produced without our body.
 pub fn for_status(status: StatusCode) -> ErrorBody {
@@ -58,12 +61,47 @@ pub fn for_status(status: StatusCode) -> ErrorBody {
 pub const JSON_API: &str = "application/vnd.api+json";
 
 /// Renders the final JSON:API document of one error.
+///
+/// Most errors are made of static text only (every cheap rejection is): what follows their id
+/// is rendered once and kept ([`STATIC_TAILS`]), so a flood of 401s does not escape the same
+/// title and detail through serde_json on every request (docs/benchmark.md).
 pub fn render(body: &ErrorBody, request_id: &str) -> Vec<u8> {
+    let key = StaticKey::of(body);
+    if let Some(key) = key {
+        let tails = STATIC_TAILS.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(tail) = tails.get(&key) {
+            return with_id(request_id, tail);
+        }
+    }
+    let tail = render_tail(body);
+    let out = with_id(request_id, &tail);
+    if let Some(key) = key {
+        let mut tails = STATIC_TAILS.write().unwrap_or_else(|p| p.into_inner());
+        tails.insert(key, tail.into_boxed_slice());
+    }
+    out
+}
+
+/// The document around its id: `{"errors":[{"id":` id `,` tail `]}`.
+fn with_id(request_id: &str, tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + request_id.len() + tail.len());
+    out.extend_from_slice(br#"{"errors":[{"id":"#);
+    // Ids are plain tokens (see `http::context`), but are written by serde_json all the same.
+    if serde_json::to_writer(&mut out, request_id).is_err() {
+        out.extend_from_slice(br#""""#);
+    }
+    out.push(b',');
+    out.extend_from_slice(tail);
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// The error's fields after its id, as the rest of its JSON object (`"status":…}`).
+fn render_tail(body: &ErrorBody) -> Vec<u8> {
     // The body's fields spelled out rather than `#[serde(flatten)]`, which serializes through a
-    // map and costs a cheap rejection more than the rest of its body.
+    // map.
     #[derive(Serialize)]
-    struct Entry<'a> {
-        id: &'a str,
+    struct Tail<'a> {
         status: &'a str,
         code: &'a str,
         title: &'a str,
@@ -71,21 +109,93 @@ pub fn render(body: &ErrorBody, request_id: &str) -> Vec<u8> {
         #[serde(skip_serializing_if = "Option::is_none")]
         source: Option<&'a ErrorSource>,
     }
-    #[derive(Serialize)]
-    struct Document<'a> {
-        errors: [Entry<'a>; 1],
-    }
-    let doc = Document {
-        errors: [Entry {
-            id: request_id,
-            status: body.status.as_str(),
-            code: body.code,
-            title: body.title,
-            detail: &body.detail,
-            source: body.source.as_ref(),
-        }],
+    let tail = Tail {
+        status: body.status.as_str(),
+        code: body.code,
+        title: body.title,
+        detail: &body.detail,
+        source: body.source.as_ref(),
     };
-    serde_json::to_vec(&doc).unwrap_or_else(|_| b"{\"errors\":[{\"status\":\"500\"}]}".to_vec())
+    let mut out = serde_json::to_vec(&tail).unwrap_or_else(|_| br#"{"status":"500"}"#.to_vec());
+    // Without its opening brace: the id's field opened the object.
+    out.remove(0);
+    out
+}
+
+/// An error made only of static text, by where that text is: the same strings always render
+/// the same tail. Errors with a source or a detail made at run time are rendered each time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct StaticKey {
+    status: u16,
+    code: (usize, usize),
+    title: (usize, usize),
+    detail: (usize, usize),
+}
+
+impl StaticKey {
+    fn of(body: &ErrorBody) -> Option<Self> {
+        let at = |s: &'static str| (s.as_ptr() as usize, s.len());
+        match (&body.detail, &body.source) {
+            (Cow::Borrowed(detail), None) => Some(Self {
+                status: body.status.as_u16(),
+                code: at(body.code),
+                title: at(body.title),
+                detail: at(detail),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Rendered tails of the static errors: a few dozen at most (one per error this build can give).
+static STATIC_TAILS: LazyLock<RwLock<HashMap<StaticKey, Box<[u8]>>>> =
+    LazyLock::new(Default::default);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document as one serde_json value, the way it was written before tails were kept.
+    fn whole(body: &ErrorBody, id: &str) -> serde_json::Value {
+        let mut entry = serde_json::json!({
+            "id": id,
+            "status": body.status.as_str(),
+            "code": body.code,
+            "title": body.title,
+            "detail": body.detail,
+        });
+        if let Some(source) = &body.source {
+            entry["source"] = serde_json::to_value(source).unwrap();
+        }
+        serde_json::json!({ "errors": [entry] })
+    }
+
+    #[test]
+    fn kept_tails_render_the_same_document_as_a_fresh_one() {
+        let not_found = for_status(StatusCode::NOT_FOUND);
+        let first = render(&not_found, "dc7p7jqjueqpn5dkn4cg");
+        let again = render(&not_found, "other.id:2");
+        assert_eq!(
+            String::from_utf8(first.clone()).unwrap(),
+            r#"{"errors":[{"id":"dc7p7jqjueqpn5dkn4cg","status":"404","code":"not-found","title":"Not found","detail":"No such resource."}]}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_slice(&again).unwrap();
+        assert_eq!(parsed, whole(&not_found, "other.id:2"));
+
+        // A detail made at run time and a source are never kept; an id is escaped.
+        let mut owned = for_status(StatusCode::BAD_REQUEST);
+        owned.detail = Cow::Owned(format!("Field {} is \"odd\".", 3));
+        owned.source = Some(ErrorSource::Pointer("/data/x".into()));
+        for id in ["a", "quote\"d"] {
+            let parsed: serde_json::Value = serde_json::from_slice(&render(&owned, id)).unwrap();
+            assert_eq!(parsed, whole(&owned, id));
+        }
+        owned.detail = Cow::Owned("Another detail.".into());
+        let parsed: serde_json::Value = serde_json::from_slice(&render(&owned, "b")).unwrap();
+        assert_eq!(parsed, whole(&owned, "b"));
+        assert!(StaticKey::of(&owned).is_none());
+        assert!(StaticKey::of(&not_found).is_some());
+    }
 }
 
 #[cfg(test)]

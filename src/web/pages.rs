@@ -5,7 +5,7 @@
 use super::WebState;
 use super::guard::same_origin;
 use crate::domain::{LinkProblem, LinkPurpose, LinkToken};
-use crate::http::context::RequestId;
+use crate::http::context::RequestNotes;
 use crate::http::error::{ApiError, ErrorCause};
 use crate::service::ServiceError;
 use crate::service::password_page::{OpenLink, PageError, PasswordForm, PasswordSet};
@@ -43,7 +43,7 @@ pub struct FormBody {
 
 pub async fn show_set(
     State(w): State<WebState>,
-    rid: Option<Extension<RequestId>>,
+    rid: Option<Extension<Arc<RequestNotes>>>,
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     show(&w, LinkPurpose::Set, query.ok(), rid).await
@@ -51,7 +51,7 @@ pub async fn show_set(
 
 pub async fn show_reset(
     State(w): State<WebState>,
-    rid: Option<Extension<RequestId>>,
+    rid: Option<Extension<Arc<RequestNotes>>>,
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     show(&w, LinkPurpose::Reset, query.ok(), rid).await
@@ -59,7 +59,7 @@ pub async fn show_reset(
 
 pub async fn submit_set(
     State(w): State<WebState>,
-    rid: Option<Extension<RequestId>>,
+    rid: Option<Extension<Arc<RequestNotes>>>,
     headers: HeaderMap,
     form: Result<Form<FormBody>, FormRejection>,
 ) -> Response {
@@ -68,7 +68,7 @@ pub async fn submit_set(
 
 pub async fn submit_reset(
     State(w): State<WebState>,
-    rid: Option<Extension<RequestId>>,
+    rid: Option<Extension<Arc<RequestNotes>>>,
     headers: HeaderMap,
     form: Result<Form<FormBody>, FormRejection>,
 ) -> Response {
@@ -93,7 +93,7 @@ async fn show(
     w: &WebState,
     purpose: LinkPurpose,
     query: Option<Query<TokenQuery>>,
-    rid: Option<Extension<RequestId>>,
+    rid: Option<Extension<Arc<RequestNotes>>>,
 ) -> Response {
     let text = query.and_then(|Query(q)| q.token).unwrap_or_default();
     let Some(token) = LinkToken::parse(&text) else {
@@ -110,7 +110,7 @@ async fn submit(
     purpose: LinkPurpose,
     headers: &HeaderMap,
     form: Option<Form<FormBody>>,
-    rid: Option<Extension<RequestId>>,
+    rid: Option<Extension<Arc<RequestNotes>>>,
 ) -> Response {
     if !same_origin(headers, w.origin.as_deref()) {
         tracing::info!("password form posted from another origin; refused");
@@ -272,7 +272,7 @@ fn problem_page(
 }
 
 /// The page for a refusal that is not about a field.
-fn error_page(w: &WebState, e: PageError, rid: Option<Extension<RequestId>>) -> Response {
+fn error_page(w: &WebState, e: PageError, rid: Option<Extension<Arc<RequestNotes>>>) -> Response {
     let (problem, status) = match e {
         PageError::Link(LinkProblem::Unknown) => ("unknown", StatusCode::NOT_FOUND),
         PageError::Link(p) => (p.code(), StatusCode::GONE),
@@ -281,7 +281,7 @@ fn error_page(w: &WebState, e: PageError, rid: Option<Extension<RequestId>>) -> 
             ("unavailable", StatusCode::SERVICE_UNAVAILABLE)
         }
         PageError::Service(cause) => {
-            let id = rid.map(|Extension(RequestId(id))| id);
+            let id = rid.map(|Extension(notes)| notes.id.0.clone());
             let mut res =
                 problem_page(w, "error", StatusCode::INTERNAL_SERVER_ERROR, id.as_deref());
             // The cause goes to the request's log line (see http::context), never to the page.
