@@ -44,13 +44,18 @@ impl SqliteStore {
             // same "database too busy, 503" bound on both backends.
             .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
+        // No ping before a connection is handed out (sqlx's `test_before_acquire`): it checks for a
+        // server that went away, which a file cannot do, and each ping is a round trip to the
+        // connection's worker thread: three per issued OTP (docs/benchmark.md).
         // The writer first: it creates the file and switches it to WAL before any reader opens it.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.clone())
             .await?;
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.create_if_missing(false))
