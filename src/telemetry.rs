@@ -82,21 +82,21 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
         // scratch buffer, escaped and written in one piece: the fields of every request's span
         // are formatted when it is made, and writing them piece by piece into the span's fresh
         // string grew it several times (docs/benchmark.md).
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                let formatted = self.0.format_fields(Writer::new(&mut *buf), fields);
-                let written = formatted.and_then(|()| writer.write_str(&escape_controls(&buf)));
-                if buf.capacity() > MAX_SCRATCH {
-                    *buf = String::new();
-                }
-                written
+        SCRATCH.with(|scratch| {
+            // Busy only if a value's `Display` formats fields itself: then a buffer of its own.
+            let mut own = String::new();
+            let mut held = scratch.try_borrow_mut();
+            let buf = match held.as_deref_mut() {
+                Ok(scratch) => scratch,
+                Err(_) => &mut own,
+            };
+            buf.clear();
+            let formatted = self.0.format_fields(Writer::new(&mut *buf), fields);
+            let written = formatted.and_then(|()| writer.write_str(&escape_controls(buf)));
+            if buf.capacity() > MAX_SCRATCH {
+                *buf = String::new();
             }
-            // A value's `Display` that logs itself: formatted straight through, unbuffered.
-            Err(_) => {
-                let mut escaping = Escaping(&mut writer);
-                self.0.format_fields(Writer::new(&mut escaping), fields)
-            }
+            written
         })
     }
 }
@@ -107,15 +107,6 @@ thread_local! {
 
 /// A scratch buffer grown past this by one long event is given back rather than kept.
 const MAX_SCRATCH: usize = 4096;
-
-/// Writes through [`escape_controls`].
-struct Escaping<'a, W: fmt::Write>(&'a mut W);
-
-impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.write_str(&escape_controls(s))
-    }
-}
 
 /// `text` with every character that could break or disguise a log line written as a visible
 /// escape (`\n`, `\r`, `\u{1b}`, …): C0 and C1 controls and DEL, the Unicode line and paragraph
@@ -159,6 +150,44 @@ mod tests {
             assert!(targets.is_none(), "{spans}");
             assert!(env.is_some(), "{spans}");
         }
+    }
+
+    #[test]
+    fn text_lines_escape_span_and_event_fields_however_long() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .fmt_fields(super::EscapedFields::default())
+            .finish();
+        let long = "y".repeat(2 * super::MAX_SCRATCH);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = %"r1\u{1b}[2J");
+            let _in = span.enter();
+            tracing::info!(reason = %"a\nFORGED", "first");
+            tracing::info!(reason = %long, "second");
+            tracing::info!(reason = %"b\r", "third");
+        });
+        let out = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out.lines().count(), 3, "{out}");
+        assert!(out.contains("request{request_id=r1\\u{1b}[2J}"), "{out}");
+        assert!(out.contains("reason=a\\nFORGED"), "{out}");
+        assert!(out.contains(&format!("reason={long}")), "{out}");
+        assert!(out.contains("third reason=b\\r"), "{out}");
+        assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out}");
     }
 
     #[test]

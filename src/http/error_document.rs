@@ -176,7 +176,7 @@ mod tests {
         let first = render(&not_found, "dc7p7jqjueqpn5dkn4cg");
         let again = render(&not_found, "other.id:2");
         assert_eq!(
-            String::from_utf8(first.clone()).unwrap(),
+            String::from_utf8(first).unwrap(),
             r#"{"errors":[{"id":"dc7p7jqjueqpn5dkn4cg","status":"404","code":"not-found","title":"Not found","detail":"No such resource."}]}"#
         );
         let parsed: serde_json::Value = serde_json::from_slice(&again).unwrap();
