@@ -5,12 +5,13 @@
 //! ([`EscapedFields`]); JSON lines escape them by construction (serde_json writes `\n`, `\u001b`).
 
 use std::cell::RefCell;
-use std::fmt;
+use std::fmt::{self, Write as _};
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -42,9 +43,7 @@ pub fn init(filter: &str, format: LogFormat) {
         LogFormat::Json => filtered
             .with(lines.json().flatten_event(true).with_current_span(true))
             .try_init(),
-        LogFormat::Text => filtered
-            .with(lines.fmt_fields(EscapedFields::default()))
-            .try_init(),
+        LogFormat::Text => filtered.with(lines.fmt_fields(EscapedFields)).try_init(),
     };
 }
 
@@ -69,7 +68,7 @@ fn filter_of(filter: &str) -> (Option<Targets>, Option<EnvFilter>) {
 /// The text format's fields (the message included), with [`escape_controls`] applied, so that no
 /// value can end the line, start a forged one, or send escape sequences to a terminal.
 #[derive(Default)]
-pub struct EscapedFields(DefaultFields);
+pub struct EscapedFields;
 
 impl<'writer> FormatFields<'writer> for EscapedFields {
     fn format_fields<R: RecordFields>(
@@ -91,13 +90,70 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
                 Err(_) => &mut own,
             };
             buf.clear();
-            let formatted = self.0.format_fields(Writer::new(&mut *buf), fields);
-            let written = formatted.and_then(|()| writer.write_str(&escape_controls(buf)));
+            let mut visitor = PlainFields {
+                buf: &mut *buf,
+                is_empty: true,
+                result: Ok(()),
+            };
+            fields.record(&mut visitor);
+            let written = visitor
+                .result
+                .and_then(|()| writer.write_str(&escape_controls(buf)));
             if buf.capacity() > MAX_SCRATCH {
                 *buf = String::new();
             }
             written
         })
+    }
+}
+
+/// The fields as tracing-subscriber's `DefaultVisitor` writes them without colours, the plain
+/// `name=value` ones (every field of a request's span and line) written directly: its
+/// `DefaultVisitor` paints name and `=` and formats the three through nested `write!`s, ~1,500
+/// instructions for the one field of every request's span (docs/benchmark.md). The message,
+/// errors, `r#` names and `log.` fields are left to `DefaultVisitor` itself.
+struct PlainFields<'a> {
+    buf: &'a mut String,
+    is_empty: bool,
+    result: fmt::Result,
+}
+
+impl PlainFields<'_> {
+    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        let before = self.buf.len();
+        let mut visitor = DefaultVisitor::new(Writer::new(&mut *self.buf), self.is_empty);
+        record(&mut visitor);
+        self.result = visitor.finish();
+        self.is_empty &= self.buf.len() == before;
+    }
+}
+
+impl Visit for PlainFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.delegate(|v| v.record_str(field, value)),
+            _ => self.record_debug(field, &value),
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.delegate(|v| v.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        if name == "message" || name.starts_with("r#") || name.starts_with("log.") {
+            return self.delegate(|v| v.record_debug(field, value));
+        }
+        if !std::mem::take(&mut self.is_empty) {
+            self.buf.push(' ');
+        }
+        self.buf.push_str(name);
+        self.buf.push('=');
+        self.result = write!(self.buf, "{value:?}");
     }
 }
 
@@ -154,24 +210,12 @@ mod tests {
 
     #[test]
     fn text_lines_escape_span_and_event_fields_however_long() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Lines {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let lines = Lines::default();
         let sink = lines.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(move || sink.clone())
-            .fmt_fields(super::EscapedFields::default())
+            .fmt_fields(super::EscapedFields)
             .finish();
         let long = "y".repeat(2 * super::MAX_SCRATCH);
         tracing::subscriber::with_default(subscriber, || {
@@ -188,6 +232,83 @@ mod tests {
         assert!(out.contains(&format!("reason={long}")), "{out}");
         assert!(out.contains("third reason=b\\r"), "{out}");
         assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out}");
+    }
+
+    /// The fields of every kind of event otpd writes come out as tracing-subscriber's own
+    /// `DefaultFields` writes them (without colours), apart from the escaping.
+    #[test]
+    fn text_fields_are_written_as_tracing_subscriber_writes_them() {
+        #[derive(Debug)]
+        struct Cause;
+        impl std::fmt::Display for Cause {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the cause")
+            }
+        }
+        impl std::error::Error for Cause {}
+        #[derive(Debug)]
+        struct Outer(Cause);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the failure")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let failure = Outer(Cause);
+        let plain = std::io::Error::other("plain failure");
+        let emit = || {
+            let span = tracing::info_span!("request", request_id = %"r1", r#type = "x", n = 3);
+            let _in = span.enter();
+            tracing::info!(left_out = 5u64, "request lines left out");
+            tracing::info!(method = %"POST", route = "/a", status = 401u16, latency_ms = 0.25f64, client_id = "", "request");
+            tracing::warn!(
+                error = &failure as &dyn std::error::Error,
+                retry = true,
+                "failed"
+            );
+            tracing::warn!(error = &plain as &dyn std::error::Error, delta = -7i64);
+            tracing::info!(message = "only a message");
+            tracing::info!(quoted = "a \"quote\"", debug = ?Some(1), "fields after");
+            span.record("n", 4);
+            tracing::info!("after a record");
+        };
+        let ours = lines_of(super::EscapedFields, emit);
+        let theirs = lines_of(tracing_subscriber::fmt::format::DefaultFields::new(), emit);
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.lines().count(), 7, "{ours}");
+    }
+
+    fn lines_of<N>(fields: N, emit: impl Fn()) -> String
+    where
+        N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+    {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || sink.clone())
+            .fmt_fields(fields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -13,13 +13,14 @@ use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use futures_util::future::{Either, Ready, ready};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -27,7 +28,11 @@ use std::time::{Duration, Instant};
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
-pub const REQUEST_ID: &str = "request-id";
+/// A `HeaderName` made once: looked up by a `&str`, the name is parsed and lower-cased again on
+/// every request.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+/// axum's `DefaultBodyLimit` when none is set: the admin listener's limit.
+const AXUM_BODY_LIMIT: usize = 2 * 1024 * 1024;
 const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// The id of one request: the caller's `Request-Id` if it is sane, otherwise a fresh xid.
@@ -38,7 +43,7 @@ impl RequestId {
     fn from_request(req: &Request) -> Self {
         let incoming = req
             .headers()
-            .get(REQUEST_ID)
+            .get(&REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| is_sane_request_id(v));
         Self(incoming.map_or_else(|| xid::new().to_string(), str::to_owned))
@@ -53,11 +58,14 @@ fn is_sane_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// The request's id and the facts learned while handling it that belong on its log line: one
-/// extension, so a request pays for one insert and no copy of its id.
+/// The request's id, its body limit, and the facts learned while handling it that belong on its
+/// log line: one extension, so a request pays for one insert and no copy of its id.
 #[derive(Debug)]
 pub struct RequestNotes {
     pub id: RequestId,
+    /// The most body bytes read ([`OuterSettings::max_body_bytes`], else axum's default limit):
+    /// [`super::json_body::JsonBody`] applies it while reading.
+    pub body_limit: usize,
     pub route: OnceLock<MatchedPath>,
     pub client_id: OnceLock<String>,
 }
@@ -67,8 +75,8 @@ pub struct OuterSettings {
     pub metrics: Metrics,
     /// The deadline of a request (a long poll adds the wait it asks for).
     pub request_timeout: Duration,
-    /// A declared `Content-Length` over this is answered 413 before anything else. `None` on the
-    /// admin listener, which leaves bodies to axum's default limit on its routes.
+    /// A declared `Content-Length` over this is answered 413 before anything else, and no more
+    /// is read of a body without one. `None` on the admin listener: axum's default limit.
     pub max_body_bytes: Option<usize>,
     /// Which request lines of rejected requests are written.
     pub rejected_lines: RejectedLines,
@@ -170,6 +178,7 @@ where
     let started = Instant::now();
     let notes = Arc::new(RequestNotes {
         id: RequestId::from_request(&req),
+        body_limit: settings.max_body_bytes.unwrap_or(AXUM_BODY_LIMIT),
         route: OnceLock::new(),
         client_id: OnceLock::new(),
     });
@@ -181,19 +190,29 @@ where
     let oversize = settings
         .max_body_bytes
         .is_some_and(|max| json_body::declares_more_than(&req, max));
-    let mut res = if oversize {
-        ApiError::PayloadTooLarge.into_response()
-    } else {
-        let budget = deadline::budget(settings.request_timeout, &req);
-        match tokio::time::timeout(budget, route(req).instrument(span.clone())).await {
-            Ok(res) => res,
-            Err(_) => ApiError::RequestTimeout.into_response(),
+    let budget = deadline::budget(settings.request_timeout, &req);
+    // The routed request holds the span, and the line below is written in it: no clone of the
+    // span (each costs a reference count up and down in the registry). Routed only if not
+    // oversize; a request past its deadline is dropped with the rest of this function.
+    let mut routed = pin!(
+        async move {
+            if oversize {
+                ApiError::PayloadTooLarge.into_response()
+            } else {
+                route(req).await
+            }
         }
+        .instrument(span)
+    );
+    let mut res = match tokio::time::timeout(budget, routed.as_mut()).await {
+        Ok(res) => res,
+        Err(_) => ApiError::RequestTimeout.into_response(),
     };
+    let span = routed.span();
 
     finish_error(&mut res, &id.0);
     if let Ok(value) = HeaderValue::from_str(&id.0) {
-        res.headers_mut().insert(REQUEST_ID, value);
+        res.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     let status = res.status().as_u16();
     let matched = notes.route.get().map(MatchedPath::as_str);
@@ -375,7 +394,7 @@ mod tests {
         let res = app.call(req).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(res.headers()[header::CONTENT_TYPE], JSON_API);
-        assert!(res.headers().contains_key(REQUEST_ID));
+        assert!(res.headers().contains_key(&REQUEST_ID));
         let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
         let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(body.contains(r#""status":"500""#), "{body}");

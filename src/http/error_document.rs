@@ -6,8 +6,7 @@ use super::error::{ErrorBody, ErrorSource};
 use axum::http::StatusCode;
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
+use std::cell::RefCell;
 
 /// The error we answer for a status that some layer produced without our body.
 pub fn for_status(status: StatusCode) -> ErrorBody {
@@ -63,23 +62,21 @@ pub const JSON_API: &str = "application/vnd.api+json";
 /// Renders the final JSON:API document of one error.
 ///
 /// Most errors are made of static text only (every cheap rejection is): what follows their id
-/// is rendered once and kept ([`STATIC_TAILS`]), so a flood of 401s does not escape the same
-/// title and detail through serde_json on every request (docs/benchmark.md).
+/// is rendered once per thread and kept ([`STATIC_TAILS`]), so a flood of 401s does not escape
+/// the same title and detail through serde_json on every request (docs/benchmark.md).
 pub fn render(body: &ErrorBody, request_id: &str) -> Vec<u8> {
-    let key = StaticKey::of(body);
-    if let Some(key) = key {
-        let tails = STATIC_TAILS.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(tail) = tails.get(&key) {
+    let Some(key) = StaticKey::of(body) else {
+        return with_id(request_id, &render_tail(body));
+    };
+    STATIC_TAILS.with_borrow_mut(|tails| {
+        if let Some((_, tail)) = tails.iter().find(|(kept, _)| *kept == key) {
             return with_id(request_id, tail);
         }
-    }
-    let tail = render_tail(body);
-    let out = with_id(request_id, &tail);
-    if let Some(key) = key {
-        let mut tails = STATIC_TAILS.write().unwrap_or_else(|p| p.into_inner());
-        tails.insert(key, tail.into_boxed_slice());
-    }
-    out
+        let tail = render_tail(body).into_boxed_slice();
+        let out = with_id(request_id, &tail);
+        tails.push((key, tail));
+        out
+    })
 }
 
 /// The document around its id: `{"errors":[{"id":` id `,` tail `]}`.
@@ -124,7 +121,7 @@ fn render_tail(body: &ErrorBody) -> Vec<u8> {
 
 /// An error made only of static text, by where that text is: the same strings always render
 /// the same tail. Errors with a source or a detail made at run time are rendered each time.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct StaticKey {
     status: u16,
     code: (usize, usize),
@@ -147,9 +144,11 @@ impl StaticKey {
     }
 }
 
-/// Rendered tails of the static errors: a few dozen at most (one per error this build can give).
-static STATIC_TAILS: LazyLock<RwLock<HashMap<StaticKey, Box<[u8]>>>> =
-    LazyLock::new(Default::default);
+thread_local! {
+    /// Rendered tails of the static errors, per thread: no lock and no hashing on the way to
+    /// one, and a few dozen at most (one per error this build can give), found by a short scan.
+    static STATIC_TAILS: RefCell<Vec<(StaticKey, Box<[u8]>)>> = const { RefCell::new(Vec::new()) };
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,13 @@
 //! Request bodies: a declared length over the limit is refused before reading, and JSON is parsed
 //! into our error format (400 for syntax, 422 with a pointer for shape, duplicate keys included).
 
+use super::context::RequestNotes;
 use super::error::ApiError;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 /// A request whose `Content-Length` already exceeds the body limit is answered 413 at once: the
 /// body limit alone would wait for bytes that a lying or huge request may never send, until the
@@ -19,28 +21,33 @@ pub fn declares_more_than(req: &Request, max_body_bytes: usize) -> bool {
 }
 
 /// A JSON body parsed into `T`: 400 when it is not JSON, 422 with a pointer when it is JSON of the
-/// wrong shape, 413 (from the body limit) when it is too large.
+/// wrong shape, 413 when it is larger than the request's body limit ([`RequestNotes`]).
+///
+/// The limit is applied here rather than by axum's `DefaultBodyLimit` layer, which every route
+/// would pay for on every request, a body or not: a boxed future and a request extension
+/// (docs/benchmark.md).
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = match Bytes::from_request(req, state).await {
-            Ok(b) => b,
-            Err(rejection) => {
-                // The body limit's rejection: keep its status, our layer gives it our body.
-                let status = axum::response::IntoResponse::into_response(rejection).status();
-                return Err(if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::MalformedJson
-                });
-            }
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let limit = req
+            .extensions()
+            .get::<Arc<RequestNotes>>()
+            .map_or(FALLBACK_LIMIT, |notes| notes.body_limit);
+        let bytes = match Limited::new(req.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => return Err(ApiError::PayloadTooLarge),
+            // The client went away or sent a broken body.
+            Err(_) => return Err(ApiError::MalformedJson),
         };
         parse_json(&bytes).map(JsonBody)
     }
 }
+
+/// The limit of a request that did not pass through `http::context` (none does in otpd).
+const FALLBACK_LIMIT: usize = 64 * 1024;
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Syntax first, for the whole body: a document that is not JSON is a 400 even when its

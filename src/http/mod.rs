@@ -114,9 +114,14 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
         .merge(operations_routes(settings.serve_metrics))
         .merge(openapi)
         .with_state(state.clone())
-        .merge(settings.pages)
-        .fallback(|| async { ApiError::NotFound })
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+        // The pages read their forms with axum's extractor, which takes its limit from this
+        // layer; the API's JSON bodies are limited by `JsonBody` (json_body.rs).
+        .merge(
+            settings
+                .pages
+                .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
+        )
+        .fallback(|| async { ApiError::NotFound });
     App::new(
         router,
         OuterSettings {

@@ -44,6 +44,45 @@ async fn a_declared_length_over_the_limit_is_413_at_once_without_reading_the_bod
     );
 }
 
+/// A body sent in chunks declares no length: the limit holds while it is read. Within the limit
+/// it is read whole and parsed (a 422 names the field).
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413_and_one_within_it_is_parsed() {
+    let app = TestApp::spawn().await;
+    let token = app.issuer.token("u1");
+    let chunked = |body: &str| {
+        let (first, rest) = body.split_at(body.len() / 2);
+        format!(
+            "POST /user/2022-1/user/otp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+            first.len(),
+            rest.len()
+        )
+    };
+    let big = format!("{{\"password\": \"{}\"}}", "x".repeat(20_000));
+    for (body, status, code) in [
+        (big.as_str(), "413", "payload-too-large"),
+        (r#"{"password": 5}"#, "422", "invalid-field"),
+    ] {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(chunked(body).as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).ends_with("]}") {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+        assert!(text.contains(&format!("\"code\":\"{code}\"")), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn a_long_poll_timeout_given_twice_is_named_as_a_duplicate() {
     let app = TestApp::spawn().await;
