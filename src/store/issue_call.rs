@@ -51,7 +51,7 @@ pub(super) async fn issue(
     store: &PgStore,
     sub: &Subject,
     otp: &NewOtp<'_>,
-) -> Result<Option<OtpInsert>, StoreError> {
+) -> Result<OtpInsert, StoreError> {
     let outcome: String = sqlx::query_scalar(ISSUE)
         .bind(sub.as_str())
         .bind(otp.digest)
@@ -64,14 +64,12 @@ pub(super) async fn issue(
         .bind(otp.audit_detail)
         .fetch_one(&store.writer)
         .await?;
-    Ok(Some(match outcome.as_str() {
-        "inserted" => OtpInsert::Inserted,
-        "taken" => OtpInsert::DigestTaken,
-        "gone" => OtpInsert::CredentialGone,
-        other => {
-            return Err(StoreError::Other(sqlx::Error::Protocol(format!(
-                "otpd_issue_otp answered `{other}`"
-            ))));
-        }
-    }))
+    match outcome.as_str() {
+        "inserted" => Ok(OtpInsert::Inserted),
+        "taken" => Ok(OtpInsert::DigestTaken),
+        "gone" => Ok(OtpInsert::CredentialGone),
+        other => Err(StoreError::Other(sqlx::Error::Protocol(format!(
+            "otpd_issue_otp answered `{other}`"
+        )))),
+    }
 }

@@ -86,7 +86,7 @@ use super::redeem_call::redeem as redeem_in_one_call;
 
 /// The attempt reservation and the OTP's write after the check: one call of a server-side
 /// function each (`issue_call`).
-use super::issue_call::{issue as issue_in_one_call, reserve as reserve_in_one_call};
+use super::issue_call::{issue as issue_otp, reserve as reserve_in_one_call};
 
 super::sql::impl_store!(
     PgStore,

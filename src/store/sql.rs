@@ -23,7 +23,7 @@ macro_rules! impl_store {
                 OtpInsert, Redeemed, Redemption, StoreError, StoredCredentials, StoredDevice,
             };
             use super::write_steps::{
-                consume, factor_set, insert_audit, insert_otp, lock_user, redeemed_with, upsert_device,
+                consume, factor_set, insert_audit, lock_user, redeemed_with, upsert_device,
             };
             use sqlx::Row;
 
@@ -103,48 +103,9 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_otp(&self, sub: &Subject, otp: NewOtp<'_>) -> Result<OtpInsert, StoreError> {
-                    // PostgreSQL: the statements below as one server-side call.
-                    if let Some(done) = super::issue_in_one_call(self, sub, &otp).await? {
-                        return Ok(done);
-                    }
-                    let mut tx = self.begin_write().await?;
-                    lock_user(&mut tx, sub).await?;
-                    if let Some(factor) = otp.requires {
-                        if !factor_set(&mut tx, sub, factor).await? {
-                            tx.rollback().await?;
-                            return Ok(OtpInsert::CredentialGone);
-                        }
-                    }
-                    if let Some(factor) = otp.reset_attempts {
-                        sqlx::query("DELETE FROM attempts WHERE sub = $1 AND factor = $2")
-                            .bind(sub.as_str())
-                            .bind(factor.as_str())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    // Account OTPs have a cap of their own; login OTPs theirs (store/sessions.rs).
-                    let inserted = insert_otp(
-                        &mut tx,
-                        sub,
-                        "account",
-                        otp.digest,
-                        otp.created_at,
-                        otp.expires_at,
-                        otp.max_live,
-                    );
-                    if !inserted.await? {
-                        return Ok(OtpInsert::DigestTaken);
-                    }
-                    insert_audit(
-                        &mut tx,
-                        sub,
-                        AuditEvent::OtpIssued,
-                        otp.audit_detail,
-                        otp.created_at,
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    Ok(OtpInsert::Inserted)
+                    // Each backend's own: one server-side call on PostgreSQL (`issue_call.rs`),
+                    // the writes as one string of statements on SQLite (`sqlite.rs`).
+                    super::issue_otp(self, sub, &otp).await
                 }
 
                 async fn reserve_mail(

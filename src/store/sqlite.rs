@@ -230,9 +230,10 @@ async fn reserve_in_one_call(
 /// The writes of `Store::insert_otp` after its credential check, as one string: sqlx's SQLite
 /// driver runs every statement of a string in one command to the connection's thread, binding `$N`
 /// in each to the same arguments. One hand-off instead of five, each of which woke a thread on a
-/// core that is hashing (docs/benchmark.md). The statements and their order are the shared
-/// `insert_otp`'s (`sql.rs`, `write_steps.rs`): the counter reset (`$2` NULL: none), the user's
-/// dead OTPs, the account OTPs over the cap, the insert, its audit row.
+/// core that is hashing (docs/benchmark.md). The statements and their order are those of
+/// PostgreSQL's `otpd_issue_otp` (migrations/postgres/0020) and of `write_steps::insert_otp`
+/// (which login OTPs use): the counter reset (`$2` NULL: none), the user's dead OTPs, the account
+/// OTPs over the cap, the insert, its audit row.
 const ISSUE_WRITES: &str = "
     DELETE FROM attempts WHERE sub = $1 AND factor = $2;
     DELETE FROM otps WHERE sub = $1 AND (expires_at <= $3 OR used_at IS NOT NULL);
@@ -242,17 +243,17 @@ const ISSUE_WRITES: &str = "
     INSERT INTO audit_events (sub, at, event, detail) VALUES ($1, $3, $7, $8);";
 
 /// `Store::insert_otp` on SQLite: the credential check, then [`ISSUE_WRITES`].
-async fn issue_in_one_call(
+async fn issue_otp(
     store: &SqliteStore,
     sub: &Subject,
     otp: &NewOtp<'_>,
-) -> Result<Option<OtpInsert>, StoreError> {
+) -> Result<OtpInsert, StoreError> {
     let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await?;
     if let Some(factor) = otp.requires
         && !write_steps::factor_set(&mut tx, sub, factor).await?
     {
         tx.rollback().await?;
-        return Ok(Some(OtpInsert::CredentialGone));
+        return Ok(OtpInsert::CredentialGone);
     }
     let written = sqlx::query(ISSUE_WRITES)
         .bind(sub.as_str())
@@ -269,12 +270,12 @@ async fn issue_in_one_call(
         Ok(_) => {}
         // The code's digest is taken: dropping the transaction undoes the statements before.
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Ok(Some(OtpInsert::DigestTaken));
+            return Ok(OtpInsert::DigestTaken);
         }
         Err(e) => return Err(e.into()),
     }
     tx.commit().await?;
-    Ok(Some(OtpInsert::Inserted))
+    Ok(OtpInsert::Inserted)
 }
 
 super::sql::impl_store!(
