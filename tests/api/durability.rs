@@ -7,6 +7,7 @@ use crate::support::*;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Users in the stream; each is asked for one OTP, so none is retired by `otp_max_live`.
 const USERS: usize = 60;
@@ -70,10 +71,24 @@ async fn every_otp_answered_201_before_a_sigkill_is_redeemable_once_after_restar
             })
         })
         .collect();
-    enough.notified().await;
+    // Every wait is bounded: the whole test takes seconds, and a client or server that stops
+    // answering must fail the test with what it knows, not hang the suite.
+    if tokio::time::timeout(PHASE, enough.notified())
+        .await
+        .is_err()
+    {
+        let n = issued.lock().unwrap().len();
+        panic!(
+            "{n} OTPs issued before the kill, not {KILL_AFTER}; the server is {}",
+            server.state()
+        );
+    }
     server.kill9();
     for c in clients {
-        c.await.unwrap();
+        tokio::time::timeout(PHASE, c)
+            .await
+            .expect("a client ends once the server is killed")
+            .unwrap();
     }
     let issued = issued.lock().unwrap().clone();
     assert!(issued.len() >= KILL_AFTER);
@@ -82,11 +97,20 @@ async fn every_otp_answered_201_before_a_sigkill_is_redeemable_once_after_restar
         "the kill came after the stream ended: nothing was tested"
     );
 
-    let restarted = Server::start(&app.env).await;
+    let mut restarted = Server::start(&app.env).await;
     for (user, otp) in &issued {
-        assert_redeemable_once(&app, &restarted, user, otp).await;
+        let redeemed = assert_redeemable_once(&app, &restarted, user, otp);
+        if tokio::time::timeout(PHASE, redeemed).await.is_err() {
+            panic!(
+                "no answer for {user}'s OTP; the restarted server is {}",
+                restarted.state()
+            );
+        }
     }
 }
+
+/// The longest any phase of the crash test may take.
+const PHASE: Duration = Duration::from_secs(60);
 
 /// The OTP is accepted once and refused the second time, by `server`.
 pub async fn assert_redeemable_once(app: &TestApp, server: &Server, user: &str, otp: &str) {

@@ -151,6 +151,15 @@ impl Server {
         User::new(&self.http, self.url(""), issuer, sub)
     }
 
+    /// How the process stands, for a failure message: "running" or how it exited.
+    pub fn state(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(None) => "running".to_owned(),
+            Ok(Some(status)) => format!("exited: {status}"),
+            Err(e) => format!("unknown: {e}"),
+        }
+    }
+
     /// SIGKILL: no shutdown hook, no flush, no goodbye.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
