@@ -25,9 +25,24 @@ fn root() -> PathBuf {
 
 /// One headless Chromium, commanded line by line.
 struct Browser {
-    stdin: ChildStdin,
+    /// `None` once closed: the driver's end of input, on which it quits the browser.
+    stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
-    _child: Child,
+    child: Child,
+}
+
+/// Closes the driver's input and gives it time to quit Chrome and chromedriver (`driver.quit()`
+/// in driver.py). Killed at once, as `kill_on_drop` alone did, the driver left both running:
+/// hundreds of orphaned browser processes after a few test runs.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Still running after the deadline: `kill_on_drop` ends it.
+    }
 }
 
 /// Why the browser cannot run here, or `None` when it can.
@@ -80,15 +95,16 @@ impl Browser {
             .expect("a ready line");
         assert!(ready.contains("ready"), "{ready}");
         Self {
-            stdin,
+            stdin: Some(stdin),
             lines,
-            _child: child,
+            child,
         }
     }
 
     async fn send(&mut self, cmd: Value) -> Value {
         let line = format!("{cmd}\n");
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        let stdin = self.stdin.as_mut().expect("the driver's input is open");
+        stdin.write_all(line.as_bytes()).await.unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
             .await
             .unwrap_or_else(|_| panic!("the browser does not answer {cmd}"))
