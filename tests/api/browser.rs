@@ -29,6 +29,8 @@ struct Browser {
     stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
     child: Child,
+    /// The pid of the chromedriver the driver started.
+    chromedriver: u32,
 }
 
 /// Closes the driver's input and gives it time to quit Chrome and chromedriver (`driver.quit()`
@@ -93,12 +95,36 @@ impl Browser {
             .expect("the browser starts")
             .unwrap()
             .expect("a ready line");
-        assert!(ready.contains("ready"), "{ready}");
+        let ready: Value = serde_json::from_str(&ready).expect("a JSON ready line");
+        assert_eq!(ready["ready"], true, "{ready}");
+        let chromedriver = ready["chromedriver"].as_u64().expect("chromedriver's pid") as u32;
         Self {
             stdin: Some(stdin),
             lines,
             child,
+            chromedriver,
         }
+    }
+
+    /// Ends the session as every test does when it drops the browser, and checks that the
+    /// driver quit on its own and took chromedriver with it.
+    async fn close(mut self) {
+        drop(self.stdin.take());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the driver quits once its input ends")
+            .unwrap();
+        assert!(status.success(), "the driver ended with {status}");
+        let proc = PathBuf::from(format!("/proc/{}", self.chromedriver));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while proc.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !proc.exists(),
+            "chromedriver {} still runs",
+            self.chromedriver
+        );
     }
 
     async fn send(&mut self, cmd: Value) -> Value {
@@ -301,6 +327,7 @@ async fn an_expired_link_says_so() {
     browser.open(&link).await;
     assert_eq!(browser.text("h1").await, "This link has expired");
     browser.capture("link-expired").await;
+    browser.close().await;
 }
 
 /// A user with a password, the PIN and a device, and a reset link for them.

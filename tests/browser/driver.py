@@ -160,7 +160,8 @@ def main() -> None:
     NO_JS = args.no_js
     driver = browser(args.no_js, args.width, args.height)
     try:
-        print(json.dumps({"ready": True}), flush=True)
+        # chromedriver's pid: the test checks that it is gone once this driver has quit.
+        print(json.dumps({"ready": True, "chromedriver": driver.service.process.pid}), flush=True)
         for line in sys.stdin:
             if not line.strip():
                 continue
