@@ -4,6 +4,13 @@
 //! `queue` more requests wait for a slot. Beyond that the caller is told `Overloaded` at once, so a
 //! flood turns into fast 503s instead of an ever longer queue and ever more memory.
 //!
+//! The hashes run on `concurrency` threads of their own (`otpd-hash`), which take jobs in order
+//! from one queue, each with its own reused work area. A thread that finishes a hash takes the
+//! next waiting one at once; with tokio's blocking pool the freed slot first woke the waiting
+//! request, which then woke (or started) another blocking thread: two thread hand-offs per hash
+//! while the core had nothing to do, and twice as many threads, each with `m` KiB of work area
+//! (docs/benchmark.md).
+//!
 //! The pepper is Argon2's secret input; its id goes into the PHC string's `keyid` parameter. Every
 //! pepper of the ring verifies the hashes made under its id; a hash made under an older one, or
 //! with other parameters, or imported from another system (`imported_hash`), is `outdated` and is
@@ -18,10 +25,12 @@ use argon2::{Algorithm, Argon2, Block, KeyId, ParamsBuilder, PasswordHasher, Ver
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use subtle::ConstantTimeEq;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use zeroize::Zeroize;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +62,10 @@ pub struct Hasher {
 struct Inner {
     peppers: PepperRing,
     settings: Argon2Settings,
-    running: Arc<Semaphore>,
+    /// The hashing threads' queue; they end when the last `Hasher` is gone.
+    jobs: flume::Sender<Job>,
+    /// Hashes being computed right now.
+    running: AtomicUsize,
     admitted: Arc<Semaphore>,
     concurrency: usize,
     capacity: usize,
@@ -70,6 +82,24 @@ pub struct HashLoad {
 }
 
 const SALT_LEN: usize = 16;
+
+/// A hash to compute, with its reply.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts the `concurrency` hashing threads on `jobs`. Each ends when the queue is closed and empty.
+fn start_threads(concurrency: usize, jobs: &flume::Receiver<Job>) -> std::io::Result<()> {
+    for _ in 0..concurrency {
+        let jobs = jobs.clone();
+        std::thread::Builder::new()
+            .name("otpd-hash".into())
+            .spawn(move || {
+                for job in jobs.iter() {
+                    job();
+                }
+            })?;
+    }
+    Ok(())
+}
 
 thread_local! {
     /// One Argon2 work area per hashing thread, reused across hashes: allocating m KiB afresh for
@@ -96,11 +126,15 @@ impl Hasher {
         queue: usize,
         metrics: Metrics,
     ) -> Self {
+        let (jobs, waiting) = flume::unbounded();
+        // Without its threads the service cannot check a password: as fatal as a failed start.
+        start_threads(concurrency, &waiting).expect("cannot start the hashing threads");
         Self {
             inner: Arc::new(Inner {
                 peppers,
                 settings,
-                running: Arc::new(Semaphore::new(concurrency)),
+                jobs,
+                running: AtomicUsize::new(0),
                 admitted: Arc::new(Semaphore::new(concurrency + queue)),
                 concurrency,
                 capacity: concurrency + queue,
@@ -112,7 +146,7 @@ impl Hasher {
     pub fn load(&self) -> HashLoad {
         let inner = &self.inner;
         let admitted = inner.capacity - inner.admitted.available_permits();
-        let running = inner.concurrency - inner.running.available_permits();
+        let running = inner.running.load(Ordering::Relaxed).min(inner.concurrency);
         HashLoad {
             waiting: admitted.saturating_sub(running),
             running,
@@ -175,22 +209,28 @@ impl Hasher {
         F: FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     {
         let queued_at = Instant::now();
-        let running = Arc::clone(&self.inner.running)
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
-        self.inner.metrics.hash_wait(queued_at.elapsed());
         let inner = Arc::clone(&self.inner);
-        // The permits move into the blocking task: if the request is dropped (client gone), the
-        // hash still runs to its end and keeps its slot until then, so the bound holds.
-        tokio::task::spawn_blocking(move || {
-            let result = job(&inner);
-            drop(running);
+        let (reply, answer) = oneshot::channel();
+        // The admission moves into the job: if the request is dropped (client gone), the hash
+        // keeps its place until its turn comes, so the bound holds; it is then skipped, as nobody
+        // waits for it. A job that panics answers nothing, which reads as an internal error.
+        let job: Job = Box::new(move || {
+            if reply.is_closed() {
+                drop(admitted);
+                return;
+            }
+            inner.metrics.hash_wait(queued_at.elapsed());
+            inner.running.fetch_add(1, Ordering::Relaxed);
+            let result = catch_unwind(AssertUnwindSafe(|| job(&inner)));
+            inner.running.fetch_sub(1, Ordering::Relaxed);
             drop(admitted);
-            result
-        })
-        .await
-        .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))?
+            if let Ok(result) = result {
+                let _ = reply.send(result);
+            }
+        });
+        let failed = || HashError::Internal("hashing task failed".into());
+        self.inner.jobs.send(job).map_err(|_| failed())?;
+        answer.await.map_err(|_| failed())?
     }
 }
 
@@ -428,5 +468,96 @@ mod tests {
             Err(HashError::Overloaded)
         ));
         busy.await.unwrap().unwrap();
+    }
+
+    /// Runs `job` on the pool through an admission of its own, as a hash would.
+    async fn on_pool<T: Send + 'static>(
+        h: &Hasher,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let permit = h.admit()?;
+        h.run(Arc::clone(&permit.admitted), move |_| Ok(job()))
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_run_on_exactly_concurrency_threads_of_their_own() {
+        let h = Hasher::new(Pepper::new("t1".into(), vec![1; 32]).unwrap(), CHEAP, 2, 30);
+        let jobs: Vec<_> = (0..30)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    on_pool(&h, || {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                        let me = std::thread::current();
+                        (me.id(), me.name().map(str::to_owned))
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut threads = std::collections::HashSet::new();
+        for job in jobs {
+            let (id, name) = job.await.unwrap().unwrap();
+            assert_eq!(name.as_deref(), Some("otpd-hash"));
+            threads.insert(id);
+        }
+        // tokio's blocking pool, which ran them before, used a new thread whenever a slot freed
+        // before its thread was idle again: 4 threads for 2 slots under load.
+        assert_eq!(threads.len(), 2, "{threads:?}");
+        assert_eq!(
+            h.load(),
+            HashLoad {
+                waiting: 0,
+                running: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hash_whose_request_is_gone_keeps_its_place_and_is_skipped() {
+        let h = Hasher::new(Pepper::new("t1".into(), vec![1; 32]).unwrap(), CHEAP, 1, 2);
+        // The only thread waits on a gate, so the next job queues behind it.
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let h = h.clone();
+            tokio::spawn(async move { on_pool(&h, move || gate.recv().unwrap()).await })
+        };
+        while h.load().running == 0 {
+            tokio::task::yield_now().await;
+        }
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = {
+            let (h, ran) = (h.clone(), Arc::clone(&ran));
+            tokio::spawn(
+                async move { on_pool(&h, move || ran.store(true, Ordering::SeqCst)).await },
+            )
+        };
+        while h.inner.admitted.available_permits() > 1 {
+            tokio::task::yield_now().await;
+        }
+        queued.abort();
+        assert!(queued.await.unwrap_err().is_cancelled());
+        // Its admission is held until its turn: the queue has one place left, not two.
+        assert_eq!(h.inner.admitted.available_permits(), 1);
+        open.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        // One queue, in order: once a later job has run, the dropped one had its turn.
+        on_pool(&h, || ()).await.unwrap();
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "a hash nobody waits for was computed"
+        );
+        assert_eq!(h.inner.admitted.available_permits(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_hash_is_an_internal_error_and_its_thread_goes_on() {
+        let h = Hasher::new(Pepper::new("t1".into(), vec![1; 32]).unwrap(), CHEAP, 1, 0);
+        let failed = on_pool(&h, || panic!("a bug in a hash")).await;
+        assert!(matches!(failed, Err(HashError::Internal(_))), "{failed:?}");
+        let phc = h.hash("x").await.unwrap();
+        assert!(h.verify("x", &phc).await.unwrap().matches);
+        assert_eq!(h.inner.admitted.available_permits(), 1);
     }
 }
