@@ -429,14 +429,9 @@ macro_rules! impl_attempt_store {
                     policy: &LockPolicy,
                     now: Millis,
                 ) -> Result<Reservation, StoreError> {
-                    // PostgreSQL: `count_attempt` as one server-side call.
-                    if let Some(done) = super::reserve_in_one_call(self, sub, factor, policy, now).await? {
-                        return Ok(done);
-                    }
-                    let mut tx = self.begin_write().await?;
-                    let reservation = count_attempt(&mut tx, sub, factor, policy, now).await?;
-                    tx.commit().await?;
-                    Ok(reservation)
+                    // The statements of `count_attempt` in one call: a server-side function on
+                    // PostgreSQL, one command to the connection's thread on SQLite.
+                    super::reserve_in_one_call(self, sub, factor, policy, now).await
                 }
 
                 async fn attempt_succeeded(

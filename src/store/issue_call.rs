@@ -21,7 +21,7 @@ pub(super) async fn reserve(
     factor: GuardedFactor,
     policy: &LockPolicy,
     now: Millis,
-) -> Result<Option<Reservation>, StoreError> {
+) -> Result<Reservation, StoreError> {
     let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     let row = sqlx::query(RESERVE)
         .bind(sub.as_str())
@@ -39,11 +39,11 @@ pub(super) async fn reserve(
         locked_until: row.try_get(2)?,
         disabled: row.try_get(3)?,
     };
-    Ok(Some(if admitted {
+    Ok(if admitted {
         Reservation::Admitted(state)
     } else {
         Reservation::Refused(state)
-    }))
+    })
 }
 
 /// `Store::insert_otp` on PostgreSQL.

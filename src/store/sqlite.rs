@@ -13,10 +13,10 @@ use super::{
     CountedRedemption, FollowUp, Millis, NewOtp, OtpInsert, PoolSettings, PoolUsage, Redeemed,
     Redemption, Reservation, StoreError,
 };
-use crate::domain::{AuditEvent, GuardedFactor, LockPolicy, Subject};
+use crate::domain::{AttemptState, AuditEvent, GuardedFactor, LockPolicy, Subject};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::str::FromStr;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -215,16 +215,70 @@ async fn redeem_in_one_call(
     store.group.redeem(sub, candidates, policy, call, now).await
 }
 
-/// SQLite has no server to call: the reservation is the shared statements (`count_attempt`), a
-/// few hand-offs to the connection's thread in-process.
+/// `AttemptStore::reserve_attempt` on SQLite as one command to the writer's thread, where the
+/// shared `count_attempt` needs four (BEGIN, the counting upsert, the lock's UPDATE when one starts,
+/// COMMIT), each a hand-off between threads while the hashes want the cores (docs/benchmark.md).
+/// One statement is its own transaction: the count and the lock it starts are written together
+/// or not at all. The statements of PostgreSQL's `otpd_reserve_attempt` (migrations/postgres/0020),
+/// with the lock policy's arithmetic passed in the same way: `$5` holds the locks (ms) that counts
+/// `$4` … `$4 + 31` start (`lock_steps`, as JSON), `$6` the count that disables. A refused
+/// attempt writes nothing (`changes()` is 0), and the second statement reads the counter as found.
+const RESERVE: &str = "
+    INSERT INTO attempts AS a (sub, factor, failures, locked_until, disabled_at, updated_at)
+    VALUES ($1, $2, 1,
+        COALESCE($3 + NULLIF(CASE WHEN $4 = 0 OR 1 < $4 THEN 0
+                                  ELSE json_extract($5, '$[0]') END, 0), 0),
+        CASE WHEN $6 IS NOT NULL AND 1 >= $6 THEN $3 END,
+        $3)
+    ON CONFLICT (sub, factor) DO UPDATE SET
+        failures = a.failures + 1,
+        locked_until = COALESCE($3 + NULLIF(
+            CASE WHEN $4 = 0 OR a.failures + 1 < $4 THEN 0
+                 ELSE json_extract($5, '$[' || MIN(a.failures + 1 - $4, 31) || ']') END, 0),
+            a.locked_until),
+        disabled_at = CASE WHEN $6 IS NOT NULL AND a.failures + 1 >= $6 THEN $3 END,
+        updated_at = excluded.updated_at
+      WHERE a.locked_until <= $3 AND a.disabled_at IS NULL
+    RETURNING 1, failures, locked_until, disabled_at IS NOT NULL;
+    SELECT 0, failures, locked_until, disabled_at IS NOT NULL
+      FROM attempts WHERE sub = $1 AND factor = $2 AND changes() = 0;";
+
 async fn reserve_in_one_call(
-    _: &SqliteStore,
-    _: &Subject,
-    _: GuardedFactor,
-    _: &LockPolicy,
-    _: Millis,
-) -> Result<Option<Reservation>, StoreError> {
-    Ok(None)
+    store: &SqliteStore,
+    sub: &Subject,
+    factor: GuardedFactor,
+    policy: &LockPolicy,
+    now: Millis,
+) -> Result<Reservation, StoreError> {
+    let steps: Vec<String> = super::redeem_call::lock_steps(policy)
+        .iter()
+        .map(i64::to_string)
+        .collect();
+    let rows = sqlx::query(RESERVE)
+        .bind(sub.as_str())
+        .bind(factor.as_str())
+        .bind(now)
+        .bind(i64::from(policy.lock_from))
+        .bind(format!("[{}]", steps.join(",")))
+        .bind(policy.disable_after.map(i64::from))
+        .fetch_all(&store.writer)
+        .await?;
+    let Some(row) = rows.first() else {
+        // Refused while the row vanished (an unlock by another process in between): as found.
+        return Ok(Reservation::Refused(AttemptState::default()));
+    };
+    let failures: i64 = row.try_get(1)?;
+    let state = AttemptState {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        locked_until: row.try_get(2)?,
+        disabled: row.try_get(3)?,
+    };
+    let admitted: bool = row.try_get(0)?;
+    Ok(if admitted {
+        Reservation::Admitted(state)
+    } else {
+        Reservation::Refused(state)
+    })
 }
 
 /// The writes of `Store::insert_otp` after its credential check, as one string: sqlx's SQLite

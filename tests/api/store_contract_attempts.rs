@@ -55,6 +55,80 @@ async fn store_parallel_reservations_admit_no_more_than_the_policy_allows() {
     assert!(matches!(elsewhere.await.unwrap(), Reservation::Admitted(_)));
 }
 
+/// Both backends compute in SQL the lock a count starts (PostgreSQL's `otpd_reserve_attempt`,
+/// SQLite's one-statement reservation) from the steps `LockPolicy` passes in. For a policy whose
+/// first count locks and disables at its sixth, one that never locks, and one whose locks double
+/// up to their cap, count by count: an admitted attempt leaves `LockPolicy::after_reserving`'s
+/// state, an attempt inside the lock it started is refused with that state, and after the
+/// disabling count every attempt is refused as disabled.
+#[tokio::test]
+async fn store_reservations_leave_the_states_the_lock_policy_computes() {
+    use std::time::Duration;
+    let c = contract().await;
+    let policies = [
+        LockPolicy {
+            lock_from: 1,
+            base_lock: Duration::from_secs(1),
+            max_lock: Duration::from_secs(10),
+            disable_after: Some(6),
+            ..LockPolicy::PIN
+        },
+        LockPolicy {
+            lock_from: 0,
+            disable_after: None,
+            ..LockPolicy::PASSWORD
+        },
+        LockPolicy {
+            lock_from: 3,
+            base_lock: Duration::from_secs(30),
+            max_lock: Duration::from_secs(300),
+            disable_after: None,
+            ..LockPolicy::PIN
+        },
+    ];
+    for (i, policy) in policies.iter().enumerate() {
+        let u = sub(&format!("contract-reserve-states-{i}"));
+        let (mut now, mut lock_end) = (NOW, 0);
+        for failures in 1..=12u32 {
+            now = now.max(lock_end) + 1;
+            let got = c
+                .store
+                .reserve_attempt(&u, GuardedFactor::Pin, policy, now)
+                .await
+                .unwrap();
+            if policy.disables_at(failures - 1) {
+                let Reservation::Refused(state) = got else {
+                    panic!("policy {i}: count {failures} after the disabling one: {got:?}");
+                };
+                assert!(
+                    state.disabled && state.failures == failures - 1,
+                    "{state:?}"
+                );
+                break;
+            }
+            let want = policy.after_reserving(failures, lock_end, now);
+            assert_eq!(
+                got,
+                Reservation::Admitted(want),
+                "policy {i}, count {failures}"
+            );
+            if want.locked_until > now && !want.disabled {
+                let inside = c
+                    .store
+                    .reserve_attempt(&u, GuardedFactor::Pin, policy, now)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    inside,
+                    Reservation::Refused(want),
+                    "policy {i}, count {failures}"
+                );
+            }
+            lock_end = want.locked_until;
+        }
+    }
+}
+
 #[tokio::test]
 async fn store_a_success_resets_its_factor_and_unlock_clears_the_rest() {
     let c = contract().await;
