@@ -20,6 +20,7 @@ BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release")"
 [ -n "${OTPD_BIN:-}" ] || cargo build --release --quiet --bin otpd --example bench_load
 OTPD_BIN="$(realpath "${OTPD_BIN:-$BIN/otpd}")"
 WORK="$(mktemp -d)"
+WRK_POST="$PWD/scripts/wrk-post.lua"
 OTPD_PID=""
 cleanup() {
   [ -n "$OTPD_PID" ] && kill "$OTPD_PID" 2>/dev/null || true
@@ -48,21 +49,8 @@ BODY='{"password":"correct horse battery"}'
 RATE="${BENCH_RSS_RATE:-}"
 if [ -z "$RATE" ]; then
   command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk (or set BENCH_RSS_RATE)" >&2; exit 1; }
-  cat >"$WORK/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = os.getenv("BODY")
-wrk.headers["Content-Type"] = "application/json"
-local tokens, n = {}, 0
-for t in string.gmatch(os.getenv("TOKENS"), "[^,]+") do tokens[#tokens + 1] = t end
-request = function()
-  n = n + 1
-  wrk.headers["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]
-  return wrk.format()
-end
-done = function(summary) io.write(string.format("RESULT %.1f\n", summary.requests / (summary.duration / 1e6))) end
-EOF
-  SUSTAINED=$(BODY="$BODY" TOKENS="$TOKENS" wrk -t2 -c"$(($(nproc) * 3))" -d8s -s "$WORK/post.lua" "$URL" |
-    awk '/^RESULT/ { print $2 }')
+  SUSTAINED=$(BODY="$BODY" TOKENS="$TOKENS" wrk -t2 -c"$(($(nproc) * 3))" -d8s -s "$WRK_POST" \
+    -H "Content-Type: application/json" "$URL" | awk '/^RESULT/ { printf "%.1f\n", $2 / $4 }')
   RATE=$(awk -v r="$SUSTAINED" 'BEGIN { printf "%d", r * 1.5 }')
   echo "sustainable rate ${SUSTAINED}/s: offering ${RATE}/s"
 fi

@@ -50,22 +50,8 @@ trap cleanup EXIT
 
 sed -n "/^cat >\"\$WORK\/redeem.lua\" <<'EOF'\$/,/^EOF\$/p" scripts/bench-redeem.sh | sed '1d;$d' >"$WORK/redeem.lua"
 grep -q '^function done' "$WORK/redeem.lua" || { echo "no wrk script found in scripts/bench-redeem.sh" >&2; exit 1; }
-cat >"$WORK/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = os.getenv("BODY") or ""
-local tokens, n = {}, 0
-for t in string.gmatch(os.getenv("TOKENS") or "", "[^,]+") do tokens[#tokens + 1] = t end
-request = function()
-  n = n + 1
-  wrk.headers["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]
-  return wrk.format()
-end
-done = function(summary, latency, requests)
-  local bad = summary.errors.status + summary.errors.connect + summary.errors.read
-            + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT %d %d %.3f\n", summary.requests - bad, bad, summary.duration / 1e6))
-end
-EOF
+
+WRK_POST="$PWD/scripts/wrk-post.lua"
 
 export OTPD_RATE_LIMIT_PER_CLIENT=off OTPD_RATE_LIMIT_PER_ADDRESS=off OTPD_LOG=warn
 # Codes must outlive the run; the retention job would otherwise spend the measured minutes
@@ -128,7 +114,7 @@ serve() { # SIZE PORT URL
 raw_argon2() { "$BIN/examples/bench_argon2" "$SECS" "$CORES" | sed -E 's/.*: ([0-9.]+) verifications.*/\1/'; }
 otps() { # PORT SIZE -> OTPs (2xx) per second
   BODY='{"password":"correct horse battery"}' TOKENS="$(cat "$WORK/tokens-$2")" \
-    wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" -H "Content-Type: application/json" \
+    wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$WRK_POST" -H "Content-Type: application/json" \
     "http://127.0.0.1:$1/user/2022-1/user/otp" | awk '/^RESULT/ { printf "%.1f\n", $2 / $4 }'
 }
 redeem() { # PORT SIZE ROUND -> "<204/s> <p50 ms> <p99 ms>"

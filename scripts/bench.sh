@@ -85,29 +85,11 @@ start_otpd "sqlite://$WORK/otpd.db"
 TOKEN="${TOKENS%%,*}"
 RSS_IDLE=$(ps -o rss= -p "$OTPD_PID")
 
-cat >"$WORK/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = os.getenv("BODY") or ""
--- With TOKENS (comma-separated), requests take the tokens in turn: load spread over several users.
-local tokens, n = {}, 0
-for t in string.gmatch(os.getenv("TOKENS") or "", "[^,]+") do tokens[#tokens + 1] = t end
-if #tokens > 0 then
-  request = function()
-    n = n + 1
-    wrk.headers["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]
-    return wrk.format()
-  end
-end
-done = function(summary, latency, requests)
-  local bad = summary.errors.status + summary.errors.connect + summary.errors.read
-            + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT %d %d %.3f\n", summary.requests - bad, bad, summary.duration / 1e6))
-end
-EOF
+WRK_POST="$PWD/scripts/wrk-post.lua"
 # wrk CONNS ARGS… -> "<2xx per second> <other per second>"
 run_wrk() {
   local conns=$1; shift
-  wrk -t2 -c"$conns" -d"${SECS}s" -s "$WORK/post.lua" "$@" |
+  wrk -t2 -c"$conns" -d"${SECS}s" -s "$WRK_POST" "$@" |
     awk '/^RESULT/ { printf "%.1f %.1f\n", $2 / $4, $3 / $4 }'
 }
 raw_argon2() { "$BIN/examples/bench_argon2" "$SECS" "$CORES" | sed -E 's/.*: ([0-9.]+) verifications.*/\1/'; }
