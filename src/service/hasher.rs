@@ -67,7 +67,6 @@ struct Inner {
     /// Hashes being computed right now.
     running: AtomicUsize,
     admitted: Arc<Semaphore>,
-    concurrency: usize,
     capacity: usize,
     metrics: Metrics,
 }
@@ -136,7 +135,6 @@ impl Hasher {
                 jobs,
                 running: AtomicUsize::new(0),
                 admitted: Arc::new(Semaphore::new(concurrency + queue)),
-                concurrency,
                 capacity: concurrency + queue,
                 metrics,
             }),
@@ -146,7 +144,7 @@ impl Hasher {
     pub fn load(&self) -> HashLoad {
         let inner = &self.inner;
         let admitted = inner.capacity - inner.admitted.available_permits();
-        let running = inner.running.load(Ordering::Relaxed).min(inner.concurrency);
+        let running = inner.running.load(Ordering::Relaxed);
         HashLoad {
             waiting: admitted.saturating_sub(running),
             running,

@@ -226,8 +226,10 @@ async fn redeem_in_one_call(
 const RESERVE: &str = "
     INSERT INTO attempts AS a (sub, factor, failures, locked_until, disabled_at, updated_at)
     VALUES ($1, $2, 1,
-        COALESCE($3 + NULLIF(CASE WHEN $4 = 0 OR 1 < $4 THEN 0
-                                  ELSE json_extract($5, '$[0]') END, 0), 0),
+        COALESCE($3 + NULLIF(
+            CASE WHEN $4 = 0 OR 1 < $4 THEN 0
+                 ELSE json_extract($5, '$[' || MIN(1 - $4, 31) || ']') END, 0),
+            0),
         CASE WHEN $6 IS NOT NULL AND 1 >= $6 THEN $3 END,
         $3)
     ON CONFLICT (sub, factor) DO UPDATE SET
@@ -250,16 +252,13 @@ async fn reserve_in_one_call(
     policy: &LockPolicy,
     now: Millis,
 ) -> Result<Reservation, StoreError> {
-    let steps: Vec<String> = super::redeem_call::lock_steps(policy)
-        .iter()
-        .map(i64::to_string)
-        .collect();
+    let steps = serde_json::Value::from(super::redeem_call::lock_steps(policy));
     let rows = sqlx::query(RESERVE)
         .bind(sub.as_str())
         .bind(factor.as_str())
         .bind(now)
         .bind(i64::from(policy.lock_from))
-        .bind(format!("[{}]", steps.join(",")))
+        .bind(steps.to_string())
         .bind(policy.disable_after.map(i64::from))
         .fetch_all(&store.writer)
         .await?;
