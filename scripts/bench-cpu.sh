@@ -19,6 +19,7 @@ BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release")"
 OTPD="$(realpath "${OTPD_BIN:-$BIN/otpd}")"
 CPU="$(realpath scripts/cpu-per-thread.py)"
 WRK_POST="$(realpath scripts/wrk-post.lua)"
+MAKE_USERS="$(realpath scripts/bench-users.sh)"
 WORK="$(mktemp -d)"
 OTPD_PID=""
 cleanup() { [ -n "$OTPD_PID" ] && kill "$OTPD_PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -28,12 +29,7 @@ export OTPD_LISTEN="127.0.0.1:$PORT" OTPD_LOG=info
 export OTPD_RATE_LIMIT_PER_CLIENT=off OTPD_RATE_LIMIT_PER_ADDRESS=off
 export OTPD_DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$WORK/otpd.db}"
 cd "$WORK"
-"$OTPD" --dev migrate 2>/dev/null
-TOKENS=""
-for i in $(seq 0 7); do
-  printf 'correct horse battery\n' | "$OTPD" --dev user set-password "cpu$i" 2>/dev/null
-  TOKENS="$TOKENS${TOKENS:+,}$("$OTPD" --dev dev token --sub "cpu$i" --ttl 7200)"
-done
+TOKENS=$("$MAKE_USERS" "$OTPD" cpu)
 "$OTPD" --dev serve >>otpd.log 2>&1 &
 OTPD_PID=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done

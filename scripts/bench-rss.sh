@@ -21,6 +21,7 @@ BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release")"
 OTPD_BIN="$(realpath "${OTPD_BIN:-$BIN/otpd}")"
 WORK="$(mktemp -d)"
 WRK_POST="$PWD/scripts/wrk-post.lua"
+MAKE_USERS="$PWD/scripts/bench-users.sh"
 OTPD_PID=""
 cleanup() {
   [ -n "$OTPD_PID" ] && kill "$OTPD_PID" 2>/dev/null || true
@@ -31,12 +32,7 @@ trap cleanup EXIT
 export OTPD_DATABASE_URL="sqlite://$WORK/otpd.db" OTPD_LISTEN="127.0.0.1:$PORT" OTPD_LOG="${OTPD_LOG:-info}"
 export OTPD_RATE_LIMIT_PER_CLIENT=off OTPD_RATE_LIMIT_PER_ADDRESS=off
 cd "$WORK"
-"$OTPD_BIN" --dev migrate 2>/dev/null
-TOKENS=""
-for i in $(seq 0 7); do
-  printf 'correct horse battery\n' | "$OTPD_BIN" --dev user set-password "rss$i" 2>/dev/null
-  TOKENS="$TOKENS${TOKENS:+,}$("$OTPD_BIN" --dev dev token --sub "rss$i" --ttl 7200)"
-done
+TOKENS=$("$MAKE_USERS" "$OTPD_BIN" rss)
 "$OTPD_BIN" --dev serve >"$WORK/otpd.log" 2>&1 &
 OTPD_PID=$!
 for _ in $(seq 1 100); do

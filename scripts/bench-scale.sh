@@ -52,6 +52,7 @@ sed -n "/^cat >\"\$WORK\/redeem.lua\" <<'EOF'\$/,/^EOF\$/p" scripts/bench-redeem
 grep -q '^function done' "$WORK/redeem.lua" || { echo "no wrk script found in scripts/bench-redeem.sh" >&2; exit 1; }
 
 WRK_POST="$PWD/scripts/wrk-post.lua"
+MAKE_USERS="$PWD/scripts/bench-users.sh"
 
 export OTPD_RATE_LIMIT_PER_CLIENT=off OTPD_RATE_LIMIT_PER_ADDRESS=off OTPD_LOG=warn
 # Codes must outlive the run; the retention job would otherwise spend the measured minutes
@@ -81,14 +82,9 @@ create_db() { # BACKEND SIZE
 # prepare BACKEND SIZE URL: password users bench0..7 (their tokens in $WORK/tokens-SIZE) and live
 # OTPs for the redemption rounds ($WORK/pairs-SIZE-ROUND).
 prepare() {
-  local backend=$1 size=$2 url=$3 tokens=""
+  local backend=$1 size=$2 url=$3
   export OTPD_DATABASE_URL="$url"
-  otpd migrate >/dev/null 2>&1
-  for i in $(seq 0 7); do
-    printf 'correct horse battery\n' | otpd user set-password "bench$i" >/dev/null 2>&1
-    tokens="$tokens${tokens:+,}$(otpd dev token --sub "bench$i" --ttl 7200 2>/dev/null)"
-  done
-  echo "$tokens" >"$WORK/tokens-$size"
+  (cd "$WORK" && "$MAKE_USERS" "$BIN/otpd" bench) >"$WORK/tokens-$size"
   otpd dev bench-otps --users $((REDEEM_USERS * ROUNDS)) --per-user 10 --prefix "r$size" \
     >"$WORK/pairs-$size" 2>/dev/null
   split -n "l/$ROUNDS" -d -a 1 "$WORK/pairs-$size" "$WORK/pairs-$size-"

@@ -38,6 +38,7 @@ echo "== release build"
 cargo build --release --quiet --bin otpd --example bench_argon2 --example bench_hello --example bench_load
 BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release")"
 WORK="$(mktemp -d)"
+MAKE_USERS="$PWD/scripts/bench-users.sh"
 PIDS=()
 PG_DB="otpd_bench_$$"
 cleanup() {
@@ -55,17 +56,11 @@ CORES=$(nproc)
 CONNS=$((CORES * 3)) # hash_concurrency + hash_queue at their defaults: never shed, never idle
 URL="http://127.0.0.1:$PORT/user/2022-1/user/otp"
 
-# start_otpd DATABASE_URL: migrates, sets the users' passwords, starts the server; sets OTPD_PID
-# and TOKENS. Users bench0..bench7: password load is spread over them, as real traffic is (one
-# user's parallel checks beyond the free failures would meet the attempt limits, docs/lockout.md).
+# start_otpd DATABASE_URL: migrates, sets the passwords of users bench0..bench7
+# (scripts/bench-users.sh), starts the server; sets OTPD_PID and TOKENS.
 start_otpd() {
   export OTPD_DATABASE_URL="$1"
-  (cd "$WORK" && "$BIN/otpd" --dev migrate 2>/dev/null)
-  TOKENS=""
-  for i in $(seq 0 7); do
-    (cd "$WORK" && printf 'correct horse battery\n' | "$BIN/otpd" --dev user set-password "bench$i" 2>/dev/null)
-    TOKENS="$TOKENS${TOKENS:+,}$(cd "$WORK" && "$BIN/otpd" --dev dev token --sub "bench$i" --ttl 7200)"
-  done
+  TOKENS=$(cd "$WORK" && "$MAKE_USERS" "$BIN/otpd" bench)
   (cd "$WORK" && exec "$BIN/otpd" --dev serve >>"$WORK/otpd.log" 2>&1) &
   OTPD_PID=$!
   PIDS+=("$OTPD_PID")
