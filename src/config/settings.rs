@@ -244,7 +244,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "header_read_timeout_seconds",
         "5",
-        "a client must send a request's headers within this time (also the idle keep-alive limit) (1..300)",
+        "an HTTP/1 request's headers must end within this time of their first byte (1..300)",
     ),
     (
         "first_request_timeout_seconds",

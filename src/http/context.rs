@@ -204,9 +204,18 @@ where
         }
         .instrument(span)
     );
-    let mut res = match tokio::time::timeout(budget, routed.as_mut()).await {
-        Ok(res) => res,
-        Err(_) => ApiError::RequestTimeout.into_response(),
+    // A cheap rejection is answered on its first poll: the deadline's timer (a registration in
+    // the runtime's timer wheel and its removal) is only set up for a request that waits.
+    let first = std::future::poll_fn(|cx| Poll::Ready(routed.as_mut().poll(cx))).await;
+    let mut res = match first {
+        Poll::Ready(res) => res,
+        Poll::Pending => {
+            let deadline = tokio::time::Instant::from_std(started) + budget;
+            match tokio::time::timeout_at(deadline, routed.as_mut()).await {
+                Ok(res) => res,
+                Err(_) => ApiError::RequestTimeout.into_response(),
+            }
+        }
     };
     let span = routed.span();
 

@@ -140,7 +140,7 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "otpd_http_connections_closed_total",
         Kind::Counter,
         None,
-        "Client connections closed or refused by the server to keep its slots for requests, by reason (address-limit, evicted, first-request-timeout, idle-timeout)",
+        "Client connections closed or refused by the server to keep its slots for requests, by reason (address-limit, evicted, first-request-timeout, idle-timeout, header-read-timeout)",
     ),
     (
         "otpd_long_polls_waiting",
@@ -174,11 +174,12 @@ pub(super) const SMS_OUTCOMES: [(&str, &str); 6] = [
 
 /// Why the server closes a connection that carries no request (label of
 /// `otpd_http_connections_closed_total`).
-pub(super) const CONNECTION_CLOSE_REASONS: [&str; 4] = [
+pub(super) const CONNECTION_CLOSE_REASONS: [&str; 5] = [
     "address-limit",
     "evicted",
     "first-request-timeout",
     "idle-timeout",
+    "header-read-timeout",
 ];
 
 #[derive(Clone, Copy)]

@@ -11,12 +11,14 @@
 //! - on shutdown the listener closes at once, idle connections are closed, in-flight requests may
 //!   finish, and after `shutdown_grace` the loop returns whatever is still running.
 
+mod head_watch;
 mod slots;
 
 use crate::http::App;
 use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use head_watch::HeadWatch;
 use http::{HeaderValue, Request, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -94,6 +96,7 @@ pub async fn serve(
         max_per_address: settings.max_connections_per_address,
         first_request_timeout: settings.first_request_timeout,
         idle_timeout: settings.idle_timeout,
+        header_read_timeout: settings.header_read_timeout,
     });
     tokio::pin!(shutdown);
     'accept: loop {
@@ -191,8 +194,8 @@ async fn run_connection(
         why = &mut close => return Some(why),
     };
     let service = connection_service(app, peer, settings, Arc::clone(connection));
-    let io = TokioIo::new(stream);
     if is_h2 {
+        let io = TokioIo::new(stream);
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
@@ -200,10 +203,10 @@ async fn run_connection(
             .max_concurrent_streams(H2_MAX_STREAMS);
         drive(b.serve_connection(io, service), close, connection, peer).await
     } else {
+        // The header-read timeout is the watchdog's (`head_watch`), not hyper's.
+        let io = TokioIo::new(HeadWatch::new(stream, Arc::clone(connection)));
         let mut b = hyper::server::conn::http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout)
-            .keep_alive(true);
+        b.header_read_timeout(None).keep_alive(true);
         drive(b.serve_connection(io, service), close, connection, peer).await
     }
 }

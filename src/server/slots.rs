@@ -27,6 +27,8 @@ pub enum Close {
     FirstRequestTimeout,
     /// No request for `idle_timeout`.
     IdleTimeout,
+    /// An HTTP/1 request's head did not end within `header_read_timeout` of its first byte.
+    HeaderReadTimeout,
 }
 
 impl Close {
@@ -37,6 +39,7 @@ impl Close {
             Close::Evicted => "evicted",
             Close::FirstRequestTimeout => "first-request-timeout",
             Close::IdleTimeout => "idle-timeout",
+            Close::HeaderReadTimeout => "header-read-timeout",
         }
     }
 }
@@ -48,6 +51,8 @@ pub struct SlotLimits {
     pub max_per_address: Option<usize>,
     pub first_request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// An HTTP/1 request's head must end within this of its first byte (`head_bytes_arrived`).
+    pub header_read_timeout: Duration,
 }
 
 /// What became of a new connection at the door.
@@ -94,6 +99,9 @@ struct Activity {
     served: u64,
     /// When the connection was accepted, or last became idle.
     idle_since: Instant,
+    /// When the first bytes of the next HTTP/1 request head arrived, while the head is not
+    /// complete (`None`: nothing arrived since the last request started).
+    head_started: Option<Instant>,
     close: Option<Close>,
     /// When the watchdog looks next.
     watched_until: Option<Instant>,
@@ -147,6 +155,7 @@ impl Slots {
                 in_flight: 0,
                 served: 0,
                 idle_since: Instant::now(),
+                head_started: None,
                 close: state.draining.then_some(Close::Shutdown),
                 watched_until: None,
             }),
@@ -242,12 +251,26 @@ impl Connection {
         self.changed.notify_one();
     }
 
+    /// Bytes arrived on an HTTP/1 connection (`server::HeadWatch`). With no request in flight
+    /// they begin the next request's head, which must end within `header_read_timeout` from now.
+    /// The watchdog is not woken for it (that would cost every request a wake-up): it looks
+    /// again at least every `header_read_timeout`, so it still closes the connection on time.
+    /// Bytes of a body that hyper drains after its response also count as a head begun: a
+    /// client that then stays silent is closed `header_read_timeout` later, not `idle_timeout`.
+    pub fn head_bytes_arrived(&self) {
+        let mut a = self.activity();
+        if a.in_flight == 0 && a.head_started.is_none() {
+            a.head_started = Some(Instant::now());
+        }
+    }
+
     /// A request arrived; returns how many this connection has served, this one included. The
     /// request counts as in flight until the guard is dropped.
     pub fn request_started(self: &Arc<Self>) -> (u64, InFlight) {
         let mut a = self.activity();
         a.in_flight += 1;
         a.served += 1;
+        a.head_started = None;
         let served = a.served;
         drop(a);
         (served, InFlight(Arc::clone(self)))
@@ -259,13 +282,15 @@ impl Connection {
     }
 
     /// Completes when the connection should close, and says why: asked to (shutdown, eviction),
-    /// or its first request or its next request did not come in time.
+    /// or its first request, its next request or the rest of a request's head did not come in
+    /// time.
     ///
     /// Requests rarely wake it: a request that starts or ends moves the deadline later, except
     /// when it ends before a deadline the watchdog waits for (`Connection::changed`), so the
-    /// watchdog sleeps until the deadline it last saw and looks again then (while a request is in
-    /// flight, one `idle_timeout` later). A connection still closes `idle_timeout` after its last
-    /// request ended.
+    /// watchdog sleeps until the deadline it last saw and looks again then, but never later than
+    /// one `header_read_timeout` from now (a head that begins meanwhile does not wake it). A
+    /// connection still closes `idle_timeout` after its last request ended, and a head that began
+    /// `header_read_timeout` after its first byte.
     pub async fn close_requested(&self, limits: SlotLimits) -> Close {
         loop {
             let changed = self.changed.notified();
@@ -278,9 +303,9 @@ impl Connection {
                         a.close = Some(why);
                         return why;
                     }
-                    Due::At(at) => at,
+                    Due::At(at) => at.min(now + limits.header_read_timeout),
                     // Nothing is due before the request ends, and then not before idle_timeout.
-                    Due::Busy => now + limits.idle_timeout,
+                    Due::Busy => now + limits.idle_timeout.min(limits.header_read_timeout),
                 };
                 a.watched_until = Some(at);
                 at
@@ -308,7 +333,7 @@ impl Activity {
         if let Some(why) = self.close {
             return Due::Close(why);
         }
-        let (at, why) = match (self.in_flight, self.served) {
+        let (mut at, mut why) = match (self.in_flight, self.served) {
             (0, 0) => (
                 self.idle_since + limits.first_request_timeout,
                 Close::FirstRequestTimeout,
@@ -316,6 +341,14 @@ impl Activity {
             (0, _) => (self.idle_since + limits.idle_timeout, Close::IdleTimeout),
             _ => return Due::Busy,
         };
+        if let Some(started) = self.head_started {
+            // A head that began is no longer idleness: it has its own deadline (the first
+            // request's stays, if sooner).
+            let head_due = started + limits.header_read_timeout;
+            if self.served > 0 || head_due < at {
+                (at, why) = (head_due, Close::HeaderReadTimeout);
+            }
+        }
         if now >= at {
             Due::Close(why)
         } else {
@@ -358,6 +391,7 @@ mod tests {
             max_per_address: per_address,
             first_request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(60),
         }
     }
 
@@ -407,6 +441,18 @@ mod tests {
         assert_eq!(busy.connection.activity().close, None);
     }
 
+    /// A connection accepted at `t0` that has sent nothing yet.
+    fn fresh(t0: Instant) -> Activity {
+        Activity {
+            in_flight: 0,
+            served: 0,
+            idle_since: t0,
+            head_started: None,
+            close: None,
+            watched_until: None,
+        }
+    }
+
     #[test]
     fn the_first_request_has_its_own_deadline_then_idleness_counts_and_a_request_in_flight_never_is_idle()
      {
@@ -417,13 +463,7 @@ mod tests {
         };
         let t0 = Instant::now();
         let secs = Duration::from_secs;
-        let mut a = Activity {
-            in_flight: 0,
-            served: 0,
-            idle_since: t0,
-            close: None,
-            watched_until: None,
-        };
+        let mut a = fresh(t0);
         assert_eq!(a.due(l, t0 + secs(1)), Due::At(t0 + secs(2)));
         assert_eq!(
             a.due(l, t0 + secs(2)),
@@ -438,5 +478,62 @@ mod tests {
         assert_eq!(a.due(l, t0 + secs(40)), Due::Close(Close::IdleTimeout));
         a.close = Some(Close::Evicted);
         assert_eq!(a.due(l, t0), Due::Close(Close::Evicted));
+    }
+
+    #[test]
+    fn a_head_that_began_has_its_own_deadline_and_a_silent_keep_alive_connection_stays_until_idle_timeout()
+     {
+        let l = SlotLimits {
+            first_request_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(5),
+            ..limits(3, None)
+        };
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut a = fresh(t0);
+        // The first request: its own deadline stays when it is sooner than the head's.
+        a.head_started = Some(t0 + secs(1));
+        assert_eq!(a.due(l, t0 + secs(2)), Due::At(t0 + secs(3)));
+        assert_eq!(
+            a.due(l, t0 + secs(3)),
+            Due::Close(Close::FirstRequestTimeout)
+        );
+        // Served once and idle since 10 s: silence lasts until idle_timeout, well past the
+        // header timeout (hyper's own header timer closed such a connection after 5 s).
+        a.served = 1;
+        a.head_started = None;
+        a.idle_since = t0 + secs(10);
+        assert_eq!(a.due(l, t0 + secs(36)), Due::At(t0 + secs(40)));
+        // A head begins at 37 s: it must end by 42 s, past the idle deadline.
+        a.head_started = Some(t0 + secs(37));
+        assert_eq!(a.due(l, t0 + secs(40)), Due::At(t0 + secs(42)));
+        assert_eq!(
+            a.due(l, t0 + secs(42)),
+            Due::Close(Close::HeaderReadTimeout)
+        );
+        // A head that begins early must end early.
+        a.head_started = Some(t0 + secs(11));
+        assert_eq!(
+            a.due(l, t0 + secs(16)),
+            Due::Close(Close::HeaderReadTimeout)
+        );
+    }
+
+    #[test]
+    fn bytes_begin_a_head_only_between_requests_and_a_request_ends_it() {
+        let slots = Slots::new(limits(3, None));
+        let slot = admitted(slots.admit(ip(1)));
+        let c = &slot.connection;
+        let (_, in_flight) = c.request_started();
+        c.head_bytes_arrived(); // body bytes of the request in flight
+        assert_eq!(c.activity().head_started, None);
+        drop(in_flight);
+        c.head_bytes_arrived();
+        let began = c.activity().head_started.expect("a head began");
+        c.head_bytes_arrived(); // more of the same head: it began when it began
+        assert_eq!(c.activity().head_started, Some(began));
+        drop(c.request_started());
+        assert_eq!(c.activity().head_started, None);
     }
 }

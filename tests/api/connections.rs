@@ -54,6 +54,20 @@ async fn read_response(stream: &mut TcpStream) -> String {
     }
 }
 
+/// Waits (bounded) until one connection closed for `reason` is counted: the count follows the
+/// close, so a client can see the close first.
+async fn closes_counted(app: &TestApp, reason: &str) {
+    let series = format!("otpd_http_connections_closed_total{{reason=\"{reason}\"}} 1");
+    let wait = async {
+        while !app.metrics_text().await.contains(&series) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SAFETY, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{series} never counted"));
+}
+
 const LIVE: &[u8] = b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n\r\n";
 
 /// An app that waits at most a second for a request's headers, and a raw connection to it.
@@ -104,8 +118,9 @@ async fn a_client_dribbling_headers_is_cut_off() {
     tokio::time::timeout(SAFETY, dribble)
         .await
         .expect("the server cut off the slow client");
-    // Others are served as usual.
+    // Others are served as usual, and the cut is counted by its reason.
     assert_eq!(app.get_root("/health/live").await.status(), 200);
+    closes_counted(&app, "header-read-timeout").await;
 }
 
 #[tokio::test]
@@ -115,10 +130,21 @@ async fn a_silent_connection_is_closed() {
 }
 
 #[tokio::test]
-async fn an_idle_keep_alive_connection_is_closed() {
-    let (_app, mut stream) = app_with_header_timeout().await;
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout_and_closes_at_the_idle_timeout()
+{
+    let app = TestApp::builder()
+        .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .env("OTPD_IDLE_TIMEOUT_SECONDS", "5")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    ok_response(&mut stream, LIVE).await;
+    // Silent for twice the header timeout: a keep-alive connection waiting for its next request
+    // is idle, not slow (hyper's header timer closed it here).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     ok_response(&mut stream, LIVE).await;
     assert_eq!(read_until_closed(&mut stream).await, "");
+    closes_counted(&app, "idle-timeout").await;
 }
 
 #[tokio::test]
