@@ -172,7 +172,8 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
         c.is_control()
             || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     }
-    if !text.chars().any(unsafe_char) {
+    // Printable ASCII (ids, routes, most values) holds none of them: one pass over the bytes.
+    if text.bytes().all(|b| (b' '..b'\x7f').contains(&b)) || !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -321,5 +322,10 @@ mod tests {
             escape_controls("a\r\nINFO forged\u{1b}[2J\u{7f}\u{9b}\u{2028}\u{202e}\tz"),
             "a\\r\\nINFO forged\\u{1b}[2J\\u{7f}\\u{9b}\\u{2028}\\u{202e}\\tz"
         );
+        // The edges of the printable-ASCII shortcut, each alone in otherwise plain text.
+        assert_eq!(escape_controls("id-1 ~"), "id-1 ~");
+        assert_eq!(escape_controls("id\u{7f}"), "id\\u{7f}");
+        assert_eq!(escape_controls("id\u{1f}"), "id\\u{1f}");
+        assert_eq!(escape_controls("\u{202e}id"), "\\u{202e}id");
     }
 }
