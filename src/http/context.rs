@@ -19,6 +19,7 @@ use futures_util::FutureExt;
 use futures_util::future::{Either, Ready, ready};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +69,8 @@ pub struct RequestNotes {
     pub body_limit: usize,
     pub route: OnceLock<MatchedPath>,
     pub client_id: OnceLock<String>,
+    /// The client's address (`None` for a request that did not come over the network).
+    pub peer: Option<SocketAddr>,
 }
 
 /// What the outermost layer applies to every request of one listener.
@@ -153,9 +156,10 @@ impl App {
         }
     }
 
-    pub async fn call(self, req: Request) -> Response {
+    /// Answers `req`, which came from `peer`.
+    pub async fn call(self, req: Request, peer: Option<SocketAddr>) -> Response {
         let Self { router, outer } = self;
-        request_context(&outer, req, |req| async move {
+        request_context(&outer, req, peer, |req| async move {
             // A handler that panics answers 500 (rendered by `finish_error`, nothing of the
             // panic in the body); the panic message goes to the panic hook, as before.
             let routed = AssertUnwindSafe(router.oneshot(req)).catch_unwind().await;
@@ -170,7 +174,12 @@ impl App {
 }
 
 /// The outermost work on every request (module doc); `route` runs the router.
-async fn request_context<F, Fut>(settings: &OuterSettings, mut req: Request, route: F) -> Response
+async fn request_context<F, Fut>(
+    settings: &OuterSettings,
+    mut req: Request,
+    peer: Option<SocketAddr>,
+    route: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
@@ -181,6 +190,7 @@ where
         body_limit: settings.max_body_bytes.unwrap_or(AXUM_BODY_LIMIT),
         route: OnceLock::new(),
         client_id: OnceLock::new(),
+        peer,
     });
     req.extensions_mut().insert(Arc::clone(&notes));
     let id = &notes.id;
@@ -310,14 +320,12 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if let (Some(path), Some(notes)) = (
-            req.extensions().get::<MatchedPath>(),
-            req.extensions().get::<Arc<RequestNotes>>(),
-        ) {
+        let notes = req.extensions().get::<Arc<RequestNotes>>();
+        if let (Some(path), Some(notes)) = (req.extensions().get::<MatchedPath>(), notes) {
             let _ = notes.route.set(path.clone());
         }
         if let Some(limits) = &self.limits
-            && let Err(limited) = limits.check_peer(&req)
+            && let Err(limited) = limits.check_peer(notes.and_then(|n| n.peer))
         {
             return Either::Left(ready(Ok(limited.into_response())));
         }
@@ -400,7 +408,7 @@ mod tests {
             },
         );
         let req = Request::builder().uri("/boom").body(Body::empty()).unwrap();
-        let res = app.call(req).await;
+        let res = app.call(req, None).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(res.headers()[header::CONTENT_TYPE], JSON_API);
         assert!(res.headers().contains_key(&REQUEST_ID));

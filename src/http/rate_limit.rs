@@ -8,7 +8,6 @@
 
 use super::error::ApiError;
 use crate::domain::lockout::retry_after_secs;
-use axum::extract::{ConnectInfo, Request};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
@@ -169,11 +168,11 @@ impl<C: Clock + Clone> RateLimiters<C> {
         }
     }
 
-    /// The per-address limit for the peer of `req` (requests without a peer address, as in-process
-    /// tests send them, are not limited by address).
-    pub fn check_peer(&self, req: &Request) -> Result<(), ApiError> {
-        match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(peer)) => self.check_address(peer.ip()),
+    /// The per-address limit for a request's peer (requests without a peer address, as
+    /// in-process tests send them, are not limited by address).
+    pub fn check_peer(&self, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+        match peer {
+            Some(peer) => self.check_address(peer.ip()),
             None => Ok(()),
         }
     }

@@ -17,7 +17,6 @@ mod slots;
 use crate::http::App;
 use crate::metrics::Metrics;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use head_watch::HeadWatch;
 use http::{HeaderValue, Request, Version, header};
 use hyper::body::Incoming;
@@ -281,13 +280,12 @@ fn connection_service(
     Error = Infallible,
     Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
 > + Clone {
-    hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
+    hyper::service::service_fn(move |req: Request<Incoming>| {
         let (n, in_flight) = connection.request_started();
         let last = n >= settings.max_requests_per_connection && req.version() <= Version::HTTP_11;
         let app = app.clone();
         async move {
-            let mut res = app.call(req.map(Body::new)).await;
+            let mut res = app.call(req.map(Body::new), Some(peer)).await;
             drop(in_flight);
             if last {
                 res.headers_mut()
