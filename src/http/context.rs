@@ -249,8 +249,9 @@ where
             "request lines of rejected requests left out (log_rejected_requests)"
         );
     }
-    let _enter = span.enter();
+    // The span is entered only to write a line in it: most rejections write none.
     if let Some(ErrorCause(cause)) = res.extensions().get::<ErrorCause>() {
+        let _enter = span.enter();
         let error = format!("{cause:#}");
         if span.is_disabled() {
             // The request lines are off (`OTPD_LOG=…,otpd::http::context=warn`, docs/operations.md),
@@ -261,6 +262,7 @@ where
             tracing::error!(%method, route, status, latency_ms, client_id, error, "request failed");
         }
     } else if verdict != LineVerdict::LeaveOut {
+        let _enter = span.enter();
         tracing::info!(%method, route, status, latency_ms, client_id, "request");
     }
     res
