@@ -12,23 +12,25 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
 const H2_EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 
-/// A counter or gauge of the admin listener's `/metrics` (the scrape needs no slot of the main
-/// listener, which the tests fill).
+/// A counter or gauge of `/metrics`: the admin listener's when the app has one (the scrape then
+/// needs no slot of the main listener, which these tests fill), else the main listener's.
 async fn metric(app: &TestApp, series: &str) -> f64 {
-    let admin = app.admin_addr.expect("an admin listener");
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = match app.admin_addr {
+        Some(admin) => reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        None => app.metrics_text().await,
+    };
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{series} missing"))
 }
 
 /// Waits (bounded) until `series` reaches `at_least`.
-async fn metric_reaches(app: &TestApp, series: &str, at_least: f64) {
+pub(crate) async fn metric_reaches(app: &TestApp, series: &str, at_least: f64) {
     let wait = async {
         while metric(app, series).await < at_least {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,6 +1,7 @@
 //! Connection hygiene, on raw TCP: slow headers, silent and idle connections, stalled bodies,
 //! the keep-alive request cap.
 
+use crate::connection_slots::metric_reaches;
 use crate::support::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,15 +58,8 @@ async fn read_response(stream: &mut TcpStream) -> String {
 /// Waits (bounded) until one connection closed for `reason` is counted: the count follows the
 /// close, so a client can see the close first.
 async fn closes_counted(app: &TestApp, reason: &str) {
-    let series = format!("otpd_http_connections_closed_total{{reason=\"{reason}\"}} 1");
-    let wait = async {
-        while !app.metrics_text().await.contains(&series) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(SAFETY, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{series} never counted"));
+    let series = format!("otpd_http_connections_closed_total{{reason=\"{reason}\"}}");
+    metric_reaches(app, &series, 1.0).await;
 }
 
 const LIVE: &[u8] = b"GET /health/live HTTP/1.1\r\nHost: otpd\r\n\r\n";
@@ -145,6 +139,24 @@ async fn an_idle_keep_alive_connection_outlives_the_header_timeout_and_closes_at
     ok_response(&mut stream, LIVE).await;
     assert_eq!(read_until_closed(&mut stream).await, "");
     closes_counted(&app, "idle-timeout").await;
+}
+
+#[tokio::test]
+async fn a_head_begun_on_an_idle_keep_alive_connection_is_cut_at_the_header_timeout() {
+    // The idle timeout (30 s) is longer than SAFETY: only the watchdog's look every header
+    // timeout finds a head that began while it slept towards the idle deadline.
+    let app = TestApp::builder()
+        .env("OTPD_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .env("OTPD_FIRST_REQUEST_TIMEOUT_SECONDS", "1")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    ok_response(&mut stream, LIVE).await;
+    // Past the first-request deadline, so the watchdog has looked and seen an idle connection.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stream.write_all(&LIVE[..LIVE.len() - 2]).await.unwrap();
+    assert_eq!(read_until_closed(&mut stream).await, "");
+    closes_counted(&app, "header-read-timeout").await;
 }
 
 #[tokio::test]
