@@ -93,7 +93,9 @@ impl JwtVerifier {
             self.remembered.fetch_add(1, Ordering::Relaxed);
             return Ok(claims);
         }
-        let (claims, generation) = self.check(token).await?;
+        // Boxed: the full check may fetch keys, and its future is kilobytes that every request's
+        // future would otherwise carry and copy, a remembered token and a 401 alike.
+        let (claims, generation) = Box::pin(self.check(token)).await?;
         let claims = Arc::new(claims);
         self.checked.fetch_add(1, Ordering::Relaxed);
         // Valid for as long as `exp` (with the leeway) allows; `nbf` has passed already. Kept

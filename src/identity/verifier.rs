@@ -131,7 +131,8 @@ impl Identity {
         let claims = if looks_like_jwt(token) {
             self.jwt.verify(token).await?
         } else if let Some(introspection) = &self.introspection {
-            introspection.introspect(token).await?
+            // Boxed, as the full JWT check is (jwt.rs): a network call's future is large.
+            Box::pin(introspection.introspect(token)).await?
         } else {
             return Err(TokenError::Malformed(
                 "not a JWT, and no introspection is configured".into(),

@@ -39,9 +39,11 @@ struct Inner {
 
 /// The two series of each (route, method, status) seen so far: looked up by reference on every
 /// request instead of building their keys (six allocations and a registry lookup) each time.
-/// Small by construction: the labels are a closed set.
+/// Small by construction: the labels are a closed set. Keyed by route templates, never by
+/// what a client sent, so a fast hash (foldhash) does, where std's SipHash cost a cheap request
+/// about 200 instructions (docs/benchmark.md).
 #[derive(Default)]
-struct RequestSeries(RwLock<HashMap<String, Vec<RequestSeriesOf>>>);
+struct RequestSeries(RwLock<HashMap<String, Vec<RequestSeriesOf>, foldhash::fast::RandomState>>);
 
 /// The series of one route for one method and status.
 struct RequestSeriesOf {

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -68,7 +69,38 @@ pub struct Slots {
     limits: SlotLimits,
     state: Mutex<State>,
     /// Signalled whenever a slot is released or a connection becomes idle (and so may give way).
-    freed: Arc<Notify>,
+    freed: Arc<Freed>,
+}
+
+/// What `Slots::freed` waits on. A slot released always signals it; a connection that turns idle
+/// only while someone waits (`waiting`): every request ends by turning its connection idle, and
+/// `Notify::notify_waiters` takes a lock and writes a counter that all connections share, a
+/// cache line the cores would pass back and forth on every request for a wait that happens only
+/// when every slot is taken.
+struct Freed {
+    notify: Notify,
+    waiting: AtomicUsize,
+}
+
+impl Freed {
+    /// A connection turned idle. `waiting` is raised before the waiter looks at the connections,
+    /// and read here after the connection's activity was updated under its lock: either the waiter
+    /// sees this connection idle, or this sees the waiter (both orders are sequentially
+    /// consistent), so no wake-up a waiter needs is skipped.
+    fn became_idle(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// Counts a waiter of `Slots::freed` for as long as its future lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -91,7 +123,7 @@ pub struct Connection {
     changed: Notify,
     idle_timeout: Duration,
     /// The slots' `freed`: a connection that turns idle may be what a waiting newcomer needs.
-    became_idle: Arc<Notify>,
+    became_idle: Arc<Freed>,
 }
 
 struct Activity {
@@ -120,7 +152,10 @@ impl Slots {
         Arc::new(Self {
             limits,
             state: Mutex::default(),
-            freed: Arc::new(Notify::new()),
+            freed: Arc::new(Freed {
+                notify: Notify::new(),
+                waiting: AtomicUsize::new(0),
+            }),
         })
     }
 
@@ -175,8 +210,15 @@ impl Slots {
 
     /// Completes when a slot may have been released, or a connection may have become able to
     /// give way, since the returned future was created.
-    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.freed.notified()
+    pub fn freed(&self) -> impl Future<Output = ()> + '_ {
+        // Counted and armed now, before the caller looks at the slots (`Freed::became_idle`).
+        self.freed.waiting.fetch_add(1, Ordering::SeqCst);
+        let waiting = Waiting(&self.freed.waiting);
+        let notified = self.freed.notify.notified();
+        async move {
+            let _waiting = waiting;
+            notified.await;
+        }
     }
 
     pub fn open(&self) -> usize {
@@ -233,7 +275,7 @@ impl Drop for Slot {
             }
         }
         drop(state);
-        self.slots.freed.notify_waiters();
+        self.slots.freed.notify.notify_waiters();
     }
 }
 
@@ -376,7 +418,7 @@ impl Drop for InFlight {
             self.0.changed.notify_one();
         }
         if idle {
-            self.0.became_idle.notify_waiters();
+            self.0.became_idle.became_idle();
         }
     }
 }
