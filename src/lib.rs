@@ -14,6 +14,7 @@ pub mod identity;
 pub mod mail;
 pub mod metrics;
 pub mod operator;
+pub mod request_span;
 pub mod server;
 pub mod service;
 pub mod sms;

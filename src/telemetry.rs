@@ -38,7 +38,11 @@ pub fn init(filter: &str, format: LogFormat) {
         // Colour codes only for a person at a terminal: in files and pipes they are noise, and
         // formatting them costs measurable CPU per request line (docs/benchmark.md).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let filtered = tracing_subscriber::registry().with(targets).with(env);
+    // `LazySpans` before the line writer: it makes a request's span when a line is written in it.
+    let filtered = tracing_subscriber::registry()
+        .with(targets)
+        .with(env)
+        .with(crate::request_span::LazySpans::default());
     let _ = match format {
         LogFormat::Json => filtered
             .with(lines.json().flatten_event(true).with_current_span(true))

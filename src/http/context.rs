@@ -10,6 +10,7 @@ use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
 use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
 use super::{deadline, json_body};
 use crate::metrics::Metrics;
+use crate::request_span::{self, RequestSpan};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
@@ -27,7 +28,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::{Layer, Service, ServiceExt};
-use tracing::Instrument;
 
 /// A `HeaderName` made once: looked up by a `&str`, the name is parsed and lower-cased again on
 /// every request.
@@ -59,11 +59,12 @@ fn is_sane_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// The request's id, its body limit, and the facts learned while handling it that belong on its
-/// log line: one extension, so a request pays for one insert and no copy of its id.
+/// The request's id and span, its body limit, and the facts learned while handling it that belong
+/// on its log line: one extension, so a request pays for one insert and no copy of its id.
 #[derive(Debug)]
 pub struct RequestNotes {
-    pub id: RequestId,
+    /// The request's id, and its span once something is written in it (`request_span`).
+    pub span: Arc<RequestSpan>,
     /// The most body bytes read ([`OuterSettings::max_body_bytes`], else axum's default limit):
     /// [`super::json_body::JsonBody`] applies it while reading.
     pub body_limit: usize,
@@ -185,35 +186,30 @@ where
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
+    let span = RequestSpan::new(RequestId::from_request(&req).0);
     let notes = Arc::new(RequestNotes {
-        id: RequestId::from_request(&req),
+        span: Arc::clone(&span),
         body_limit: settings.max_body_bytes.unwrap_or(AXUM_BODY_LIMIT),
         route: OnceLock::new(),
         client_id: OnceLock::new(),
         peer,
     });
     req.extensions_mut().insert(Arc::clone(&notes));
-    let id = &notes.id;
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %id.0);
 
     let oversize = settings
         .max_body_bytes
         .is_some_and(|max| json_body::declares_more_than(&req, max));
     let budget = deadline::budget(settings.request_timeout, &req);
-    // The routed request holds the span, and the line below is written in it: no clone of the
-    // span (each costs a reference count up and down in the registry). Routed only if not
-    // oversize; a request past its deadline is dropped with the rest of this function.
-    let mut routed = pin!(
-        async move {
-            if oversize {
-                ApiError::PayloadTooLarge.into_response()
-            } else {
-                route(req).await
-            }
+    // Routed only if not oversize; a request past its deadline is dropped with the rest of this
+    // function. Its span is made only if a line is written in it (`request_span`).
+    let mut routed = pin!(request_span::in_request(span, async move {
+        if oversize {
+            ApiError::PayloadTooLarge.into_response()
+        } else {
+            route(req).await
         }
-        .instrument(span)
-    );
+    }));
     // A cheap rejection is answered on its first poll: the deadline's timer (a registration in
     // the runtime's timer wheel and its removal) is only set up for a request that waits.
     let first = std::future::poll_fn(|cx| Poll::Ready(routed.as_mut().poll(cx))).await;
@@ -227,10 +223,9 @@ where
             }
         }
     };
-    let span = routed.span();
-
-    finish_error(&mut res, &id.0);
-    if let Ok(value) = HeaderValue::from_str(&id.0) {
+    let id = notes.span.id();
+    finish_error(&mut res, id);
+    if let Ok(value) = HeaderValue::from_str(id) {
         res.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     let status = res.status().as_u16();
@@ -249,21 +244,23 @@ where
             "request lines of rejected requests left out (log_rejected_requests)"
         );
     }
-    // The span is entered only to write a line in it: most rejections write none.
+    // The span is made, or entered, only to write a line in it: most rejections write none.
     if let Some(ErrorCause(cause)) = res.extensions().get::<ErrorCause>() {
-        let _enter = span.enter();
         let error = format!("{cause:#}");
-        if span.is_disabled() {
-            // The request lines are off (`OTPD_LOG=…,otpd::http::context=warn`, docs/operations.md),
-            // and the span with them: the failure still names its request.
-            let request_id = id.0.as_str();
-            tracing::error!(request_id, %method, route, status, latency_ms, client_id, error, "request failed");
-        } else {
-            tracing::error!(%method, route, status, latency_ms, client_id, error, "request failed");
-        }
+        notes.span.in_scope(|span_on| {
+            if span_on {
+                tracing::error!(%method, route, status, latency_ms, client_id, error, "request failed");
+            } else {
+                // The request lines are off (`OTPD_LOG=…,otpd::http::context=warn`,
+                // docs/operations.md), and the span with them: the failure still names its request.
+                let request_id = id;
+                tracing::error!(request_id, %method, route, status, latency_ms, client_id, error, "request failed");
+            }
+        });
     } else if verdict != LineVerdict::LeaveOut {
-        let _enter = span.enter();
-        tracing::info!(%method, route, status, latency_ms, client_id, "request");
+        notes.span.in_scope(|_| {
+            tracing::info!(%method, route, status, latency_ms, client_id, "request");
+        });
     }
     res
 }

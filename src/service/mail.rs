@@ -6,13 +6,13 @@ use super::clock::to_millis;
 use super::otp::IssuedOtp;
 use super::{ServiceError, Services};
 use crate::domain::{EmailAddress, Subject};
+use crate::request_span::in_current_request;
 use crate::store::MailQuota;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-use tracing::Instrument;
 
 /// The window of the per-user mail limit.
 pub const MAIL_WINDOW: Duration = Duration::from_secs(3600);
@@ -39,9 +39,11 @@ impl Services {
         sub: Subject,
         to: EmailAddress,
     ) -> Result<(), ServiceError> {
-        tokio::spawn(async move { self.issue_and_mail(&sub, to).await }.in_current_span())
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("mail task failed: {e}")))?
+        tokio::spawn(in_current_request(async move {
+            self.issue_and_mail(&sub, to).await
+        }))
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("mail task failed: {e}")))?
     }
 
     async fn issue_and_mail(&self, sub: &Subject, to: EmailAddress) -> Result<(), ServiceError> {

@@ -9,6 +9,7 @@ use super::pepper::Pepper;
 use super::{ServiceError, Services};
 use crate::domain::password_link::LINK_TOKEN_BYTES;
 use crate::domain::{EmailAddress, LinkPurpose, LinkToken, Subject};
+use crate::request_span::in_current_request;
 use crate::store::{MailQuota, NewLink, StoredLink};
 use hmac::{Hmac, KeyInit, Mac};
 use rand::Rng;
@@ -18,7 +19,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tracing::Instrument;
 
 /// Where users reach otpd's pages: `https://host[:port][/prefix]`, without a trailing slash.
 #[derive(Clone, PartialEq, Eq)]
@@ -160,9 +160,9 @@ impl Services {
         to: EmailAddress,
         purpose: LinkPurpose,
     ) -> Result<(), ServiceError> {
-        tokio::spawn(
-            async move { self.issue_and_mail_link(&sub, to, purpose).await }.in_current_span(),
-        )
+        tokio::spawn(in_current_request(async move {
+            self.issue_and_mail_link(&sub, to, purpose).await
+        }))
         .await
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!("mail task failed: {e}")))?
     }

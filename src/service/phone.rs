@@ -10,11 +10,11 @@ use super::mail::OutgoingMail;
 use super::sms::{SMS_WINDOW, SmsFailure};
 use super::{ServiceError, Services};
 use crate::domain::{EmailAddress, GuardedFactor, OtpCode, PhoneCode, PhoneNumber, Subject};
+use crate::request_span::in_current_request;
 use crate::store::{NewPhoneCode, SmsLimits, SmsQuota, StoredPhone};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// PACE: "If the process is not completed within 24h the process is canceled."
 pub const PHONE_CHANGE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -117,9 +117,11 @@ impl Services {
         number: PhoneNumber,
         notify: Option<EmailAddress>,
     ) -> Result<PhoneUpdate, ServiceError> {
-        tokio::spawn(async move { self.change_phone(&sub, number, notify).await }.in_current_span())
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("phone task failed: {e}")))?
+        tokio::spawn(in_current_request(async move {
+            self.change_phone(&sub, number, notify).await
+        }))
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("phone task failed: {e}")))?
     }
 
     async fn change_phone(

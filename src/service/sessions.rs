@@ -6,10 +6,10 @@ use super::clock::to_millis;
 use super::otp::IssuedOtp;
 use super::{ServiceError, Services};
 use crate::domain::{EmailAddress, OtpCode, SessionId, Subject};
+use crate::request_span::in_current_request;
 use crate::store::{MailQuota, NewSession, SessionCreated, SessionPassed};
 use anyhow::anyhow;
 use std::sync::Arc;
-use tracing::Instrument;
 
 /// How many times a freshly drawn login OTP may collide with a stored digest (as in `otp.rs`).
 const MAX_DRAWS: usize = 3;
@@ -39,16 +39,13 @@ impl Services {
         user: Subject,
         passed: bool,
     ) -> Result<SessionAnswer, ServiceError> {
-        tokio::spawn(
-            async move {
-                let answer = self.session_update(&id, &user, passed).await;
-                if let Err(outcome) = answer.as_ref().map_err(outcome_of) {
-                    self.metrics.session(outcome);
-                }
-                answer
+        tokio::spawn(in_current_request(async move {
+            let answer = self.session_update(&id, &user, passed).await;
+            if let Err(outcome) = answer.as_ref().map_err(outcome_of) {
+                self.metrics.session(outcome);
             }
-            .in_current_span(),
-        )
+            answer
+        }))
         .await
         .map_err(|e| ServiceError::Internal(anyhow!("session task failed: {e}")))?
     }

@@ -281,7 +281,7 @@ fn error_page(w: &WebState, e: PageError, rid: Option<Extension<Arc<RequestNotes
             ("unavailable", StatusCode::SERVICE_UNAVAILABLE)
         }
         PageError::Service(cause) => {
-            let id = rid.map(|Extension(notes)| notes.id.0.clone());
+            let id = rid.map(|Extension(notes)| notes.span.id().to_owned());
             let mut res =
                 problem_page(w, "error", StatusCode::INTERNAL_SERVER_ERROR, id.as_deref());
             // The cause goes to the request's log line (see http::context), never to the page.

@@ -57,10 +57,18 @@ impl std::io::Write for BufferWriter {
 pub(crate) fn init_logging() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter("debug")
-            .with_writer(|| BufferWriter)
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        // As the binary composes it (`telemetry::init`): `LazySpans` makes a request's span
+        // when a line is written in it, before the line writer runs.
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("debug"))
+            .with(otpd::request_span::LazySpans::default())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(|| BufferWriter),
+            )
             .try_init();
     });
 }
