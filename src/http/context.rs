@@ -8,12 +8,13 @@
 
 use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
 use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
-use super::{deadline, json_body};
+use super::{AppState, deadline, json_body};
 use crate::metrics::Metrics;
 use crate::request_span::{self, RequestSpan};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
@@ -265,10 +266,43 @@ where
     res
 }
 
-/// The layer of every route (`Router::route_layer`): notes the matched route template (never the
-/// raw path, which may carry ids) for the log line, and on the API routes applies the per-address
-/// rate limit before anything else of the request is looked at. A `Service` of its own rather than
-/// a `from_fn` layer, which would clone and box the route's service and future on every request.
+/// Notes the matched route template (never the raw path, which may carry ids) for the request's
+/// line and metrics, and with `limits` applies the per-address rate limit.
+fn note_route(
+    extensions: &http::Extensions,
+    limits: Option<&RateLimiters>,
+) -> Result<(), ApiError> {
+    let notes = extensions.get::<Arc<RequestNotes>>();
+    if let (Some(path), Some(notes)) = (extensions.get::<MatchedPath>(), notes) {
+        let _ = notes.route.set(path.clone());
+    }
+    match limits {
+        Some(limits) => limits.check_peer(notes.and_then(|n| n.peer)),
+        None => Ok(()),
+    }
+}
+
+/// The first extractor of every API handler, and what hands it the app's state: notes the route
+/// and applies the per-address rate limit before anything else of the request is looked at, as
+/// [`RouteLayer`] does for the other routes. An extractor, not a route layer, on the API's routes:
+/// axum clones and boxes each layer of a route, and the route's future, on every request, a
+/// twentieth of a cheap rejection's work (docs/benchmark.md). A test sends every operation of the
+/// API document from an address over its limit and expects 429 under the operation's route.
+pub struct Api(pub AppState);
+
+impl FromRequestParts<AppState> for Api {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        note_route(&parts.extensions, Some(&state.limits))?;
+        Ok(Self(state.clone()))
+    }
+}
+
+/// The layer of the routes outside the API (`Router::route_layer`): notes the matched route, and
+/// on the admin API served beside the API applies the per-address limit too. A `Service` of its
+/// own rather than a `from_fn` layer, which would clone and box the route's service and future on
+/// every request.
 #[derive(Clone)]
 pub struct RouteLayer {
     limits: Option<Arc<RateLimiters>>,
@@ -280,8 +314,8 @@ impl RouteLayer {
         Self { limits: None }
     }
 
-    /// Notes the route and applies the per-address limit (the API routes).
-    pub fn api(limits: Arc<RateLimiters>) -> Self {
+    /// Notes the route and applies the per-address limit (the admin API beside the API).
+    pub fn limited(limits: Arc<RateLimiters>) -> Self {
         Self {
             limits: Some(limits),
         }
@@ -319,13 +353,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let notes = req.extensions().get::<Arc<RequestNotes>>();
-        if let (Some(path), Some(notes)) = (req.extensions().get::<MatchedPath>(), notes) {
-            let _ = notes.route.set(path.clone());
-        }
-        if let Some(limits) = &self.limits
-            && let Err(limited) = limits.check_peer(notes.and_then(|n| n.peer))
-        {
+        if let Err(limited) = note_route(req.extensions(), self.limits.as_deref()) {
             return Either::Left(ready(Ok(limited.into_response())));
         }
         Either::Right(self.inner.call(req))

@@ -1,7 +1,7 @@
 //! `POST /user/devices/totp`: a device gets an RFC 6238 secret, proven by an OTP, the password or
 //! the PIN (checked in that order), or by the after-login grant right after registration.
 
-use super::AppState;
+use super::Api;
 use super::auth::{AFTER_LOGIN_SCOPE, Authorized, DeviceTotpCreate};
 use super::error::{ApiError, JSON_API};
 use super::json_body::JsonBody;
@@ -10,7 +10,6 @@ use super::otp::offered;
 use crate::domain::DeviceId;
 use crate::domain::credential::{MAX_PASSWORD_BYTES, MAX_PIN_BYTES};
 use crate::service::devices::{AfterLogin, DeviceProof, IssuedTotp};
-use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -133,7 +132,7 @@ impl From<IssuedTotp> for DeviceTotpCreated {
     security(("bearer" = ["user:device-totps:create"]), ("bearer" = ["user:device-totps:create-after-login"]))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJsonApi,
     _: JsonApiContentType,
     Authorized(caller, ..): Authorized<DeviceTotpCreate>,

@@ -31,7 +31,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::get;
-pub use context::App;
+pub use context::{Api, App};
 use context::{OuterSettings, RouteLayer};
 use error::ApiError;
 use std::sync::Arc;
@@ -97,10 +97,11 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
     let doc = openapi::finish(doc.merge_from(admin_doc), settings.base_path)
         .to_json()
         .unwrap_or_default();
-    let api_layer = RouteLayer::api(Arc::clone(&state.limits));
-    let api = openapi::api_router(settings.base_path).route_layer(api_layer.clone());
+    // The API's handlers note their route and apply the per-address limit in their first
+    // extractor (`context::Api`); the admin API beside them does both in a route layer.
+    let api = openapi::api_router(settings.base_path);
     let api = if settings.serve_admin {
-        api.merge(admin.route_layer(api_layer))
+        api.merge(admin.route_layer(RouteLayer::limited(Arc::clone(&state.limits))))
     } else {
         api
     };

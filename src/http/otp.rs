@@ -1,6 +1,6 @@
 //! `POST /user/otp`: a PIN or password in, a one-time password out.
 
-use super::AppState;
+use super::Api;
 use super::auth::{Authorized, OtpCreate};
 use super::error::ApiError;
 use super::json_body::JsonBody;
@@ -9,7 +9,6 @@ use crate::domain::Attempt;
 use crate::domain::credential::{MAX_PASSWORD_BYTES, MAX_PIN_BYTES};
 use crate::service::otp::{IssuedOtp, Proof};
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -89,7 +88,7 @@ pub(super) fn offered(
     security(("bearer" = ["user:otp:create"]))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJson,
     _: JsonContentType,
     Authorized(caller, ..): Authorized<OtpCreate>,

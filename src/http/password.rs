@@ -3,7 +3,7 @@
 //! `POST /callbacks/password-reset` (the identity provider's reset asks otpd for the prove), and
 //! PACE `PUT /user/password/reset`, which names no user and is answered 501.
 
-use super::AppState;
+use super::Api;
 use super::auth::{Authorized, PasswordCreate, PasswordResetCallback};
 use super::error::{ApiError, JSON_API};
 use super::json_body::JsonBody;
@@ -12,7 +12,7 @@ use super::sendmail::mail_address;
 use crate::domain::LinkPurpose;
 use crate::domain::credential::MAX_PIN_BYTES;
 use crate::service::password_reset::CallbackOutcome;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
@@ -35,7 +35,7 @@ use utoipa::ToSchema;
     security(("bearer" = ["user:users.password:create"]))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    Api(state): Api,
     Authorized(caller, ..): Authorized<PasswordCreate>,
 ) -> Result<StatusCode, ApiError> {
     let to = mail_address(&caller)?;
@@ -59,7 +59,7 @@ pub async fn create(
     security(("bearer" = ["user:users.password:create"]))
 )]
 pub async fn reset_link(
-    State(state): State<AppState>,
+    Api(state): Api,
     Authorized(caller, ..): Authorized<PasswordCreate>,
 ) -> Result<StatusCode, ApiError> {
     let to = mail_address(&caller)?;
@@ -118,7 +118,7 @@ pub struct PasswordResetProve {
     security(("bearer" = ["user:callbacks:password-reset"]))
 )]
 pub async fn callback(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJsonLeniently,
     _: JsonOrJsonApiContentType,
     Authorized(caller, ..): Authorized<PasswordResetCallback>,
@@ -159,7 +159,7 @@ pub async fn callback(
     operation_id = "ResetPassword",
     responses((status = 501, description = "Not implemented: the request names no user.", body = super::openapi::ErrorDocument, content_type = "application/vnd.api+json"))
 )]
-pub async fn reset() -> ApiError {
+pub async fn reset(_: Api) -> ApiError {
     ApiError::NotImplemented(
         "This request names no user. Ask for a reset link (POST /user/password/reset-link) instead.",
     )

@@ -1,7 +1,7 @@
 //! The phone number (PACE CheckUserPhone, UpdateUserPhone, VerifyUserPhone): `GET /user/phone`,
 //! `PUT /user/phone` (JSON:API) and `PUT /user/phone/verify` (JSON). See docs/phone.md.
 
-use super::AppState;
+use super::Api;
 use super::auth::{Authorized, PhoneCheck, PhoneUpdate as PhoneUpdateScope};
 use super::error::ApiError;
 use super::json_body::JsonBody;
@@ -10,7 +10,6 @@ use super::phone_errors::PhoneError;
 use super::sendmail::mail_address;
 use crate::domain::PhoneNumber;
 use crate::service::{PhoneRefusal, PhoneStatus, PhoneUpdate};
-use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -49,7 +48,7 @@ pub(super) fn api_error(refusal: PhoneRefusal) -> ApiError {
     security(("bearer" = ["user:users.phone:check"]))
 )]
 pub async fn check(
-    State(state): State<AppState>,
+    Api(state): Api,
     Authorized(caller, ..): Authorized<PhoneCheck>,
 ) -> Result<StatusCode, ApiError> {
     match state.services.phone_status(&caller.subject).await? {
@@ -112,7 +111,7 @@ pub struct PhoneDocument {
     security(("bearer" = ["user:users.phone:update"]))
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJsonApi,
     _: JsonApiContentType,
     Authorized(caller, ..): Authorized<PhoneUpdateScope>,
@@ -156,7 +155,7 @@ pub struct VerifyPhoneRequest {
     security(("bearer" = ["user:users.phone:update"]))
 )]
 pub async fn verify(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJson,
     _: JsonContentType,
     Authorized(caller, ..): Authorized<PhoneUpdateScope>,

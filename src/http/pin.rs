@@ -1,15 +1,15 @@
 //! The PIN and password as resources: `PUT /user/pin` (JSON:API) and the checks whether a PIN or
 //! password is set, with an optional long poll.
 
-use super::AppState;
 use super::auth::{Authorized, PasswordCheck, PinCheck, PinUpdate};
 use super::error::ApiError;
 use super::json_body::JsonBody;
 use super::negotiate::{AcceptsJsonApi, AcceptsJsonLeniently, JsonApiContentType};
 use super::user::forbidden_on_bad_otp;
+use super::{Api, AppState};
 use crate::domain::Factor;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,7 @@ pub struct PinDocument {
     security(("bearer" = ["user:users.pin:update"]))
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJsonApi,
     _: JsonApiContentType,
     Authorized(caller, ..): Authorized<PinUpdate>,
@@ -159,7 +159,7 @@ async fn check(
     security(("bearer" = ["user:users.pin:check"]))
 )]
 pub async fn check_pin(
-    State(state): State<AppState>,
+    Api(state): Api,
     Authorized(caller, ..): Authorized<PinCheck>,
     query: RawPairs,
 ) -> Result<StatusCode, ApiError> {
@@ -179,7 +179,7 @@ pub async fn check_pin(
     security(("bearer" = ["user:users.password:check"]))
 )]
 pub async fn check_password(
-    State(state): State<AppState>,
+    Api(state): Api,
     Authorized(caller, ..): Authorized<PasswordCheck>,
     query: RawPairs,
 ) -> Result<StatusCode, ApiError> {
@@ -202,7 +202,7 @@ pub struct FactorsSetResponse {
     security(("bearer" = ["user:users.pin:check"]))
 )]
 pub async fn pin_or_password(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJsonLeniently,
     Authorized(caller, ..): Authorized<PinCheck>,
 ) -> Result<Json<FactorsSetResponse>, ApiError> {

@@ -1,10 +1,9 @@
 //! `POST /user/otp/sendmail`: mail an account OTP to the address in the caller's token.
 
-use super::AppState;
+use super::Api;
 use super::auth::{Authorized, Caller, OtpCreate};
 use super::error::ApiError;
 use crate::domain::EmailAddress;
-use axum::extract::State;
 use axum::http::StatusCode;
 
 /// The address in the caller's token that mail may go to (OTPs here, password links in
@@ -31,7 +30,7 @@ pub fn mail_address(caller: &Caller) -> Result<EmailAddress, ApiError> {
     security(("bearer" = ["user:otp:create"]))
 )]
 pub async fn send(
-    State(state): State<AppState>,
+    Api(state): Api,
     Authorized(caller, ..): Authorized<OtpCreate>,
 ) -> Result<StatusCode, ApiError> {
     let to = mail_address(&caller)?;

@@ -1,7 +1,7 @@
 //! `PUT /sessions/{sessionId}` (PACE UpdateSession): the identity provider's login flow creates a
 //! session and gets a login OTP, then reports it passed. See docs/sessions.md.
 
-use super::AppState;
+use super::Api;
 use super::auth::{Authorized, SessionUpdate};
 use super::error::ApiError;
 use super::json_body::JsonBody;
@@ -9,7 +9,7 @@ use super::negotiate::{AcceptsJson, JsonContentType};
 use super::otp::OtpCreated;
 use crate::domain::{SessionId, session_user};
 use crate::service::sessions::SessionAnswer;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -51,7 +51,7 @@ pub struct UpdateSessionRequest {
     security(("bearer" = ["user:sessions:update"]))
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJson,
     _: JsonContentType,
     _: Authorized<SessionUpdate>,

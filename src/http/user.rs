@@ -1,13 +1,12 @@
 //! `DELETE /user`: with a valid OTP, erase every credential record of the user.
 
-use super::AppState;
+use super::Api;
 use super::auth::{Authorized, UserDelete};
 use super::error::ApiError;
 use super::json_body::JsonBody;
 use super::negotiate::{AcceptsJson, JsonContentType};
 use crate::service::ServiceError;
 use crate::service::account::Erasure;
-use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -41,7 +40,7 @@ pub fn forbidden_on_bad_otp(e: ServiceError) -> ApiError {
     security(("bearer" = ["user:user:delete"]))
 )]
 pub async fn delete(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJson,
     _: JsonContentType,
     Authorized(caller, ..): Authorized<UserDelete>,

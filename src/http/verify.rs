@@ -1,13 +1,12 @@
 //! `POST /user/otp/verify`: a relying service redeems a user's OTP (account OTP, login OTP or
 //! device TOTP).
 
-use super::AppState;
+use super::Api;
 use super::auth::{Authorized, OtpVerify};
 use super::error::ApiError;
 use super::json_body::JsonBody;
 use super::negotiate::{AcceptsJson, JsonContentType};
 use crate::domain::OtpTypes;
-use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -78,7 +77,7 @@ fn otp_types(requested: Option<Vec<String>>) -> Result<OtpTypes, ApiError> {
     security(("bearer" = ["user:otp:verify"]))
 )]
 pub async fn verify(
-    State(state): State<AppState>,
+    Api(state): Api,
     _: AcceptsJson,
     _: JsonContentType,
     Authorized(caller, ..): Authorized<OtpVerify>,

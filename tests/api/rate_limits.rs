@@ -90,3 +90,55 @@ async fn a_flooding_address_gets_429_and_other_addresses_are_unaffected() {
     let res = tina_elsewhere.create_otp_with_pin("4378").await;
     assert_eq!(res.status(), 201);
 }
+
+/// Every operation of the API document applies the per-address limit before anything else of the
+/// request is looked at (without a token or a body: 429, not 401, 415 or 501), and counts the
+/// request under the operation's route template. Each handler does both in its first extractor
+/// (`otpd::http::Api`); a handler that does not fails here.
+#[tokio::test]
+async fn every_api_operation_is_limited_per_address_first_and_counted_under_its_route() {
+    let app = TestApp::builder()
+        .env("OTPD_RATE_LIMIT_PER_ADDRESS", "1/h")
+        .spawn()
+        .await;
+    let doc: serde_json::Value = app.get_root("/openapi.json").await.json().await.unwrap();
+    let client = reqwest::Client::new();
+    // The address's one request of the hour.
+    let first = client.get(app.url("/user/pin")).send().await.unwrap();
+    assert_ne!(first.status(), 429);
+    let mut operations = vec![];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path.starts_with("/admin/") {
+            continue;
+        }
+        for method in ["get", "put", "post", "delete"] {
+            if item.get(method).is_some() {
+                operations.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(operations.len() >= 17, "{operations:?}");
+    for (method, path) in &operations {
+        // `{sessionId}` and the like: any value reaches the operation.
+        let concrete: String = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let res = client
+            .request(method.parse().unwrap(), app.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429, "{method} {path}");
+        assert_error(res, 429, "rate-limited").await;
+    }
+    let metrics = app.metrics_text().await;
+    for (method, path) in &operations {
+        let series = format!(
+            "otpd_http_requests_total{{route=\"{}{path}\",method=\"{method}\",status=\"429\"}} 1",
+            app.base
+        );
+        assert!(metrics.contains(&series), "{series} missing");
+    }
+}
