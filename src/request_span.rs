@@ -208,6 +208,11 @@ impl Drop for MadeNow<'_> {
     }
 }
 
+/// `f` of the id of the request being polled, if one is.
+pub fn with_current_id<T>(f: impl FnOnce(&str) -> T) -> Option<T> {
+    CURRENT.try_with(|span| f(span.id())).ok()
+}
+
 /// `fut` in the span of the request being polled (made now if it was not), for a task the
 /// request spawns: its lines carry the request's id. Outside a request: in the current span.
 pub fn in_current_request<F: Future>(fut: F) -> tracing::instrument::Instrumented<F> {
@@ -373,6 +378,20 @@ mod tests {
             text.contains("request{request_id=spawner-3}:") && text.contains("mail not sent"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_id_of_the_request_being_polled_is_at_hand_inside_it_only() {
+        run("info", async {
+            assert_eq!(with_current_id(str::to_owned), None);
+            let span = RequestSpan::new("id-9".into());
+            let inside = in_request(span, async {
+                tokio::task::yield_now().await;
+                with_current_id(str::to_owned)
+            });
+            assert_eq!(inside.await.as_deref(), Some("id-9"));
+            assert_eq!(with_current_id(str::to_owned), None);
+        });
     }
 
     #[test]

@@ -491,7 +491,19 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = self {
             res.extensions_mut().insert(ErrorCause(Arc::new(cause)));
         }
-        res.extensions_mut().insert(body);
+        // Rendered here when the request's id is at hand (a handler's or an extractor's error,
+        // inside the request): without the trip through the response's extensions, a map and a
+        // box per error. Otherwise the outermost layer renders it (`context::finish_error`).
+        match crate::request_span::with_current_id(|id| render(&body, id)) {
+            Some(document) => {
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+                *res.body_mut() = axum::body::Body::from(document);
+            }
+            None => {
+                res.extensions_mut().insert(body);
+            }
+        }
         res
     }
 }
