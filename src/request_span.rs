@@ -246,7 +246,7 @@ impl<S: Subscriber> Layer<S> for LazySpans {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use crate::telemetry::tests::Lines;
     use std::sync::atomic::AtomicUsize;
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -260,19 +260,6 @@ mod tests {
         }
         fn on_close(&self, _: Id, _: LayerContext<'_, S>) {
             self.0.1.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
         }
     }
 
