@@ -17,7 +17,9 @@
 //! `tracing`'s macros find no subscriber.
 //!
 //! A span opened inside a request before anything was written in it (none is, at `info`) is not a
-//! child of the request span: its lines then name their own span only.
+//! child of the request span: its lines then name their own span only. A log filter with span
+//! directives (`[request]=debug`) must see the span before the first line, so with one the span is
+//! made when the request starts, as it is under a subscriber without [`LazySpans`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,11 +60,22 @@ impl RequestSpan {
     pub fn new(id: String) -> Arc<Self> {
         // Here, outside any dispatch, the span's callsite is registered the first time.
         let _ = metadata();
-        Arc::new(Self {
+        let span = Arc::new(Self {
             id,
             made: OnceLock::new(),
             entered_in_poll: AtomicBool::new(false),
-        })
+        });
+        // Made now unless the subscriber makes it when a line needs it (`LazySpans::default`,
+        // registered: a layer wrapped in an `Option` is never told its dispatch).
+        dispatcher::get_default(|dispatch| {
+            let lazy = dispatch
+                .downcast_ref::<LazySpans>()
+                .is_some_and(|layer| !layer.eager && layer.dispatch.get().is_some());
+            if !lazy {
+                span.made(dispatch);
+            }
+        });
+        span
     }
 
     pub fn id(&self) -> &str {
@@ -221,10 +234,25 @@ pub fn in_current_request<F: Future>(fut: F) -> tracing::instrument::Instrumente
 }
 
 /// The layer that makes the request span when a line is written in a request that has none yet.
-/// Installed before the layer that writes lines, which then finds the span entered.
+/// Installed before the layer that writes lines, which then finds the span entered. Without it (a
+/// subscriber of its own, say), or with [`LazySpans::eager`], every request's span is made when
+/// the request starts, as `tracing::Instrument` would.
 #[derive(Default)]
 pub struct LazySpans {
     dispatch: OnceLock<WeakDispatch>,
+    eager: bool,
+}
+
+impl LazySpans {
+    /// Every request span made when the request starts: for a filter that selects lines by the
+    /// spans they are in (`OTPD_LOG=info,[request]=debug`), which must see the span before the
+    /// request's first line to let it through.
+    pub fn eager() -> Self {
+        Self {
+            dispatch: OnceLock::new(),
+            eager: true,
+        }
+    }
 }
 
 impl<S: Subscriber> Layer<S> for LazySpans {
@@ -246,7 +274,7 @@ impl<S: Subscriber> Layer<S> for LazySpans {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::tests::Lines;
+    use crate::telemetry::tests::{Lines, one_subscriber_at_a_time};
     use std::sync::atomic::AtomicUsize;
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -266,16 +294,25 @@ mod tests {
     /// Runs `body` on a current-thread runtime under a subscriber like the binary's (text lines,
     /// `filter`); returns the lines and the spans made and closed.
     fn run(filter: &str, body: impl Future<Output = ()>) -> (String, usize, usize) {
+        let targets = filter.parse::<tracing_subscriber::filter::Targets>();
+        run_with(targets.unwrap(), LazySpans::default(), body)
+    }
+
+    /// `run` with any filter, and `lazy` as the layer (`Identity`: none).
+    fn run_with<F, L>(filter: F, lazy: L, body: impl Future<Output = ()>) -> (String, usize, usize)
+    where
+        F: Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+        L: Layer<tracing_subscriber::layer::Layered<F, tracing_subscriber::Registry>>
+            + Send
+            + Sync
+            + 'static,
+    {
         let lines = Lines::default();
         let sink = lines.clone();
         let spans = Spans::default();
         let subscriber = tracing_subscriber::registry()
-            .with(
-                filter
-                    .parse::<tracing_subscriber::filter::Targets>()
-                    .unwrap(),
-            )
-            .with(LazySpans::default())
+            .with(filter)
+            .with(lazy)
             .with(spans.clone())
             .with(
                 tracing_subscriber::fmt::layer()
@@ -286,6 +323,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        let _turn = one_subscriber_at_a_time();
         tracing::subscriber::with_default(subscriber, || runtime.block_on(body));
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         (
@@ -379,6 +417,43 @@ mod tests {
             assert_eq!(inside.await.as_deref(), Some("id-9"));
             assert_eq!(with_current_id(str::to_owned), None);
         });
+    }
+
+    #[test]
+    fn without_the_layer_or_for_span_directives_the_span_is_made_when_the_request_starts() {
+        let first_poll = |id: &'static str| async move {
+            in_request(RequestSpan::new(id.into()), async {
+                tracing::info!("first poll");
+            })
+            .await;
+            assert!(in_no_span());
+        };
+        // A subscriber of its own, without the layer: the first poll's line carries the id.
+        let targets = "info"
+            .parse::<tracing_subscriber::filter::Targets>()
+            .unwrap();
+        let none = tracing_subscriber::layer::Identity::new();
+        let (text, ..) = run_with(targets, none, first_poll("plain-1"));
+        assert!(
+            text.contains("request{request_id=plain-1}: ") && text.contains("first poll"),
+            "{text}"
+        );
+        // The layer in an `Option` is never told its dispatch: it could not make the span later.
+        let targets = "info"
+            .parse::<tracing_subscriber::filter::Targets>()
+            .unwrap();
+        let (text, ..) = run_with(targets, Some(LazySpans::default()), first_poll("opt-4"));
+        assert!(text.contains("request{request_id=opt-4}: "), "{text}");
+        // Eager (what `telemetry::init` picks for a filter with span directives, which decides a
+        // line by its spans before any layer sees it): made at the start, with nothing written.
+        let targets = "info"
+            .parse::<tracing_subscriber::filter::Targets>()
+            .unwrap();
+        let (text, made, closed) = run_with(targets, LazySpans::eager(), async {
+            in_request(RequestSpan::new("eager-2".into()), async {}).await;
+            assert!(in_no_span());
+        });
+        assert_eq!((text.as_str(), made, closed), ("", 1, 1));
     }
 
     #[test]

@@ -38,11 +38,16 @@ pub fn init(filter: &str, format: LogFormat) {
         // Colour codes only for a person at a terminal: in files and pipes they are noise, and
         // formatting them costs measurable CPU per request line (docs/benchmark.md).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    // `LazySpans` before the line writer: it makes a request's span when a line is written in it.
+    // `LazySpans` before the line writer: it makes a request's span when a line is written in it,
+    // or, for EnvFilter's span directives, when the request starts.
+    let spans = match env {
+        Some(_) => crate::request_span::LazySpans::eager(),
+        None => crate::request_span::LazySpans::default(),
+    };
     let filtered = tracing_subscriber::registry()
         .with(targets)
         .with(env)
-        .with(crate::request_span::LazySpans::default());
+        .with(spans);
     let _ = match format {
         LogFormat::Json => filtered
             .with(lines.json().flatten_event(true).with_current_span(true))
@@ -223,6 +228,7 @@ pub(crate) mod tests {
             .fmt_fields(super::EscapedFields)
             .finish();
         let long = "y".repeat(2 * super::MAX_SCRATCH);
+        let _turn = one_subscriber_at_a_time();
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", request_id = %"r1\u{1b}[2J");
             let _in = span.enter();
@@ -299,8 +305,18 @@ pub(crate) mod tests {
             .with_writer(move || sink.clone())
             .fmt_fields(fields)
             .finish();
+        let _turn = one_subscriber_at_a_time();
         tracing::subscriber::with_default(subscriber, emit);
         String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Tests that install a subscriber of their own take turns (also `request_span`'s):
+    /// `tracing` caches per call site whether its lines are on, for all subscribers at once, and
+    /// subscribers made at the same time on other threads can leave a call site with the wrong
+    /// answer (seen: a debug line dropped under a filter that lets it through).
+    pub(crate) fn one_subscriber_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        TURN.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Lines written by a test's subscriber (also `request_span`'s tests).
