@@ -274,7 +274,7 @@ impl<S: Subscriber> Layer<S> for LazySpans {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::tests::{Lines, one_subscriber_at_a_time};
+    use crate::telemetry::tests::Lines;
     use std::sync::atomic::AtomicUsize;
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -323,7 +323,6 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let _turn = one_subscriber_at_a_time();
         tracing::subscriber::with_default(subscriber, || runtime.block_on(body));
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         (

@@ -228,7 +228,6 @@ pub(crate) mod tests {
             .fmt_fields(super::EscapedFields)
             .finish();
         let long = "y".repeat(2 * super::MAX_SCRATCH);
-        let _turn = one_subscriber_at_a_time();
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", request_id = %"r1\u{1b}[2J");
             let _in = span.enter();
@@ -305,18 +304,8 @@ pub(crate) mod tests {
             .with_writer(move || sink.clone())
             .fmt_fields(fields)
             .finish();
-        let _turn = one_subscriber_at_a_time();
         tracing::subscriber::with_default(subscriber, emit);
         String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
-    }
-
-    /// Tests that install a subscriber of their own take turns (also `request_span`'s):
-    /// `tracing` caches per call site whether its lines are on, for all subscribers at once, and
-    /// subscribers made at the same time on other threads can leave a call site with the wrong
-    /// answer (seen: a debug line dropped under a filter that lets it through).
-    pub(crate) fn one_subscriber_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        TURN.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Lines written by a test's subscriber (also `request_span`'s tests).

@@ -38,18 +38,13 @@ const AXUM_BODY_LIMIT: usize = 2 * 1024 * 1024;
 const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// The id of one request: the caller's `Request-Id` if it is sane, otherwise a fresh xid.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
-impl RequestId {
-    fn from_request(req: &Request) -> Self {
-        let incoming = req
-            .headers()
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| is_sane_request_id(v));
-        Self(incoming.map_or_else(|| xid::new().to_string(), str::to_owned))
-    }
+fn request_id(req: &Request) -> String {
+    let incoming = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_sane_request_id(v));
+    incoming.map_or_else(|| xid::new().to_string(), str::to_owned)
 }
 
 /// Ids end up in logs and headers: only short, plain tokens are taken over from clients.
@@ -187,7 +182,7 @@ where
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
-    let span = RequestSpan::new(RequestId::from_request(&req).0);
+    let span = RequestSpan::new(request_id(&req));
     let notes = Arc::new(RequestNotes {
         span: Arc::clone(&span),
         body_limit: settings.max_body_bytes.unwrap_or(AXUM_BODY_LIMIT),

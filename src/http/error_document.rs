@@ -81,7 +81,7 @@ pub fn render(body: &ErrorBody, request_id: &str) -> Vec<u8> {
 
 /// The document around its id: `{"errors":[{"id":` id `,` tail `]}`.
 fn with_id(request_id: &str, tail: &[u8]) -> Vec<u8> {
-    // Exactly the length of the document (ids need no escaping, `RequestId`): a `Vec` that is
+    // Exactly the length of the document (ids need no escaping, `context::request_id`): a `Vec` that is
     // full becomes the body's `Bytes` as it is, where one with room to spare costs an allocation.
     let mut out =
         Vec::with_capacity(HEAD.len() + request_id.len() + 2 + 1 + tail.len() + TAIL.len());

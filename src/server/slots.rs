@@ -448,6 +448,48 @@ mod tests {
         }
     }
 
+    /// A request that ends while a newcomer waits for a slot wakes it, however the two interleave
+    /// (`Freed`): the newcomer counts itself before it looks at the connection, and the request's
+    /// end reads the count after it marked the connection idle. Each round the end runs on another
+    /// thread, released together with the newcomer's look.
+    #[test]
+    fn a_request_ending_while_a_newcomer_looks_always_wakes_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let slots = Slots::new(limits(1, None));
+        let slot = admitted(slots.admit(ip(1)));
+        let mut saw_busy = 0;
+        for _ in 0..2000 {
+            let (_, in_flight) = slot.connection.request_started();
+            let start = Arc::new(std::sync::Barrier::new(2));
+            let ends = std::thread::spawn({
+                let start = Arc::clone(&start);
+                move || {
+                    start.wait();
+                    drop(in_flight);
+                }
+            });
+            start.wait();
+            let freed = slots.freed();
+            if slot.connection.activity().in_flight > 0 {
+                saw_busy += 1;
+                let woken = runtime
+                    .block_on(async { tokio::time::timeout(Duration::from_secs(5), freed).await });
+                assert!(
+                    woken.is_ok(),
+                    "a newcomer that saw the request was not woken by its end"
+                );
+            }
+            ends.join().unwrap();
+        }
+        assert!(
+            saw_busy > 0,
+            "the newcomer never looked before the request ended"
+        );
+    }
+
     #[test]
     fn an_address_holds_at_most_its_share() {
         let slots = Slots::new(limits(10, Some(2)));

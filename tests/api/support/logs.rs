@@ -59,8 +59,8 @@ pub(crate) fn init_logging() {
     ONCE.get_or_init(|| {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        // As the binary composes it (`telemetry::init`): `LazySpans` makes a request's span
-        // when a line is written in it, before the line writer runs.
+        // As the binary composes it for a plain filter (`telemetry::init`): `LazySpans`, before
+        // the line writer, makes a request's span when a line is written in it.
         let _ = tracing_subscriber::registry()
             .with(tracing_subscriber::EnvFilter::new("debug"))
             .with(otpd::request_span::LazySpans::default())
