@@ -1,11 +1,14 @@
 //! The outermost layer: gives every request an id, refuses a declared oversize body, applies the
 //! request deadline, catches panics, finishes every error into a JSON:API body that carries that
 //! id, counts the request and writes its one log line (for 4xx answers up to a quota,
-//! [`RejectedLines`]). All of it is [`App`], which calls the router itself, and one layer per
-//! route, [`RouteLayer`], which notes the route and applies the per-address limit; neither is a
-//! `from_fn` layer, which clones and boxes the service inside it on every request, a cost a cheap
-//! rejection pays for (docs/benchmark.md).
+//! [`RejectedLines`]). All of it is [`App`], which calls the API's own table (`dispatch.rs`, which
+//! notes the route) or else the router itself; the API handlers' first extractor, [`Api`], applies
+//! the per-address limit (and notes the route where the router found it), and one layer per route
+//! outside the API, [`RouteLayer`], does both there. None of them is a `from_fn` layer, which
+//! clones and boxes the service inside it on every request, a cost a cheap rejection pays for
+//! (docs/benchmark.md).
 
+use super::dispatch::ApiTable;
 use super::error::{self, ApiError, ErrorBody, ErrorCause, JSON_API};
 use super::rate_limit::{RateLimiters, RateQuota, governor_quota};
 use super::{AppState, deadline, json_body};
@@ -18,7 +21,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
-use futures_util::future::{Either, Ready, ready};
+use futures_util::future::{Either, Ready, lazy, ready};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,10 +67,29 @@ pub struct RequestNotes {
     /// The most body bytes read ([`OuterSettings::max_body_bytes`], else axum's default limit):
     /// [`super::json_body::JsonBody`] applies it while reading.
     pub body_limit: usize,
-    pub route: OnceLock<MatchedPath>,
+    pub route: OnceLock<RouteTemplate>,
     pub client_id: OnceLock<String>,
     /// The client's address (`None` for a request that did not come over the network).
     pub peer: Option<SocketAddr>,
+}
+
+/// The route a request matched, as it was registered (never the raw path, which may carry ids):
+/// its label in logs and metrics.
+#[derive(Debug)]
+pub enum RouteTemplate {
+    /// Found by the API's own table (`dispatch.rs`).
+    Api(Arc<str>),
+    /// Found by axum's router.
+    Axum(MatchedPath),
+}
+
+impl RouteTemplate {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Api(template) => template,
+            Self::Axum(path) => path.as_str(),
+        }
+    }
 }
 
 /// What the outermost layer applies to every request of one listener.
@@ -135,12 +157,14 @@ impl RejectedLines {
     }
 }
 
-/// One listener's whole HTTP service: [`request_context`] around its router, called directly. As
-/// a `from_fn` layer it would be applied to every route (axum layers routes, not the router) and
-/// would clone and box the route's service and future on every request; here it costs neither,
-/// and a panic anywhere below is caught once, around the router.
+/// One listener's whole HTTP service: [`request_context`] around the API's own table and the
+/// router, called directly. As a `from_fn` layer it would be applied to every route (axum layers
+/// routes, not the router) and would clone and box the route's service and future on every
+/// request; here it costs neither, and a panic anywhere below is caught once, around the routing.
 #[derive(Clone)]
 pub struct App {
+    /// The API's operations it answers before the router (`dispatch.rs`).
+    api: Option<Arc<ApiTable>>,
     router: Router,
     outer: Arc<OuterSettings>,
 }
@@ -148,29 +172,48 @@ pub struct App {
 impl App {
     pub fn new(router: Router, outer: OuterSettings) -> Self {
         Self {
+            api: None,
             router,
             outer: Arc::new(outer),
         }
     }
 
+    /// Requests for `table`'s operations go to their handlers directly, the rest to the router.
+    pub fn with_api_table(self, table: ApiTable) -> Self {
+        Self {
+            api: Some(Arc::new(table)),
+            ..self
+        }
+    }
+
     /// Answers `req`, which came from `peer`.
     pub async fn call(self, req: Request, peer: Option<SocketAddr>) -> Response {
-        let Self { router, outer } = self;
-        request_context(&outer, req, peer, |req| async move {
+        let Self { api, router, outer } = self;
+        request_context(&outer, req, peer, |req, notes| {
+            let routed = match api.as_deref().and_then(|table| table.find(&req)) {
+                Some(found) => {
+                    let _ = notes
+                        .route
+                        .set(RouteTemplate::Api(Arc::clone(found.template())));
+                    Either::Left(found.call(req))
+                }
+                None => Either::Right(router.oneshot(req).map(|routed| match routed {
+                    Ok(res) => res,
+                    Err(never) => match never {},
+                })),
+            };
             // A handler that panics answers 500 (rendered by `finish_error`, nothing of the
             // panic in the body); the panic message goes to the panic hook, as before.
-            let routed = AssertUnwindSafe(router.oneshot(req)).catch_unwind().await;
-            match routed {
-                Ok(Ok(res)) => res,
-                Ok(Err(never)) => match never {},
-                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            }
+            AssertUnwindSafe(routed).catch_unwind().map(|caught| {
+                caught.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            })
         })
         .await
     }
 }
 
-/// The outermost work on every request (module doc); `route` runs the router.
+/// The outermost work on every request (module doc); `route` finds the request's handler (noting
+/// its route if it can) and gives the future that answers it.
 async fn request_context<F, Fut>(
     settings: &OuterSettings,
     mut req: Request,
@@ -178,7 +221,7 @@ async fn request_context<F, Fut>(
     route: F,
 ) -> Response
 where
-    F: FnOnce(Request) -> Fut,
+    F: FnOnce(Request, &RequestNotes) -> Fut,
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
@@ -199,13 +242,13 @@ where
     let budget = deadline::budget(settings.request_timeout, &req);
     // Routed only if not oversize; a request past its deadline is dropped with the rest of this
     // function. Its span is made only if a line is written in it (`request_span`).
-    let mut routed = pin!(request_span::in_request(span, async move {
-        if oversize {
-            ApiError::PayloadTooLarge.into_response()
-        } else {
-            route(req).await
-        }
-    }));
+    let routed = if oversize {
+        // Rendered in the request's poll, where its id is at hand.
+        Either::Left(lazy(|_| ApiError::PayloadTooLarge.into_response()))
+    } else {
+        Either::Right(route(req, &notes))
+    };
+    let mut routed = pin!(request_span::in_request(span, routed));
     // A cheap rejection is answered on its first poll: the deadline's timer (a registration in
     // the runtime's timer wheel and its removal) is only set up for a request that waits.
     let first = std::future::poll_fn(|cx| Poll::Ready(routed.as_mut().poll(cx))).await;
@@ -225,7 +268,7 @@ where
         res.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     let status = res.status().as_u16();
-    let matched = notes.route.get().map(MatchedPath::as_str);
+    let matched = notes.route.get().map(RouteTemplate::as_str);
     let route = matched.unwrap_or("(unmatched)");
     let client_id = notes.client_id.get().map_or("", String::as_str);
     let latency = started.elapsed();
@@ -269,7 +312,7 @@ fn note_route(
 ) -> Result<(), ApiError> {
     let notes = extensions.get::<Arc<RequestNotes>>();
     if let (Some(path), Some(notes)) = (extensions.get::<MatchedPath>(), notes) {
-        let _ = notes.route.set(path.clone());
+        let _ = notes.route.set(RouteTemplate::Axum(path.clone()));
     }
     match limits {
         Some(limits) => limits.check_peer(notes.and_then(|n| n.peer)),

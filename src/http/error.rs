@@ -5,6 +5,7 @@
 //! rejections, 405, the body limit, a caught panic) are rewritten there too, so every error a client
 //! sees has the same shape.
 
+use super::negotiate::APPLICATION_JSON;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -281,12 +282,12 @@ impl ApiError {
             ApiError::NotAcceptable(offered) => (
                 "not-acceptable",
                 "Not acceptable",
-                format!("This endpoint answers with {offered}; the Accept header does not allow it.").into(),
+                not_acceptable_detail(offered),
             ),
             ApiError::UnsupportedMediaType(expected) => (
                 "unsupported-media-type",
                 "Unsupported media type",
-                format!("Send the request body as {expected}.").into(),
+                unsupported_media_type_detail(expected),
             ),
             ApiError::NotFound => ("not-found", "Not found", "No such resource.".into()),
             ApiError::DeviceNotFound => (
@@ -430,6 +431,32 @@ impl ApiError {
     }
 }
 
+/// The detail of a 406: static text for the media types otpd answers with, so that its document
+/// is rendered once and kept (`error_document::render`) as for the other cheap rejections.
+fn not_acceptable_detail(offered: &'static str) -> Cow<'static, str> {
+    match offered {
+        APPLICATION_JSON => {
+            "This endpoint answers with application/json; the Accept header does not allow it.".into()
+        }
+        JSON_API => {
+            "This endpoint answers with application/vnd.api+json; the Accept header does not allow it."
+                .into()
+        }
+        other => {
+            format!("This endpoint answers with {other}; the Accept header does not allow it.").into()
+        }
+    }
+}
+
+/// The detail of a 415, static for the media types otpd reads (as [`not_acceptable_detail`]).
+fn unsupported_media_type_detail(expected: &'static str) -> Cow<'static, str> {
+    match expected {
+        APPLICATION_JSON => "Send the request body as application/json.".into(),
+        JSON_API => "Send the request body as application/vnd.api+json.".into(),
+        other => format!("Send the request body as {other}.").into(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.body();
@@ -505,5 +532,29 @@ impl IntoResponse for ApiError {
             }
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_type_errors_have_static_details_that_say_what_the_format_says() {
+        for media in [APPLICATION_JSON, JSON_API] {
+            let detail = not_acceptable_detail(media);
+            assert!(matches!(detail, Cow::Borrowed(_)), "{media}");
+            assert_eq!(
+                detail,
+                format!("This endpoint answers with {media}; the Accept header does not allow it.")
+            );
+            let detail = unsupported_media_type_detail(media);
+            assert!(matches!(detail, Cow::Borrowed(_)), "{media}");
+            assert_eq!(detail, format!("Send the request body as {media}."));
+        }
+        assert_eq!(
+            unsupported_media_type_detail("text/csv"),
+            "Send the request body as text/csv."
+        );
     }
 }

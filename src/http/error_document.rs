@@ -86,14 +86,24 @@ fn with_id(request_id: &str, tail: &[u8]) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(HEAD.len() + request_id.len() + 2 + 1 + tail.len() + TAIL.len());
     out.extend_from_slice(HEAD);
-    // Ids are plain tokens (see `http::context`), but are written by serde_json all the same.
-    if serde_json::to_writer(&mut out, request_id).is_err() {
+    // Ids are plain tokens (`context::request_id`) that JSON takes as they are; anything else
+    // would be escaped by serde_json.
+    if request_id.bytes().all(is_plain) {
+        out.push(b'"');
+        out.extend_from_slice(request_id.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut out, request_id).is_err() {
         out.extend_from_slice(br#""""#);
     }
     out.push(b',');
     out.extend_from_slice(tail);
     out.extend_from_slice(TAIL);
     out
+}
+
+/// A byte JSON writes in a string as it is: printable ASCII other than `"` and `\\`.
+fn is_plain(b: u8) -> bool {
+    (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\'
 }
 
 const HEAD: &[u8] = br#"{"errors":[{"id":"#;
@@ -191,7 +201,7 @@ mod tests {
         let mut owned = for_status(StatusCode::BAD_REQUEST);
         owned.detail = Cow::Owned(format!("Field {} is \"odd\".", 3));
         owned.source = Some(ErrorSource::Pointer("/data/x".into()));
-        for id in ["a", "quote\"d"] {
+        for id in ["a", "quote\"d", "back\\slash", "tab\there", "é"] {
             let parsed: serde_json::Value = serde_json::from_slice(&render(&owned, id)).unwrap();
             assert_eq!(parsed, whole(&owned, id));
         }

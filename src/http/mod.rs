@@ -6,6 +6,7 @@ pub mod auth;
 pub mod context;
 pub mod deadline;
 pub mod devices;
+pub mod dispatch;
 pub mod error;
 mod error_document;
 pub mod health;
@@ -98,8 +99,12 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
         .to_json()
         .unwrap_or_default();
     // The API's handlers note their route and apply the per-address limit in their first
-    // extractor (`context::Api`); the admin API beside them does both in a route layer.
-    let api = openapi::api_router(settings.base_path);
+    // extractor (`context::Api`); the admin API beside them does both in a route layer. Most of
+    // the API's requests are dispatched by its own table (`dispatch.rs`) before axum's router,
+    // which still holds every route for the rest.
+    let operations = openapi::operations();
+    let table = dispatch::ApiTable::new(state.clone(), settings.base_path, &operations);
+    let api = openapi::api_router(settings.base_path, &operations);
     let api = if settings.serve_admin {
         api.merge(admin.route_layer(RouteLayer::limited(Arc::clone(&state.limits))))
     } else {
@@ -132,6 +137,7 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
             rejected_lines: context::RejectedLines::new(settings.rejected_lines),
         },
     )
+    .with_api_table(table)
 }
 
 /// The admin listener's router: health and metrics, and the admin API where configured.

@@ -3,14 +3,16 @@
 //! JSON:API error responses of each operation and the bearer-token scheme.
 
 use super::error::JSON_API;
-use super::{AppState, devices, otp, password, phone, pin, sendmail, sessions, user, verify};
+use super::{
+    AppState, devices, dispatch, otp, password, phone, pin, sendmail, sessions, user, verify,
+};
 use axum::Router;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa::{OpenApi as _, ToSchema};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 #[derive(utoipa::OpenApi)]
@@ -66,16 +68,17 @@ pub struct ErrorSourceObject {
 pub fn api_routes() -> OpenApiRouter<AppState> {
     operations().into_iter().fold(
         OpenApiRouter::with_openapi(ApiDoc::openapi()),
-        OpenApiRouter::routes,
+        |router, operation| router.routes(operation.docs),
     )
 }
 
 /// The API's routes with `base_path` in front of every path. Each is registered at its full path
 /// rather than nested under the base path: a nested router rewrites every request's URI to strip
 /// the prefix, which even a cheap rejection paid for (docs/benchmark.md).
-pub fn api_router(base_path: &str) -> Router<AppState> {
+pub fn api_router(base_path: &str, operations: &[dispatch::Operation]) -> Router<AppState> {
     let mut router = Router::new();
-    for (_, paths, method_router) in operations() {
+    for operation in operations {
+        let (_, paths, method_router) = &operation.docs;
         for path in paths.paths.keys() {
             router = router.route(&format!("{base_path}{path}"), method_router.clone());
         }
@@ -83,23 +86,34 @@ pub fn api_router(base_path: &str) -> Router<AppState> {
     router
 }
 
+/// One operation per handler: its `utoipa::path` documentation and route, and the handler itself
+/// for the API's own dispatch (`dispatch.rs`).
+macro_rules! operations {
+    ($($module:ident :: $handler:ident),* $(,)?) => {
+        vec![$(dispatch::Operation::new(routes!($module::$handler), $module::$handler)),*]
+    };
+}
+
 /// The API's operations, with the paths and schemas their `utoipa::path` attributes document.
-fn operations() -> [UtoipaMethodRouter<AppState>; 14] {
-    [
-        routes!(otp::create),
-        routes!(verify::verify),
-        routes!(sendmail::send),
-        routes!(pin::update, pin::check_pin),
-        routes!(pin::check_password, password::create),
-        routes!(password::reset_link),
-        routes!(password::callback),
-        routes!(password::reset),
-        routes!(pin::pin_or_password),
-        routes!(devices::create),
-        routes!(user::delete),
-        routes!(sessions::update),
-        routes!(phone::check, phone::update),
-        routes!(phone::verify),
+pub fn operations() -> Vec<dispatch::Operation> {
+    operations![
+        otp::create,
+        verify::verify,
+        sendmail::send,
+        pin::update,
+        pin::check_pin,
+        pin::check_password,
+        password::create,
+        password::reset_link,
+        password::callback,
+        password::reset,
+        pin::pin_or_password,
+        devices::create,
+        user::delete,
+        sessions::update,
+        phone::check,
+        phone::update,
+        phone::verify,
     ]
 }
 

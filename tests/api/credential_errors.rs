@@ -73,3 +73,27 @@ async fn methods_a_route_does_not_have_are_405_with_allow() {
         assert_error(res, 405, "method-not-allowed").await;
     }
 }
+
+/// HEAD is not in the API's own dispatch table (`http::dispatch`): axum's router answers it as
+/// the GET without its body, as before the table.
+#[tokio::test]
+async fn head_on_a_get_operation_is_the_get_without_its_body() {
+    let app = TestApp::spawn().await;
+    let user = app.as_user("eve");
+    let get = user
+        .request(Method::GET, "/user/pin-or-password")
+        .send()
+        .await;
+    let head = user
+        .request(Method::HEAD, "/user/pin-or-password")
+        .send()
+        .await;
+    assert_eq!(get.status(), 200);
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-type"],
+        get.headers()["content-type"]
+    );
+    assert!(!get.text().await.unwrap().is_empty());
+    assert!(head.text().await.unwrap().is_empty());
+}
