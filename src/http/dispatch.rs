@@ -1,8 +1,9 @@
 //! The API's operations, dispatched by exact path and method to their handlers in front of axum's
 //! router. axum's router costs every request a route lookup, two extensions (`MatchedPath` and
 //! `UrlParams`, a box each), a clone of the route's boxed service and a second box for its
-//! future, and a clone of the handler's service: a fifth of a cheap rejection's work
-//! (docs/benchmark.md). The table here costs a hash lookup, and calls the handler as axum would
+//! future, and a clone of the handler's service: an eighth of a 401's instructions
+//! (docs/benchmark.md, "The night round"). Operations never get route layers: a layer would be
+//! skipped here. The table here costs a hash lookup, and calls the handler as axum would
 //! (`Handler::call`, the same extractors, the same boxed future).
 //!
 //! It holds only what it can answer exactly as axum does: an operation's path without parameters
