@@ -92,7 +92,8 @@ pub struct RouterSettings<'a> {
 }
 
 pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
-    let doc = openapi::api_routes().into_openapi();
+    let operations = openapi::operations();
+    let doc = openapi::api_routes(&operations).into_openapi();
     let (admin, admin_doc) = admin::routes().split_for_parts();
     // The document describes the admin API wherever it is served (its paths say so).
     let doc = openapi::finish(doc.merge_from(admin_doc), settings.base_path)
@@ -102,7 +103,6 @@ pub fn router(state: AppState, settings: RouterSettings<'_>) -> App {
     // extractor (`context::Api`); the admin API beside them does both in a route layer. Most of
     // the API's requests are dispatched by its own table (`dispatch.rs`) before axum's router,
     // which still holds every route for the rest.
-    let operations = openapi::operations();
     let table = dispatch::ApiTable::new(state.clone(), settings.base_path, &operations);
     let api = openapi::api_router(settings.base_path, &operations);
     let api = if settings.serve_admin {

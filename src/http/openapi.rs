@@ -64,11 +64,11 @@ pub struct ErrorSourceObject {
     parameter: Option<String>,
 }
 
-/// The API routes with their documentation, before state and base path are applied.
-pub fn api_routes() -> OpenApiRouter<AppState> {
-    operations().into_iter().fold(
+/// The operations' routes with their documentation, before state and base path are applied.
+pub fn api_routes(operations: &[dispatch::Operation]) -> OpenApiRouter<AppState> {
+    operations.iter().fold(
         OpenApiRouter::with_openapi(ApiDoc::openapi()),
-        |router, operation| router.routes(operation.docs),
+        |router, operation| router.routes(operation.docs.clone()),
     )
 }
 
@@ -283,7 +283,10 @@ pub fn finish(mut api: OpenApi, base_path: &str) -> OpenApi {
 /// admin API.
 pub fn document(base_path: &str) -> OpenApi {
     let admin = super::admin::routes().into_openapi();
-    finish(api_routes().into_openapi().merge_from(admin), base_path)
+    finish(
+        api_routes(&operations()).into_openapi().merge_from(admin),
+        base_path,
+    )
 }
 
 pub fn document_json(base_path: &str) -> String {
